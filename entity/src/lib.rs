@@ -1,0 +1,10 @@
+//! Database entities of RyzeIntegrations (sea-orm models).
+//!
+//! Plain data only: no queries live here. Every query is built in the service crate's `store` module.
+
+pub mod integration;
+
+pub mod prelude {
+    //! The entities under their table names.
+    pub use super::integration::Entity as Integration;
+}

@@ -1,0 +1,14 @@
+//! Schema migrations, run by the service at startup (and by `cargo run -p migration -- up|status|…`).
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261121_000001_create_integrations;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261121_000001_create_integrations::Migration)]
+    }
+}

@@ -1,0 +1,175 @@
+//! The typed Chatwoot client over awc.
+//!
+//! One `ChatwootClient` per account and token; it is cheap to build (awc's `Client` is shared per thread).
+//! Every call goes through [`ChatwootClient::call`], which applies the timeout, reads the body with a size
+//! limit, records metrics and turns non-success answers into [`ChatwootError`].
+
+use std::time::{Duration, Instant};
+
+use awc::http::Method;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::dto::{ApiChannel, ApiInfo, CreateInbox, Inbox, InboxList, Profile, UpdateApiChannel, UpdateInbox};
+use super::error::{ChatwootError, error_text};
+use crate::secret::Secret;
+use crate::telemetry::Metrics;
+
+/// Largest Chatwoot answer the bridge reads (inbox lists of big accounts stay well under this).
+const MAX_BODY: usize = 8 * 1024 * 1024;
+
+/// Which Chatwoot, which account, which token.
+#[derive(Debug, Clone)]
+pub struct ChatwootTarget {
+    /// Base URL without trailing slash.
+    pub base_url: String,
+    pub account_id: i64,
+    pub token: Secret,
+}
+
+#[derive(Clone)]
+pub struct ChatwootClient {
+    http: awc::Client,
+    target: ChatwootTarget,
+    timeout: Duration,
+    deadline: Option<Instant>,
+    metrics: Metrics,
+}
+
+impl ChatwootClient {
+    pub fn new(http: awc::Client, target: ChatwootTarget, timeout: Duration, metrics: Metrics) -> Self {
+        Self { http, target, timeout, deadline: None, metrics }
+    }
+
+    /// Bounds every later call so that all of them together end by `deadline` (an activation must answer
+    /// within its budget however slow Chatwoot is).
+    pub fn with_deadline(mut self, deadline: Option<Instant>) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
+    pub fn target(&self) -> &ChatwootTarget {
+        &self.target
+    }
+
+    /// `GET /api`: version and service health (no authentication).
+    pub async fn api_info(&self) -> Result<ApiInfo, ChatwootError> {
+        self.call::<(), _>("api_info", Method::GET, "/api".to_owned(), None).await
+    }
+
+    /// `GET /api/v1/profile`: who the token belongs to, and its role on each account.
+    pub async fn profile(&self) -> Result<Profile, ChatwootError> {
+        self.call::<(), _>("profile", Method::GET, "/api/v1/profile".to_owned(), None).await
+    }
+
+    pub async fn list_inboxes(&self) -> Result<Vec<Inbox>, ChatwootError> {
+        let list: InboxList = self.call::<(), _>("list_inboxes", Method::GET, self.account_path("/inboxes"), None).await?;
+        Ok(list.payload)
+    }
+
+    pub async fn get_inbox(&self, inbox_id: i64) -> Result<Inbox, ChatwootError> {
+        self.call::<(), _>("get_inbox", Method::GET, self.account_path(&format!("/inboxes/{inbox_id}")), None).await
+    }
+
+    /// Creates an API-channel inbox whose webhook goes to `webhook_url`.
+    pub async fn create_inbox(&self, name: &str, webhook_url: &str) -> Result<Inbox, ChatwootError> {
+        let body = CreateInbox {
+            name,
+            greeting_enabled: false,
+            enable_auto_assignment: true,
+            channel: ApiChannel { kind: "api", webhook_url, hmac_mandatory: false },
+        };
+        self.call("create_inbox", Method::POST, self.account_path("/inboxes"), Some(&body)).await
+    }
+
+    /// Renames an inbox and points its webhook at `webhook_url`.
+    pub async fn update_inbox(&self, inbox_id: i64, name: &str, webhook_url: &str) -> Result<Inbox, ChatwootError> {
+        let body = UpdateInbox { name, channel: UpdateApiChannel { webhook_url } };
+        self.call("update_inbox", Method::PATCH, self.account_path(&format!("/inboxes/{inbox_id}")), Some(&body)).await
+    }
+
+    /// Deletes an inbox (Chatwoot removes it asynchronously).
+    pub async fn delete_inbox(&self, inbox_id: i64) -> Result<(), ChatwootError> {
+        let _: serde_json::Value = self
+            .call::<(), _>("delete_inbox", Method::DELETE, self.account_path(&format!("/inboxes/{inbox_id}")), None)
+            .await?;
+        Ok(())
+    }
+
+    fn account_path(&self, rest: &str) -> String {
+        format!("/api/v1/accounts/{}{rest}", self.target.account_id)
+    }
+
+    async fn call<B: Serialize, T: DeserializeOwned>(
+        &self,
+        operation: &'static str,
+        method: Method,
+        path: String,
+        body: Option<&B>,
+    ) -> Result<T, ChatwootError> {
+        let started = Instant::now();
+        let result = self.exchange(method, &path, body).await;
+        let outcome = match &result {
+            Ok(_) => "ok".to_owned(),
+            Err(ChatwootError::Transport { .. }) => "transport_error".to_owned(),
+            Err(e) => e.upstream_status().map_or_else(|| "error".to_owned(), |s| s.to_string()),
+        };
+        self.metrics.observe_call("chatwoot", operation, &outcome, started.elapsed());
+        let (status, bytes) = result?;
+        serde_json::from_slice(&bytes).map_err(|e| ChatwootError::Unexpected {
+            status,
+            detail: format!("not Chatwoot's JSON ({e}); is {} a Chatwoot URL?", self.target.base_url),
+        })
+    }
+
+    async fn exchange<B: Serialize>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<(u16, bytes::Bytes), ChatwootError> {
+        let timeout = match self.deadline {
+            None => self.timeout,
+            Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
+                Some(left) if !left.is_zero() => left.min(self.timeout),
+                _ => return Err(ChatwootError::Transport { detail: "gave up: the time budget for this request is used up".into() }),
+            },
+        };
+        let url = format!("{}{path}", self.target.base_url);
+        let request = self
+            .http
+            .request(method, &url)
+            .insert_header(("api_access_token", self.target.token.expose()))
+            .insert_header(("accept", "application/json"))
+            .timeout(timeout);
+        let sent = match body {
+            Some(body) => request.send_json(body).await,
+            None => request.send().await,
+        };
+        let mut response = sent.map_err(|e| ChatwootError::Transport { detail: transport_detail(&e, timeout) })?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let bytes = response
+            .body()
+            .limit(MAX_BODY)
+            .await
+            .map_err(|e| ChatwootError::Transport { detail: format!("reading Chatwoot's answer failed: {e}") })?;
+        if (200..300).contains(&status) {
+            Ok((status, bytes))
+        } else {
+            Err(ChatwootError::Status { status, message: error_text(&bytes), retry_after })
+        }
+    }
+}
+
+fn transport_detail(error: &awc::error::SendRequestError, timeout: Duration) -> String {
+    match error {
+        awc::error::SendRequestError::Timeout => format!("timed out after {} ms", timeout.as_millis()),
+        other => other.to_string(),
+    }
+}

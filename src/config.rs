@@ -1,0 +1,334 @@
+//! Operator configuration: one documented struct, read from the environment once at startup.
+//!
+//! [`Settings::from_env`] validates every variable and fails with one line naming the variable. Missing
+//! secrets (`BRIDGE_TOKEN`, `BRIDGE_ENCRYPTION_KEY`) are generated on first start and kept in the data dir
+//! with mode 0600, so the embedded default needs no configuration at all.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::crypto::EncryptionKey;
+use crate::secret::Secret;
+
+const TOKEN_FILE: &str = "bridge.token";
+const KEY_FILE: &str = "bridge.key";
+const DEFAULT_PORT: u16 = 8080;
+
+/// Everything the bridge reads from its environment.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `BRIDGE_TOKEN`: shared service token. RyzeAPI sends it as `Authorization: Bearer …` on `/v1/*`; the
+    /// bridge sends it the same way when it opens `/ws/chatwoot/:instance`. Default: generated on first
+    /// start, stored in `<data dir>/bridge.token` and printed once.
+    pub bridge_token: Secret,
+    /// `BRIDGE_PUBLIC_URL`: base URL at which Chatwoot reaches the bridge's webhook route.
+    /// Default: `http://localhost:<port>`. No trailing slash.
+    pub public_url: String,
+    /// `RYZEAPI_URL`: RyzeAPI base URL used when an activation carries no `ryzeapiUrl`.
+    pub ryzeapi_url: Option<String>,
+    /// `DATABASE_URL`: `sqlite://…` (embedded default: `sqlite://<data dir>/bridge.db?mode=rwc`) or
+    /// `postgres://…`.
+    pub database_url: String,
+    /// `BRIDGE_ENCRYPTION_KEY`: 32 bytes, base64; seals secrets at rest. Default: a random key created in
+    /// `<data dir>/bridge.key` (mode 0600), with a warning.
+    pub encryption_key: EncryptionKey,
+    /// `BRIDGE_ENCRYPTION_KEY_PREVIOUS`: the key before the last rotation; values it sealed still open.
+    pub previous_encryption_key: Option<EncryptionKey>,
+    /// `BRIDGE_DATA_DIR`: embedded database, generated key and token. Default `./data`.
+    pub data_dir: PathBuf,
+    /// `BIND`: listen address. Default `127.0.0.1:8080` while the token is a generated one (a fresh
+    /// install is not exposed before someone sets a token on purpose), else `0.0.0.0:8080`.
+    pub bind: SocketAddr,
+    /// `LOG_FORMAT`: `text` (default) or `json`. The filter itself is `RUST_LOG` (default `info`).
+    pub log_format: LogFormat,
+    /// `BRIDGE_CHATWOOT_TIMEOUT_MS`: timeout of one Chatwoot call. Default 10000 (the contract's 10 s).
+    pub chatwoot_timeout: Duration,
+    /// What was generated on this start (reported once at startup, never again).
+    pub generated: Generated,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Which secrets this start created in the data dir.
+#[derive(Debug, Clone, Default)]
+pub struct Generated {
+    /// The bridge token was read from or created in the data dir (not given by the operator).
+    pub token_from_data_dir: bool,
+    /// A new token was created on this start; it is printed once.
+    pub new_token: bool,
+    /// A new encryption key file was created on this start.
+    pub new_key: bool,
+}
+
+/// A setting that cannot be used. Displayed as one line naming the variable.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error: {variable}: {problem}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub problem: String,
+}
+
+fn bad(variable: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError { variable, problem: problem.into() }
+}
+
+impl Settings {
+    /// Reads the process environment, creating missing secrets in the data dir.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_vars(&std::env::vars().collect())
+    }
+
+    /// Same as [`Settings::from_env`] with explicit variables (tests, tools).
+    pub fn from_vars(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| vars.get(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+
+        let data_dir = PathBuf::from(get("BRIDGE_DATA_DIR").unwrap_or_else(|| "./data".to_owned()));
+        let log_format = match get("LOG_FORMAT").as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => return Err(bad("LOG_FORMAT", format!("must be `text` or `json`, not `{other}`"))),
+        };
+        let chatwoot_timeout = match get("BRIDGE_CHATWOOT_TIMEOUT_MS") {
+            None => Duration::from_secs(10),
+            Some(v) => match v.parse::<u64>() {
+                Ok(ms) if ms > 0 => Duration::from_millis(ms),
+                _ => return Err(bad("BRIDGE_CHATWOOT_TIMEOUT_MS", "must be a positive number of milliseconds")),
+            },
+        };
+        let ryzeapi_url = get("RYZEAPI_URL").map(|u| parse_http_url("RYZEAPI_URL", &u)).transpose()?;
+        let database_url = match get("DATABASE_URL") {
+            Some(url) => validate_database_url(&url)?,
+            None => format!("sqlite://{}?mode=rwc", data_dir.join("bridge.db").display()),
+        };
+
+        let encryption_key = get("BRIDGE_ENCRYPTION_KEY").map(|k| parse_key("BRIDGE_ENCRYPTION_KEY", &k)).transpose()?;
+        let previous_encryption_key = get("BRIDGE_ENCRYPTION_KEY_PREVIOUS")
+            .map(|k| parse_key("BRIDGE_ENCRYPTION_KEY_PREVIOUS", &k))
+            .transpose()?;
+        let bind_given = get("BIND")
+            .map(|b| b.parse::<SocketAddr>().map_err(|_| bad("BIND", format!("`{b}` is not an address like 0.0.0.0:8080"))))
+            .transpose()?;
+        let public_url_given = get("BRIDGE_PUBLIC_URL").map(|u| parse_http_url("BRIDGE_PUBLIC_URL", &u)).transpose()?;
+        let token_given = get("BRIDGE_TOKEN");
+        if let Some(t) = &token_given {
+            if t.len() < 16 {
+                return Err(bad("BRIDGE_TOKEN", "must be at least 16 characters"));
+            }
+        }
+
+        // Everything parsable is parsed; only now touch the data dir.
+        let mut generated = Generated::default();
+        let needs_dir = encryption_key.is_none() || token_given.is_none() || database_url.starts_with("sqlite://");
+        if needs_dir {
+            create_private_dir(&data_dir)?;
+        }
+        let encryption_key = match encryption_key {
+            Some(key) => key,
+            None => {
+                let (key, created) = load_or_create_key(&data_dir)?;
+                generated.new_key = created;
+                key
+            }
+        };
+        let bridge_token = match token_given {
+            Some(t) => Secret::new(t),
+            None => {
+                let (token, created) = load_or_create_token(&data_dir)?;
+                generated.token_from_data_dir = true;
+                generated.new_token = created;
+                token
+            }
+        };
+        let bind = bind_given.unwrap_or_else(|| {
+            let host = if generated.token_from_data_dir { [127, 0, 0, 1] } else { [0, 0, 0, 0] };
+            SocketAddr::from((host, DEFAULT_PORT))
+        });
+        let public_url = public_url_given.unwrap_or_else(|| format!("http://localhost:{}", bind.port()));
+
+        Ok(Self {
+            bridge_token,
+            public_url,
+            ryzeapi_url,
+            database_url,
+            encryption_key,
+            previous_encryption_key,
+            data_dir,
+            bind,
+            log_format,
+            chatwoot_timeout,
+            generated,
+        })
+    }
+}
+
+/// Validates an http(s) base URL and removes one trailing `/`.
+pub fn parse_http_url(variable: &'static str, value: &str) -> Result<String, ConfigError> {
+    normalize_base_url(value).map_err(|problem| bad(variable, problem))
+}
+
+/// Validates an http(s) base URL and removes one trailing `/`. The error says what is wrong, in words.
+pub fn normalize_base_url(value: &str) -> Result<String, String> {
+    let parsed = url::Url::parse(value).map_err(|e| format!("`{value}` is not a URL ({e})"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(format!("`{value}` must start with http:// or https://"));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(format!("`{value}` has no host"));
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(format!("`{value}` must not carry a query or fragment"));
+    }
+    Ok(value.strip_suffix('/').unwrap_or(value).to_owned())
+}
+
+fn validate_database_url(url: &str) -> Result<String, ConfigError> {
+    if url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(url.to_owned())
+    } else {
+        let scheme = url.split(':').next().unwrap_or_default();
+        Err(bad("DATABASE_URL", format!("unknown scheme `{scheme}`; use sqlite://… or postgres://…")))
+    }
+}
+
+fn parse_key(variable: &'static str, value: &str) -> Result<EncryptionKey, ConfigError> {
+    use base64::Engine as _;
+    let engines = [&base64::engine::general_purpose::STANDARD, &base64::engine::general_purpose::URL_SAFE];
+    let bytes = engines
+        .iter()
+        .find_map(|engine| engine.decode(value).ok())
+        .ok_or_else(|| bad(variable, "is not valid base64"))?;
+    let key: [u8; 32] = bytes
+        .as_slice()
+        .try_into()
+        .map_err(|_| bad(variable, format!("must decode to 32 bytes, got {}", bytes.len())))?;
+    Ok(EncryptionKey::from_bytes(&key))
+}
+
+fn create_private_dir(dir: &Path) -> Result<(), ConfigError> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| bad("BRIDGE_DATA_DIR", format!("cannot create `{}`: {e}", dir.display())))
+}
+
+fn load_or_create_key(dir: &Path) -> Result<(EncryptionKey, bool), ConfigError> {
+    use base64::Engine as _;
+    let path = dir.join(KEY_FILE);
+    if let Some(text) = read_private_file(&path)? {
+        return Ok((parse_key("BRIDGE_ENCRYPTION_KEY", &text).map_err(|e| in_file(e, &path))?, false));
+    }
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| bad("BRIDGE_ENCRYPTION_KEY", format!("cannot generate a key: {e}")))?;
+    write_private_file(&path, &base64::engine::general_purpose::STANDARD.encode(bytes))?;
+    Ok((EncryptionKey::from_bytes(&bytes), true))
+}
+
+fn load_or_create_token(dir: &Path) -> Result<(Secret, bool), ConfigError> {
+    let path = dir.join(TOKEN_FILE);
+    if let Some(text) = read_private_file(&path)? {
+        return Ok((Secret::new(text), false));
+    }
+    let token = Secret::random(32).map_err(|e| bad("BRIDGE_TOKEN", format!("cannot generate a token: {e}")))?;
+    write_private_file(&path, token.expose())?;
+    Ok((token, true))
+}
+
+fn in_file(e: ConfigError, path: &Path) -> ConfigError {
+    bad(e.variable, format!("{} (in {})", e.problem, path.display()))
+}
+
+fn read_private_file(path: &Path) -> Result<Option<String>, ConfigError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text.trim().to_owned()).filter(|t| !t.is_empty())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(bad("BRIDGE_DATA_DIR", format!("cannot read `{}`: {e}", path.display()))),
+    }
+}
+
+fn write_private_file(path: &Path, contents: &str) -> Result<(), ConfigError> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(path)
+        .map_err(|e| bad("BRIDGE_DATA_DIR", format!("cannot create `{}`: {e}", path.display())))?;
+    file.write_all(contents.as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(|e| bad("BRIDGE_DATA_DIR", format!("cannot write `{}`: {e}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)], dir: &Path) -> HashMap<String, String> {
+        let mut map: HashMap<String, String> = pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        map.insert("BRIDGE_DATA_DIR".into(), dir.display().to_string());
+        map
+    }
+
+    #[test]
+    fn embedded_default_generates_token_and_key_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Settings::from_vars(&vars(&[], dir.path())).unwrap();
+        assert!(first.generated.new_token && first.generated.new_key);
+        assert_eq!(first.bind.to_string(), "127.0.0.1:8080");
+        assert_eq!(first.public_url, "http://localhost:8080");
+        assert!(first.database_url.starts_with("sqlite://") && first.database_url.ends_with("bridge.db?mode=rwc"));
+        let second = Settings::from_vars(&vars(&[], dir.path())).unwrap();
+        assert!(!second.generated.new_token && !second.generated.new_key);
+        assert_eq!(first.bridge_token, second.bridge_token);
+        assert_eq!(first.encryption_key.id(), second.encryption_key.id());
+        #[cfg(unix)]
+        for file in [TOKEN_FILE, KEY_FILE] {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(dir.path().join(file)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{file}");
+        }
+    }
+
+    #[test]
+    fn explicit_token_binds_all_interfaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Settings::from_vars(&vars(&[("BRIDGE_TOKEN", "a-long-enough-token")], dir.path())).unwrap();
+        assert_eq!(s.bind.to_string(), "0.0.0.0:8080");
+        assert_eq!(s.bridge_token.expose(), "a-long-enough-token");
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases = [
+            ("BRIDGE_ENCRYPTION_KEY", "c2hvcnQ="),
+            ("BRIDGE_ENCRYPTION_KEY", "%%%"),
+            ("DATABASE_URL", "mysql://x"),
+            ("RYZEAPI_URL", "ftp://x"),
+            ("BRIDGE_PUBLIC_URL", "not a url"),
+            ("BIND", "localhost"),
+            ("LOG_FORMAT", "xml"),
+            ("BRIDGE_TOKEN", "short"),
+        ];
+        for (name, value) in cases {
+            let err = Settings::from_vars(&vars(&[(name, value)], dir.path())).unwrap_err();
+            let line = err.to_string();
+            assert!(line.starts_with(&format!("configuration error: {name}: ")), "{line}");
+            assert!(!line.contains('\n'), "{line}");
+        }
+    }
+
+    #[test]
+    fn base_url_loses_one_trailing_slash() {
+        assert_eq!(normalize_base_url("https://cw.example.com/").unwrap(), "https://cw.example.com");
+        assert_eq!(normalize_base_url("http://cw:3000").unwrap(), "http://cw:3000");
+        assert!(normalize_base_url("cw.example.com").is_err());
+    }
+}

@@ -1,0 +1,205 @@
+//! `AppError`: every error the management and webhook API can answer, with its stable code, HTTP status
+//! and exact message text (contract §2). This is the only place errors become HTTP responses.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+use crate::chatwoot::{ChatwootError, Failure};
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AppError {
+    #[error("missing or invalid bridge token")]
+    Unauthorized,
+    #[error("bridge is starting")]
+    NotReady,
+    #[error("integration not found")]
+    IntegrationNotFound,
+    #[error("no such route")]
+    RouteNotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("request body is larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("invalid body: {0}")]
+    InvalidBody(String),
+    /// A Chatwoot failure during activation or management, already worded for RyzeAPI.
+    #[error("{message}")]
+    Chatwoot { code: &'static str, status: u16, message: String, detail: String, upstream_status: Option<u16> },
+    #[error("chatwoot integration failed: persist integration: {0}")]
+    PersistFailed(String),
+    #[error("internal error")]
+    Internal { detail: String },
+}
+
+/// What a Chatwoot failure was about, for the wording of the error table.
+#[derive(Debug, Clone, Copy)]
+pub struct ChatwootContext<'a> {
+    pub base_url: &'a str,
+    pub account_id: i64,
+    /// What the bridge was doing, e.g. "creating the inbox" (used by the 422 row).
+    pub action: &'a str,
+}
+
+impl AppError {
+    /// Maps a classified Chatwoot failure to its row of the activation error table (contract §2.1).
+    pub fn from_chatwoot(error: &ChatwootError, ctx: ChatwootContext<'_>) -> Self {
+        let detail = error.detail();
+        Self::chatwoot_row(error.failure(), detail, error.upstream_status(), ctx)
+    }
+
+    /// Same as [`AppError::from_chatwoot`] for a failure the bridge found itself (e.g. a role check).
+    pub fn chatwoot_row(failure: Failure, detail: String, upstream_status: Option<u16>, ctx: ChatwootContext<'_>) -> Self {
+        let ChatwootContext { base_url, account_id, action } = ctx;
+        let (code, status, message) = match failure {
+            Failure::NotFound => (
+                "chatwoot_not_found",
+                400,
+                format!("Chatwoot account or endpoint not found — verify chatwootBaseUrl ({base_url}) and chatwootAccountId ({account_id}). Detail: {detail}"),
+            ),
+            Failure::Invalid => (
+                "chatwoot_invalid_request",
+                400,
+                format!("Chatwoot rejected the request as invalid — {action}. Detail: {detail}"),
+            ),
+            Failure::Unauthorized => (
+                "chatwoot_unauthorized",
+                401,
+                format!("Chatwoot rejected the API token — verify chatwootApiToken. Detail: {detail}"),
+            ),
+            Failure::Forbidden => (
+                "chatwoot_forbidden",
+                403,
+                format!("Chatwoot denied the request — verify the API token has admin scope on account {account_id}. Detail: {detail}"),
+            ),
+            Failure::Unreachable | Failure::ServerError | Failure::RateLimited => (
+                "chatwoot_unreachable",
+                502,
+                format!("Chatwoot is unreachable at {base_url} — verify chatwootBaseUrl and that the host is reachable from the server. Detail: {detail}"),
+            ),
+        };
+        Self::Chatwoot { code, status, message, detail, upstream_status }
+    }
+
+    /// The stable snake_case code of the error body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Unauthorized => "unauthorized",
+            Self::NotReady => "not_ready",
+            Self::IntegrationNotFound | Self::RouteNotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::InvalidBody(_) => "invalid_body",
+            Self::Chatwoot { code, .. } => code,
+            Self::PersistFailed(_) => "persist_failed",
+            Self::Internal { .. } => "internal",
+        }
+    }
+
+    /// Replaces every occurrence of the given secrets in the message and detail (defence in depth: a peer
+    /// could echo a value back in its error text).
+    pub fn redacted(mut self, secrets: &[&str]) -> Self {
+        let scrub = |text: &mut String| {
+            for secret in secrets.iter().filter(|s| s.len() >= 4) {
+                if text.contains(secret) {
+                    *text = text.replace(secret, "[redacted]");
+                }
+            }
+        };
+        match &mut self {
+            Self::Chatwoot { message, detail, .. } => {
+                scrub(message);
+                scrub(detail);
+            }
+            Self::InvalidBody(text) | Self::PersistFailed(text) | Self::Internal { detail: text } => scrub(text),
+            _ => {}
+        }
+        self
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: ErrorFields<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorFields<'a> {
+    code: &'a str,
+    message: String,
+    detail: &'a str,
+    upstream_status: Option<u16>,
+}
+
+impl ResponseError for AppError {
+    fn status_code(&self) -> StatusCode {
+        let code = match self {
+            Self::Unauthorized => 401,
+            Self::NotReady => 503,
+            Self::IntegrationNotFound | Self::RouteNotFound => 404,
+            Self::MethodNotAllowed => 405,
+            Self::PayloadTooLarge { .. } => 413,
+            Self::InvalidBody(_) => 400,
+            Self::Chatwoot { status, .. } => *status,
+            Self::PersistFailed(_) | Self::Internal { .. } => 500,
+        };
+        StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let (detail, upstream_status) = match self {
+            Self::Chatwoot { detail, upstream_status, .. } => (detail.as_str(), *upstream_status),
+            Self::Internal { detail } => (detail.as_str(), None),
+            _ => ("", None),
+        };
+        if self.status_code().is_server_error() {
+            tracing::error!(code = self.code(), detail, "request failed: {self}");
+        }
+        HttpResponse::build(self.status_code()).json(ErrorBody {
+            error: ErrorFields { code: self.code(), message: self.to_string(), detail, upstream_status },
+        })
+    }
+}
+
+impl From<crate::store::StoreError> for AppError {
+    fn from(e: crate::store::StoreError) -> Self {
+        Self::Internal { detail: e.to_string() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CTX: ChatwootContext<'static> =
+        ChatwootContext { base_url: "https://cw.example.com", account_id: 5, action: "creating the inbox" };
+
+    #[test]
+    fn wording_matches_the_contract() {
+        let e = AppError::from_chatwoot(
+            &ChatwootError::Status { status: 401, message: "Invalid Access Token".into(), retry_after: None },
+            CTX,
+        );
+        assert_eq!(e.code(), "chatwoot_unauthorized");
+        assert_eq!(e.status_code(), 401);
+        assert_eq!(e.to_string(), "Chatwoot rejected the API token — verify chatwootApiToken. Detail: HTTP 401: Invalid Access Token");
+
+        let e = AppError::from_chatwoot(&ChatwootError::Transport { detail: "connection refused".into() }, CTX);
+        assert_eq!(e.status_code(), 502);
+        assert_eq!(e.to_string(), "Chatwoot is unreachable at https://cw.example.com — verify chatwootBaseUrl and that the host is reachable from the server. Detail: connection refused");
+
+        let e = AppError::from_chatwoot(
+            &ChatwootError::Status { status: 404, message: "Resource could not be found".into(), retry_after: None },
+            CTX,
+        );
+        assert_eq!(e.to_string(), "Chatwoot account or endpoint not found — verify chatwootBaseUrl (https://cw.example.com) and chatwootAccountId (5). Detail: HTTP 404: Resource could not be found");
+    }
+
+    #[test]
+    fn redaction_scrubs_message_and_detail() {
+        let e = AppError::from_chatwoot(&ChatwootError::Transport { detail: "bad tok-123456".into() }, CTX)
+            .redacted(&["tok-123456"]);
+        let AppError::Chatwoot { message, detail, .. } = e else { panic!() };
+        assert!(!message.contains("tok-123456") && !detail.contains("tok-123456"));
+    }
+}

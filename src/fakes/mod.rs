@@ -1,0 +1,1 @@
+//! Fakes of the bridge neighbours (filled below).

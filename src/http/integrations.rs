@@ -1,0 +1,77 @@
+//! The management API RyzeAPI calls (contract §2): `/v1/integrations…`.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+
+use super::{BridgeAuth, read_body};
+use crate::error::AppError;
+use crate::integrations::activation::{self, ActivateRequest};
+use crate::integrations::lifecycle;
+use crate::integrations::view::{ActivationView, IntegrationView, LiveState};
+use crate::state::Shared;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/v1/integrations/activate").route(web::post().to(activate)))
+        .service(web::resource("/v1/integrations").route(web::get().to(list)))
+        .service(web::resource("/v1/integrations/{id}").route(web::get().to(show)).route(web::delete().to(delete)))
+        .service(web::resource("/v1/integrations/{id}/pause").route(web::post().to(pause)))
+        .service(web::resource("/v1/integrations/{id}/resume").route(web::post().to(resume)));
+}
+
+async fn activate(
+    _auth: BridgeAuth,
+    shared: web::Data<Shared>,
+    http: web::Data<awc::Client>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, AppError> {
+    shared.services()?;
+    let body = read_body(&req, payload).await?;
+    let request = ActivateRequest::parse(&body)?;
+    let activated = activation::activate(&shared, &http, request).await?;
+    let view = ActivationView::from(&activated.integration);
+    Ok(if activated.created { HttpResponse::Created().json(view) } else { HttpResponse::Ok().json(view) })
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    instance: Option<String>,
+}
+
+async fn list(_auth: BridgeAuth, shared: web::Data<Shared>, query: web::Query<ListQuery>) -> Result<HttpResponse, AppError> {
+    let models = lifecycle::list(&shared, query.instance.as_deref()).await?;
+    let integrations: Vec<IntegrationView> = models.into_iter().map(|m| IntegrationView::new(m, LiveState::default())).collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "integrations": integrations })))
+}
+
+async fn show(_auth: BridgeAuth, shared: web::Data<Shared>, id: web::Path<String>) -> Result<HttpResponse, AppError> {
+    let model = lifecycle::find(&shared, &id).await?;
+    Ok(HttpResponse::Ok().json(IntegrationView::new(model, LiveState::default())))
+}
+
+#[derive(Deserialize)]
+struct DeleteQuery {
+    #[serde(rename = "keepInbox", default)]
+    keep_inbox: bool,
+}
+
+async fn delete(
+    _auth: BridgeAuth,
+    shared: web::Data<Shared>,
+    http: web::Data<awc::Client>,
+    id: web::Path<String>,
+    query: web::Query<DeleteQuery>,
+) -> Result<HttpResponse, AppError> {
+    let done = lifecycle::deactivate(&shared, &http, &id, query.keep_inbox).await?;
+    Ok(HttpResponse::Ok().json(done))
+}
+
+async fn pause(_auth: BridgeAuth, shared: web::Data<Shared>, id: web::Path<String>) -> Result<HttpResponse, AppError> {
+    let model = lifecycle::pause(&shared, &id).await?;
+    Ok(HttpResponse::Ok().json(IntegrationView::new(model, LiveState::default())))
+}
+
+async fn resume(_auth: BridgeAuth, shared: web::Data<Shared>, id: web::Path<String>) -> Result<HttpResponse, AppError> {
+    let model = lifecycle::resume(&shared, &id).await?;
+    Ok(HttpResponse::Ok().json(IntegrationView::new(model, LiveState::default())))
+}

@@ -1,0 +1,70 @@
+//! HTTP routes. Handlers are thin: parse, authorize, call `integrations`, shape the answer.
+
+mod integrations;
+mod ops;
+
+use std::future::{Ready, ready};
+
+use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
+use futures_util::StreamExt as _;
+
+use crate::error::AppError;
+use crate::secret::constant_time_eq;
+use crate::state::Shared;
+
+/// Largest request body accepted on any route.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Registers every route.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.configure(ops::configure).configure(integrations::configure);
+}
+
+/// Answer for unknown routes.
+pub async fn not_found() -> Result<actix_web::HttpResponse, AppError> {
+    Err(AppError::RouteNotFound)
+}
+
+/// Proof that the request carried `Authorization: Bearer <BRIDGE_TOKEN>` (compared in constant time).
+pub struct BridgeAuth;
+
+impl FromRequest for BridgeAuth {
+    type Error = AppError;
+    type Future = Ready<Result<Self, AppError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let Some(shared) = req.app_data::<web::Data<Shared>>() else { return ready(Err(AppError::Unauthorized)) };
+        let presented = req
+            .headers()
+            .get(actix_web::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .map(str::trim);
+        ready(match presented {
+            Some(token) if constant_time_eq(token, shared.settings.bridge_token.expose()) => Ok(Self),
+            _ => Err(AppError::Unauthorized),
+        })
+    }
+}
+
+/// Reads the whole body, refusing more than [`MAX_BODY_BYTES`] with 413 (as early as `Content-Length`
+/// allows, else while streaming).
+pub async fn read_body(req: &HttpRequest, mut payload: web::Payload) -> Result<web::Bytes, AppError> {
+    let declared = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
+        return Err(AppError::PayloadTooLarge { limit: MAX_BODY_BYTES });
+    }
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| AppError::InvalidBody(format!("could not read the body ({e})")))?;
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(AppError::PayloadTooLarge { limit: MAX_BODY_BYTES });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}

@@ -1,0 +1,54 @@
+//! Operations routes (no token needed, no secrets shown): health, readiness, metrics, OpenAPI.
+
+use actix_web::{HttpResponse, web};
+
+use crate::error::AppError;
+use crate::state::Shared;
+use crate::store;
+use crate::telemetry::Gauge;
+
+/// The OpenAPI document of the management API, shipped with the project.
+pub const OPENAPI: &str = include_str!("../../openapi.json");
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz))
+        .route("/metrics", web::get().to(metrics))
+        .route("/v1/openapi.json", web::get().to(openapi));
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+}
+
+async fn readyz(shared: web::Data<Shared>) -> Result<HttpResponse, AppError> {
+    let services = shared.services()?;
+    store::ping(&services.db).await.map_err(|e| AppError::Internal { detail: format!("database unreachable: {e}") })?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({"status": "ready"})))
+}
+
+async fn metrics(shared: web::Data<Shared>) -> Result<HttpResponse, AppError> {
+    let mut gauges = vec![Gauge {
+        name: "bridge_ready",
+        help: "1 once migrations and boot have finished.",
+        labels: vec![],
+        value: if shared.services().is_ok() { 1.0 } else { 0.0 },
+    }];
+    if let Ok(services) = shared.services() {
+        let counts = store::integrations::count_by_status(&services.db).await?;
+        for status in [crate::integrations::status::ACTIVE, crate::integrations::status::PAUSED, crate::integrations::status::ERROR] {
+            let count = counts.iter().find(|(s, _)| s == status).map_or(0, |(_, n)| *n);
+            gauges.push(Gauge {
+                name: "bridge_integrations",
+                help: "Integrations by status.",
+                labels: vec![("status", status.to_owned())],
+                value: count as f64,
+            });
+        }
+    }
+    Ok(HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(shared.metrics.render(&gauges)))
+}
+
+async fn openapi() -> HttpResponse {
+    HttpResponse::Ok().content_type("application/json").body(OPENAPI)
+}

@@ -1,0 +1,335 @@
+//! `POST /v1/integrations/activate`: validate, check the Chatwoot token and role, create (or reuse) the
+//! API inbox, persist with sealed secrets, compensate on failure.
+
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use entity::integration::Model;
+use serde_json::{Map, Value};
+
+use super::{chatwoot_client, new_integration_id, open_sealed, sealed, status};
+use crate::chatwoot::{ChatwootClient, ChatwootError, ChatwootTarget, Failure};
+use crate::config::normalize_base_url;
+use crate::error::{AppError, ChatwootContext};
+use crate::secret::Secret;
+use crate::state::{Services, Shared};
+use crate::store;
+
+/// RyzeAPI waits 60 s; the contract promises an answer within 20 s. Chatwoot calls share this budget.
+const ACTIVATION_BUDGET: Duration = Duration::from_secs(19);
+
+/// A validated activation request.
+#[derive(Debug, Clone)]
+pub struct ActivateRequest {
+    pub instance: String,
+    pub instance_token: Secret,
+    pub ryzeapi_url: Option<String>,
+    pub chatwoot_base_url: String,
+    pub chatwoot_account_id: i64,
+    pub chatwoot_api_token: Secret,
+    pub inbox_name: Option<String>,
+    pub sign_messages: bool,
+    pub ignore_groups: bool,
+    pub start_as_pending: bool,
+    pub reopen_resolved: bool,
+}
+
+impl ActivateRequest {
+    /// Parses and validates the JSON body. Unknown fields are ignored.
+    pub fn parse(body: &[u8]) -> Result<Self, AppError> {
+        let value: Value = serde_json::from_slice(body).map_err(|e| invalid(format!("malformed JSON ({e})")))?;
+        let Value::Object(fields) = value else { return Err(invalid("the body must be a JSON object")) };
+        let instance = required_string(&fields, "instance")?;
+        let valid_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-');
+        if instance.is_empty() || instance.len() > 64 || !instance.chars().all(valid_char) {
+            return Err(invalid("`instance` must be 1–64 characters of A–Z, a–z, 0–9, `_`, `.`, `-`"));
+        }
+        let base_url = |name: &str, value: String| {
+            normalize_base_url(&value).map_err(|problem| invalid(format!("`{name}`: {problem}")))
+        };
+        let inbox_name = optional_string(&fields, "inboxName")?.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
+        if inbox_name.as_ref().is_some_and(|n| n.chars().count() > 255) {
+            return Err(invalid("`inboxName` must be at most 255 characters"));
+        }
+        Ok(Self {
+            instance_token: Secret::new(required_string(&fields, "instanceToken")?),
+            ryzeapi_url: optional_string(&fields, "ryzeapiUrl")?
+                .filter(|u| !u.trim().is_empty())
+                .map(|u| base_url("ryzeapiUrl", u))
+                .transpose()?,
+            chatwoot_base_url: base_url("chatwootBaseUrl", required_string(&fields, "chatwootBaseUrl")?)?,
+            chatwoot_account_id: account_id(&fields)?,
+            chatwoot_api_token: Secret::new(required_string(&fields, "chatwootApiToken")?),
+            inbox_name,
+            sign_messages: flag(&fields, "signMessages")?,
+            ignore_groups: flag(&fields, "ignoreGroups")?,
+            start_as_pending: flag(&fields, "startAsPending")?,
+            reopen_resolved: flag(&fields, "reopenResolved")?,
+            instance,
+        })
+    }
+}
+
+fn invalid(what: impl Into<String>) -> AppError {
+    AppError::InvalidBody(what.into())
+}
+
+fn required_string(fields: &Map<String, Value>, name: &str) -> Result<String, AppError> {
+    match fields.get(name) {
+        None | Some(Value::Null) => Err(invalid(format!("missing field `{name}`"))),
+        Some(Value::String(s)) if s.trim().is_empty() => Err(invalid(format!("`{name}` must not be empty"))),
+        Some(Value::String(s)) => Ok(s.trim().to_owned()),
+        Some(_) => Err(invalid(format!("`{name}` must be a string"))),
+    }
+}
+
+fn optional_string(fields: &Map<String, Value>, name: &str) -> Result<Option<String>, AppError> {
+    match fields.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(invalid(format!("`{name}` must be a string"))),
+    }
+}
+
+fn flag(fields: &Map<String, Value>, name: &str) -> Result<bool, AppError> {
+    match fields.get(name) {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(invalid(format!("`{name}` must be true or false"))),
+    }
+}
+
+/// `chatwootAccountId`: a positive integer (a string of digits is accepted too, as some callers send one).
+fn account_id(fields: &Map<String, Value>) -> Result<i64, AppError> {
+    let parsed = match fields.get("chatwootAccountId") {
+        None | Some(Value::Null) => return Err(invalid("missing field `chatwootAccountId`")),
+        Some(Value::Number(n)) => n.as_i64(),
+        Some(Value::String(s)) => s.trim().parse::<i64>().ok(),
+        Some(_) => None,
+    };
+    parsed.filter(|id| *id > 0).ok_or_else(|| invalid("`chatwootAccountId` must be a positive integer"))
+}
+
+/// The result of a successful activation.
+#[derive(Debug)]
+pub struct Activated {
+    pub integration: Model,
+    /// `false` when an existing integration of the instance was updated in place.
+    pub created: bool,
+}
+
+/// Runs an activation end to end. See the module docs for the steps.
+pub async fn activate(shared: &Shared, http: &awc::Client, request: ActivateRequest) -> Result<Activated, AppError> {
+    let services = shared.services()?;
+    let secrets = [request.chatwoot_api_token.expose().to_owned(), request.instance_token.expose().to_owned()];
+    let secret_refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    run(shared, services, http, request).await.map_err(|e| e.redacted(&secret_refs))
+}
+
+async fn run(shared: &Shared, services: &Services, http: &awc::Client, request: ActivateRequest) -> Result<Activated, AppError> {
+    let ryzeapi_url = request
+        .ryzeapi_url
+        .clone()
+        .or_else(|| shared.settings.ryzeapi_url.clone())
+        .ok_or_else(|| invalid("missing field `ryzeapiUrl` (and the bridge has no RYZEAPI_URL default)"))?;
+    let deadline = Instant::now() + ACTIVATION_BUDGET;
+    let target = ChatwootTarget {
+        base_url: request.chatwoot_base_url.clone(),
+        account_id: request.chatwoot_account_id,
+        token: request.chatwoot_api_token.clone(),
+    };
+    let chatwoot = chatwoot_client(shared, http, target.clone(), Some(deadline));
+    let ctx = |action| ChatwootContext { base_url: &request.chatwoot_base_url, account_id: request.chatwoot_account_id, action };
+
+    let _instance_guard = services.instance_locks.lock(&request.instance).await;
+
+    let version = chatwoot_version(&chatwoot).await.map_err(|e| AppError::from_chatwoot(&e, ctx("reading the Chatwoot version")))?;
+    check_administrator(&chatwoot, request.chatwoot_account_id, ctx("checking the token"))
+        .await?;
+
+    let existing = store::integrations::find_by_instance(&services.db, &request.instance).await?;
+    let (id, webhook_secret) = match &existing {
+        Some(model) => (
+            model.id.clone(),
+            open_sealed(&services.sealer, &model.webhook_secret_sealed, &model.id, sealed::WEBHOOK_SECRET)?,
+        ),
+        None => (
+            new_integration_id()?,
+            Secret::random(24).map_err(|e| AppError::Internal { detail: format!("random generator failed: {e}") })?,
+        ),
+    };
+    let webhook_url = format!("{}/v1/webhooks/chatwoot/{id}/{}", shared.settings.public_url, webhook_secret.expose());
+    let inbox_name = request.inbox_name.clone().unwrap_or_else(|| request.instance.clone());
+
+    // Reuse the stored inbox only when it lives in the same Chatwoot account.
+    let reusable_inbox = existing
+        .as_ref()
+        .filter(|m| m.chatwoot_base_url == request.chatwoot_base_url && m.chatwoot_account_id == request.chatwoot_account_id)
+        .map(|m| m.inbox_id);
+    let (inbox, inbox_created) = match reusable_inbox {
+        Some(inbox_id) => match chatwoot.get_inbox(inbox_id).await {
+            Ok(_) => {
+                let inbox = chatwoot
+                    .update_inbox(inbox_id, &inbox_name, &webhook_url)
+                    .await
+                    .map_err(|e| AppError::from_chatwoot(&e, ctx("updating the inbox")))?;
+                (inbox, false)
+            }
+            Err(e) if e.failure() == Failure::NotFound && !matches!(e, ChatwootError::Unexpected { .. }) => {
+                (create_inbox(&chatwoot, &inbox_name, &webhook_url, ctx("creating the inbox")).await?, true)
+            }
+            Err(e) => return Err(AppError::from_chatwoot(&e, ctx("reading the inbox"))),
+        },
+        None => (create_inbox(&chatwoot, &inbox_name, &webhook_url, ctx("creating the inbox")).await?, true),
+    };
+
+    let now = Utc::now();
+    let seal = |secret: &Secret, column: &str| {
+        services
+            .sealer
+            .seal(secret, &id, column)
+            .map_err(|e| AppError::PersistFailed(format!("sealing {column}: {e}")))
+    };
+    let sealed_columns = (|| {
+        Ok::<_, AppError>((
+            seal(&request.instance_token, sealed::INSTANCE_TOKEN)?,
+            seal(&request.chatwoot_api_token, sealed::CHATWOOT_TOKEN)?,
+            seal(&webhook_secret, sealed::WEBHOOK_SECRET)?,
+            inbox.secret.as_ref().filter(|s| !s.is_empty()).map(|s| seal(&Secret::new(s.clone()), sealed::SIGNING_SECRET)).transpose()?,
+        ))
+    })();
+    let persisted = match sealed_columns {
+        Ok((instance_token, chatwoot_token, webhook, signing)) => {
+            let model = Model {
+                id: id.clone(),
+                instance: request.instance.clone(),
+                ryzeapi_url,
+                instance_token_sealed: instance_token,
+                chatwoot_base_url: request.chatwoot_base_url.clone(),
+                chatwoot_account_id: request.chatwoot_account_id,
+                chatwoot_token_sealed: chatwoot_token,
+                inbox_id: inbox.id,
+                inbox_name: inbox.name.clone(),
+                webhook_secret_sealed: webhook,
+                signing_secret_sealed: signing,
+                sign_messages: request.sign_messages,
+                ignore_groups: request.ignore_groups,
+                start_as_pending: request.start_as_pending,
+                reopen_resolved: request.reopen_resolved,
+                status: status::ACTIVE.to_owned(),
+                last_error: String::new(),
+                chatwoot_version: version.or_else(|| existing.as_ref().and_then(|m| m.chatwoot_version.clone())),
+                created_at: existing.as_ref().map_or(now, |m| m.created_at),
+                updated_at: now,
+            };
+            let result = match &existing {
+                Some(_) => store::integrations::replace(&services.db, model).await,
+                None => store::integrations::insert(&services.db, model).await,
+            };
+            result.map_err(|e| AppError::PersistFailed(e.to_string()))
+        }
+        Err(e) => Err(e),
+    };
+    match persisted {
+        Ok(integration) => {
+            tracing::info!(integration_id = %integration.id, instance = %integration.instance, inbox_id = integration.inbox_id, created = existing.is_none(), "integration activated");
+            Ok(Activated { integration, created: existing.is_none() })
+        }
+        Err(error) => {
+            if inbox_created {
+                compensate(shared, http, target, inbox.id).await;
+            }
+            Err(error)
+        }
+    }
+}
+
+/// `GET /api`. `Ok(None)` when the answer is not the version JSON (very old or proxied Chatwoot): the
+/// profile check that follows tells whether this is a Chatwoot at all. Unreachable is final.
+async fn chatwoot_version(chatwoot: &ChatwootClient) -> Result<Option<String>, ChatwootError> {
+    match chatwoot.api_info().await {
+        Ok(info) => Ok(Some(info.version)),
+        Err(e) if matches!(e.failure(), Failure::Unreachable | Failure::ServerError) => Err(e),
+        Err(_) => Ok(None),
+    }
+}
+
+/// The token must belong to an administrator of the account. A missing membership is told apart from a
+/// missing account by asking the account itself (Chatwoot answers 404 or 401 there).
+async fn check_administrator(chatwoot: &ChatwootClient, account_id: i64, ctx: ChatwootContext<'_>) -> Result<(), AppError> {
+    let profile = chatwoot.profile().await.map_err(|e| AppError::from_chatwoot(&e, ctx))?;
+    match profile.role_on(account_id) {
+        Some("administrator") => Ok(()),
+        Some(role) => Err(AppError::chatwoot_row(
+            Failure::Forbidden,
+            format!("the token's user is `{role}` on account {account_id}; `administrator` is required"),
+            None,
+            ctx,
+        )),
+        None => match chatwoot.list_inboxes().await {
+            Err(e) => Err(AppError::from_chatwoot(&e, ctx)),
+            // Super admins can reach accounts they are not members of; inbox creation will tell.
+            Ok(_) => Ok(()),
+        },
+    }
+}
+
+async fn create_inbox(chatwoot: &ChatwootClient, name: &str, webhook_url: &str, ctx: ChatwootContext<'_>) -> Result<crate::chatwoot::dto::Inbox, AppError> {
+    chatwoot.create_inbox(name, webhook_url).await.map_err(|e| AppError::from_chatwoot(&e, ctx))
+}
+
+/// Deletes an inbox this activation created, after persisting failed. Failure here is logged: the
+/// activation already failed and says why.
+async fn compensate(shared: &Shared, http: &awc::Client, target: ChatwootTarget, inbox_id: i64) {
+    let chatwoot = chatwoot_client(shared, http, target, None);
+    match chatwoot.delete_inbox(inbox_id).await {
+        Ok(()) => tracing::warn!(inbox_id, "persisting the integration failed; deleted the inbox created for it"),
+        Err(e) => tracing::error!(inbox_id, error = %e, "persisting the integration failed and deleting its new inbox failed too; delete it in Chatwoot"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> Result<ActivateRequest, String> {
+        ActivateRequest::parse(json.as_bytes()).map_err(|e| e.to_string())
+    }
+
+    const OK: &str = r#"{"instance":"suporte","instanceToken":"it","chatwootBaseUrl":"https://cw.example.com/","chatwootAccountId":5,"chatwootApiToken":"ct","unknown":1}"#;
+
+    #[test]
+    fn parses_a_minimal_body_with_defaults() {
+        let r = parse(OK).unwrap();
+        assert_eq!(r.instance, "suporte");
+        assert_eq!(r.chatwoot_base_url, "https://cw.example.com");
+        assert_eq!(r.chatwoot_account_id, 5);
+        assert!(r.ryzeapi_url.is_none() && r.inbox_name.is_none());
+        assert!(!r.sign_messages && !r.ignore_groups && !r.start_as_pending && !r.reopen_resolved);
+    }
+
+    #[test]
+    fn rejects_bad_fields_with_clear_words() {
+        let cases = [
+            ("{", "invalid body: malformed JSON"),
+            ("[]", "invalid body: the body must be a JSON object"),
+            (r#"{"instanceToken":"x"}"#, "invalid body: missing field `instance`"),
+            (&OK.replace("suporte", "bad name"), "invalid body: `instance` must be 1–64"),
+            (&OK.replace("suporte", &"a".repeat(65)), "invalid body: `instance` must be 1–64"),
+            (&OK.replace(r#""chatwootAccountId":5"#, r#""chatwootAccountId":0"#), "invalid body: `chatwootAccountId` must be a positive integer"),
+            (&OK.replace(r#""chatwootAccountId":5"#, r#""chatwootAccountId":true"#), "invalid body: `chatwootAccountId` must be a positive integer"),
+            (&OK.replace("https://cw.example.com/", "ftp://x"), "invalid body: `chatwootBaseUrl`: `ftp://x` must start with http:// or https://"),
+            (&OK.replace(r#""ct""#, r#""  ""#), "invalid body: `chatwootApiToken` must not be empty"),
+            (&OK.replace(r#""unknown":1"#, r#""signMessages":"yes""#), "invalid body: `signMessages` must be true or false"),
+        ];
+        for (body, expected) in cases {
+            let err = parse(body).unwrap_err();
+            assert!(err.starts_with(expected), "{body} → {err}");
+        }
+    }
+
+    #[test]
+    fn accepts_a_numeric_string_account_id() {
+        assert_eq!(parse(&OK.replace(r#""chatwootAccountId":5"#, r#""chatwootAccountId":"7""#)).unwrap().chatwoot_account_id, 7);
+    }
+}

@@ -1,0 +1,56 @@
+//! Integrations: their lifecycle (activate, pause, resume, deactivate) and how they are shown.
+//!
+//! Handlers call these functions; they orchestrate Chatwoot calls (through `chatwoot`) and persistence
+//! (through `store`) and never build queries or URLs themselves.
+
+pub mod activation;
+pub mod lifecycle;
+pub mod view;
+
+use std::time::Instant;
+
+use crate::chatwoot::{ChatwootClient, ChatwootTarget};
+use crate::crypto::Sealer;
+use crate::error::AppError;
+use crate::secret::Secret;
+use crate::state::Shared;
+
+/// Integration statuses as stored and shown.
+pub mod status {
+    pub const ACTIVE: &str = "active";
+    pub const PAUSED: &str = "paused";
+    pub const ERROR: &str = "error";
+}
+
+/// Column names used as associated data when sealing (see `crypto`).
+pub(crate) mod sealed {
+    pub const INSTANCE_TOKEN: &str = "instance_token";
+    pub const CHATWOOT_TOKEN: &str = "chatwoot_token";
+    pub const WEBHOOK_SECRET: &str = "webhook_secret";
+    pub const SIGNING_SECRET: &str = "signing_secret";
+}
+
+/// A new integration id: `int_` and 20 base32 characters (100 random bits).
+pub fn new_integration_id() -> Result<String, AppError> {
+    const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+    let mut bytes = [0u8; 20];
+    getrandom::fill(&mut bytes).map_err(|e| AppError::Internal { detail: format!("random generator failed: {e}") })?;
+    let suffix: String = bytes.iter().map(|b| char::from(ALPHABET[usize::from(b % 32)])).collect();
+    Ok(format!("int_{suffix}"))
+}
+
+/// A Chatwoot client for the given target, using this worker's HTTP client.
+pub(crate) fn chatwoot_client(
+    shared: &Shared,
+    http: &awc::Client,
+    target: ChatwootTarget,
+    deadline: Option<Instant>,
+) -> ChatwootClient {
+    ChatwootClient::new(http.clone(), target, shared.settings.chatwoot_timeout, shared.metrics.clone())
+        .with_deadline(deadline)
+}
+
+/// Opens a sealed column of an integration row.
+pub(crate) fn open_sealed(sealer: &Sealer, sealed: &str, id: &str, column: &str) -> Result<Secret, AppError> {
+    sealer.open(sealed, id, column).map_err(|e| AppError::Internal { detail: format!("cannot open the stored {column}: {e}") })
+}

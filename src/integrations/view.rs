@@ -1,0 +1,114 @@
+//! How an integration is shown to RyzeAPI (contract §2.2). Never carries a token or secret.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use entity::integration::Model;
+use serde::Serialize;
+
+#[derive(Debug, Serialize)]
+pub struct IntegrationView {
+    pub id: String,
+    pub instance: String,
+    pub status: String,
+    pub last_error: String,
+    pub inbox_id: i64,
+    pub inbox_name: String,
+    pub chatwoot_base_url: String,
+    pub chatwoot_account_id: i64,
+    pub chatwoot_version: Option<String>,
+    pub ryzeapi_url: String,
+    pub sign_messages: bool,
+    pub ignore_groups: bool,
+    pub start_as_pending: bool,
+    pub reopen_resolved: bool,
+    pub connection: ConnectionView,
+    pub queues: QueuesView,
+    pub totals: TotalsView,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// The live RyzeAPI link. Until the integration's actor reports, the link is `disconnected`.
+#[derive(Debug, Serialize, Default)]
+pub struct ConnectionView {
+    pub state: &'static str,
+    pub since: Option<String>,
+    pub reconnects: u64,
+    pub last_event_at: Option<String>,
+}
+
+#[derive(Debug, Serialize, Default)]
+pub struct QueuesView {
+    pub to_chatwoot_pending: u64,
+    pub to_whatsapp_pending: u64,
+    pub failed: u64,
+}
+
+#[derive(Debug, Serialize, Default)]
+pub struct TotalsView {
+    pub events_received: u64,
+    pub messages_to_chatwoot: u64,
+    pub messages_to_whatsapp: u64,
+}
+
+/// What the running side knows about an integration (connection, queues, totals).
+#[derive(Debug, Default)]
+pub struct LiveState {
+    pub connection: ConnectionView,
+    pub queues: QueuesView,
+    pub totals: TotalsView,
+}
+
+pub fn timestamp(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+impl IntegrationView {
+    pub fn new(model: Model, live: LiveState) -> Self {
+        let connection = ConnectionView { state: if live.connection.state.is_empty() { "disconnected" } else { live.connection.state }, ..live.connection };
+        Self {
+            id: model.id,
+            instance: model.instance,
+            status: model.status,
+            last_error: model.last_error,
+            inbox_id: model.inbox_id,
+            inbox_name: model.inbox_name,
+            chatwoot_base_url: model.chatwoot_base_url,
+            chatwoot_account_id: model.chatwoot_account_id,
+            chatwoot_version: model.chatwoot_version,
+            ryzeapi_url: model.ryzeapi_url,
+            sign_messages: model.sign_messages,
+            ignore_groups: model.ignore_groups,
+            start_as_pending: model.start_as_pending,
+            reopen_resolved: model.reopen_resolved,
+            connection,
+            queues: live.queues,
+            totals: live.totals,
+            created_at: timestamp(model.created_at),
+            updated_at: timestamp(model.updated_at),
+        }
+    }
+}
+
+/// The answer to a successful activation.
+#[derive(Debug, Serialize)]
+pub struct ActivationView {
+    pub id: String,
+    pub instance: String,
+    pub status: String,
+    pub inbox_id: i64,
+    pub inbox_name: String,
+    pub message: &'static str,
+}
+
+impl From<&Model> for ActivationView {
+    fn from(model: &Model) -> Self {
+        Self {
+            id: model.id.clone(),
+            instance: model.instance.clone(),
+            status: model.status.clone(),
+            inbox_id: model.inbox_id,
+            inbox_name: model.inbox_name.clone(),
+            message: "chatwoot integration activated",
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! RyzeIntegrations: the bridge between RyzeAPI (WhatsApp) and Chatwoot.
+//!
+//! Layout: `config` (settings), `http` (routes), `integrations` (lifecycle use cases), `chatwoot` (the
+//! only code that knows Chatwoot's API), `store` (the only code that builds queries), `crypto` (sealing
+//! secrets at rest), `error` (errors → HTTP), `telemetry` (logs, metrics), `fakes` (a Chatwoot that
+//! answers like the real one, for tests, benchmarks and trying the bridge without a Chatwoot).
+
+pub mod chatwoot;
+pub mod config;
+pub mod crypto;
+pub mod error;
+pub mod fakes;
+pub mod http;
+pub mod integrations;
+pub mod secret;
+pub mod state;
+pub mod store;
+pub mod telemetry;
+
+use std::sync::Arc;
+
+use actix_web::{App, HttpServer, web};
+
+use crate::config::Settings;
+use crate::state::Shared;
+
+/// Why the bridge stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: std::net::SocketAddr, source: std::io::Error },
+    #[error("database: {0}")]
+    Database(#[from] store::StoreError),
+    #[error("server: {0}")]
+    Server(std::io::Error),
+}
+
+/// Builds one awc client per worker thread (awc's `Client` is not `Send`).
+pub fn http_client() -> awc::Client {
+    awc::Client::builder().disable_redirects().finish()
+}
+
+/// Runs the bridge until it is told to stop: binds first (answering `503 not_ready`), then connects to the
+/// database and migrates, then serves.
+pub async fn run(settings: Settings) -> Result<(), RunError> {
+    let bind = settings.bind;
+    let shared = web::Data::from(Arc::new(Shared::new(settings)));
+    let app_shared = shared.clone();
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(app_shared.clone())
+            .app_data(web::Data::new(http_client()))
+            .configure(http::configure)
+            .default_service(web::to(http::not_found))
+    })
+    .bind(bind)
+    .map_err(|source| RunError::Bind { addr: bind, source })?;
+    for addr in server.addrs() {
+        tracing::info!("listening on http://{addr}");
+    }
+    let server = server.run();
+    let handle = server.handle();
+    let serving = actix_web::rt::spawn(server);
+
+    let booted = store::connect_and_migrate(&shared.settings.database_url).await;
+    match booted {
+        Ok(db) => {
+            shared.finish_boot(db);
+            tracing::info!("ready");
+        }
+        Err(e) => {
+            handle.stop(false).await;
+            return Err(RunError::Database(e));
+        }
+    }
+    match serving.await {
+        Ok(result) => result.map_err(RunError::Server),
+        Err(join) => Err(RunError::Server(std::io::Error::other(join.to_string()))),
+    }
+}

@@ -1,0 +1,43 @@
+//! The `ryze-integrations` binary: load settings, set up logging, run.
+
+use std::process::ExitCode;
+
+use ryze_integrations::config::Settings;
+
+#[actix_web::main]
+async fn main() -> ExitCode {
+    // One TLS provider for the whole process (see docs: awc's connector needs one to be chosen).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let settings = match Settings::from_env() {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    ryze_integrations::telemetry::init_logging(settings.log_format);
+    announce_generated(&settings);
+    match ryze_integrations::run(settings).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("stopping: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A generated token is shown exactly once, on the start that created it; afterwards only its file path.
+fn announce_generated(settings: &Settings) {
+    let dir = settings.data_dir.display();
+    if settings.generated.new_token {
+        println!(
+            "Generated BRIDGE_TOKEN (saved in {dir}/bridge.token, shown only this once): {}",
+            settings.bridge_token.expose()
+        );
+    } else if settings.generated.token_from_data_dir {
+        tracing::info!("using the bridge token stored in {dir}/bridge.token");
+    }
+    if settings.generated.new_key {
+        tracing::warn!("no BRIDGE_ENCRYPTION_KEY set: generated {dir}/bridge.key; back it up, without it stored tokens cannot be opened");
+    }
+}

@@ -1,0 +1,67 @@
+//! Process-wide state shared by the HTTP workers (and later the integration actors).
+//!
+//! The HTTP server starts before the database is migrated so that it can answer `503 not_ready`; the
+//! parts that need the database ([`Services`]) are set once when boot finishes.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use sea_orm::DatabaseConnection;
+
+use crate::config::Settings;
+use crate::crypto::Sealer;
+use crate::error::AppError;
+use crate::telemetry::Metrics;
+
+pub struct Shared {
+    pub settings: Settings,
+    pub metrics: Metrics,
+    services: OnceLock<Services>,
+}
+
+/// What exists once boot has finished.
+pub struct Services {
+    pub db: DatabaseConnection,
+    pub sealer: Sealer,
+    pub instance_locks: InstanceLocks,
+}
+
+impl Shared {
+    pub fn new(settings: Settings) -> Self {
+        Self { settings, metrics: Metrics::default(), services: OnceLock::new() }
+    }
+
+    /// The booted services, or `not_ready` while the bridge is starting.
+    pub fn services(&self) -> Result<&Services, AppError> {
+        self.services.get().ok_or(AppError::NotReady)
+    }
+
+    /// Marks boot as finished. Only the first call has an effect.
+    pub fn finish_boot(&self, db: DatabaseConnection) {
+        let sealer = Sealer::new(self.settings.encryption_key.clone(), self.settings.previous_encryption_key.clone());
+        let _ = self.services.set(Services { db, sealer, instance_locks: InstanceLocks::default() });
+    }
+}
+
+/// One async lock per instance name: activations, deactivations and pauses of one instance run one at a
+/// time in this process (two concurrent activations must not create two inboxes). Across replicas the
+/// unique index on `integrations.instance` is the backstop.
+#[derive(Default)]
+pub struct InstanceLocks {
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl InstanceLocks {
+    pub async fn lock(&self, instance: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut locks = match self.locks.lock() {
+                Ok(guard) => guard,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            // Forget locks nobody holds, so the map does not grow with every instance ever seen.
+            locks.retain(|_, l| Arc::strong_count(l) > 1);
+            locks.entry(instance.to_owned()).or_default().clone()
+        };
+        lock.lock_owned().await
+    }
+}

@@ -1,0 +1,73 @@
+//! Queries on the `integrations` table.
+
+use entity::integration::{ActiveModel, Column, Entity, Model};
+use sea_orm::{
+    ActiveModelTrait as _, ColumnTrait as _, DatabaseConnection, EntityTrait as _, IntoActiveModel as _,
+    QueryFilter as _, QueryOrder as _, QuerySelect as _, SqlErr,
+};
+
+use super::StoreError;
+
+pub async fn find(db: &DatabaseConnection, id: &str) -> Result<Option<Model>, StoreError> {
+    Ok(Entity::find_by_id(id.to_owned()).one(db).await?)
+}
+
+pub async fn find_by_instance(db: &DatabaseConnection, instance: &str) -> Result<Option<Model>, StoreError> {
+    Ok(Entity::find().filter(Column::Instance.eq(instance)).one(db).await?)
+}
+
+/// All integrations (oldest first), or the one of `instance`.
+pub async fn list(db: &DatabaseConnection, instance: Option<&str>) -> Result<Vec<Model>, StoreError> {
+    let mut query = Entity::find().order_by_asc(Column::CreatedAt).order_by_asc(Column::Id);
+    if let Some(instance) = instance {
+        query = query.filter(Column::Instance.eq(instance));
+    }
+    Ok(query.all(db).await?)
+}
+
+/// Inserts a new integration; a second one for the same instance is refused with `InstanceTaken`.
+pub async fn insert(db: &DatabaseConnection, model: Model) -> Result<Model, StoreError> {
+    let instance = model.instance.clone();
+    model.into_active_model().reset_all().insert(db).await.map_err(|e| match e.sql_err() {
+        Some(SqlErr::UniqueConstraintViolation(_)) => StoreError::InstanceTaken(instance),
+        _ => StoreError::Db(e),
+    })
+}
+
+/// Writes every column of `model` over the stored row.
+pub async fn replace(db: &DatabaseConnection, model: Model) -> Result<Model, StoreError> {
+    let active: ActiveModel = model.into_active_model().reset_all();
+    Ok(active.update(db).await?)
+}
+
+/// Sets `status` and `last_error` (and `updated_at`). Returns the updated row, `None` if it is gone.
+pub async fn set_status(
+    db: &DatabaseConnection,
+    id: &str,
+    status: &str,
+    last_error: &str,
+) -> Result<Option<Model>, StoreError> {
+    let Some(model) = find(db, id).await? else { return Ok(None) };
+    let mut active = model.into_active_model();
+    active.status = sea_orm::Set(status.to_owned());
+    active.last_error = sea_orm::Set(last_error.to_owned());
+    active.updated_at = sea_orm::Set(chrono::Utc::now());
+    Ok(Some(active.update(db).await?))
+}
+
+/// Deletes the integration. Returns whether a row was removed.
+pub async fn delete(db: &DatabaseConnection, id: &str) -> Result<bool, StoreError> {
+    Ok(Entity::delete_by_id(id.to_owned()).exec(db).await?.rows_affected > 0)
+}
+
+/// `(status, count)` for every status present.
+pub async fn count_by_status(db: &DatabaseConnection) -> Result<Vec<(String, i64)>, StoreError> {
+    Ok(Entity::find()
+        .select_only()
+        .column(Column::Status)
+        .column_as(Column::Id.count(), "n")
+        .group_by(Column::Status)
+        .into_tuple::<(String, i64)>()
+        .all(db)
+        .await?)
+}
