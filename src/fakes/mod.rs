@@ -1,1 +1,8 @@
-//! Fakes of the bridge neighbours (filled below).
+//! Fakes of the bridge's neighbours, served over real sockets.
+//!
+//! [`chatwoot::FakeChatwoot`] answers like a real Chatwoot (statuses, bodies, ids — see
+//! `shared/reference/chatwoot-api.md`) and records every request, flagging any request a real Chatwoot
+//! would reject or silently misread as a *violation*. Tests, the benchmark and the `fake-chatwoot` binary
+//! (for trying the bridge with curl) use it.
+
+pub mod chatwoot;

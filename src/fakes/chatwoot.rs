@@ -1,0 +1,577 @@
+//! A fake Chatwoot (v4.15 by default) for the endpoints the bridge calls.
+//!
+//! Every request passes through [`dispatch`]: it is recorded, a configured fault is applied (slow answers,
+//! 5xx/429 pages), the `api_access_token` is checked the way Chatwoot checks it, and the route answers
+//! with Chatwoot's own status and body. Requests whose shape Chatwoot would reject or silently drop
+//! (unknown keys, `callback_url` instead of `webhook_url`, non-JSON bodies) are answered as Chatwoot does
+//! *and* recorded in [`FakeChatwoot::violations`], so that a test can fail on them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use actix_web::dev::ServerHandle;
+use actix_web::http::StatusCode;
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use serde_json::{Map, Value, json};
+
+/// A member's role on an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Administrator,
+    Agent,
+}
+
+impl Role {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Administrator => "administrator",
+            Self::Agent => "agent",
+        }
+    }
+}
+
+/// Something to go wrong on every request until cleared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    None,
+    /// Answer normally, after this delay.
+    Slow(Duration),
+    /// Answer every request with this status and the page a proxy or Rack::Attack would send.
+    Status(u16),
+}
+
+#[derive(Debug, Clone)]
+struct Account {
+    name: String,
+    suspended: bool,
+    inbox_limit: Option<usize>,
+}
+
+#[derive(Debug, Clone)]
+struct User {
+    id: i64,
+    name: String,
+    bot: bool,
+    memberships: BTreeMap<i64, Role>,
+}
+
+/// An inbox as the fake stores it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeInbox {
+    pub id: i64,
+    pub account_id: i64,
+    pub channel_id: i64,
+    pub name: String,
+    pub webhook_url: String,
+    pub identifier: String,
+    pub secret: String,
+    pub hmac_token: String,
+}
+
+/// One request as received.
+#[derive(Debug, Clone)]
+pub struct RecordedRequest {
+    pub method: String,
+    pub path: String,
+    pub body: Option<Value>,
+    pub status: u16,
+}
+
+#[derive(Debug)]
+struct State {
+    version: String,
+    accounts: BTreeMap<i64, Account>,
+    users: HashMap<String, User>,
+    inboxes: BTreeMap<i64, FakeInbox>,
+    next_id: i64,
+    requests: Vec<RecordedRequest>,
+    violations: Vec<String>,
+    fault: Fault,
+}
+
+impl State {
+    fn next_id(&mut self) -> i64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    fn signing_supported(&self) -> bool {
+        version_at_least(&self.version, (4, 13))
+    }
+}
+
+/// Whether a dotted version is at least `(major, minor)`.
+pub fn version_at_least(version: &str, (major, minor): (u64, u64)) -> bool {
+    let mut parts = version.split('.').map(|p| p.parse::<u64>().unwrap_or(0));
+    let (v_major, v_minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (v_major, v_minor) >= (major, minor)
+}
+
+/// A running fake Chatwoot. Stops when dropped.
+pub struct FakeChatwoot {
+    url: String,
+    state: Arc<Mutex<State>>,
+    server: ServerHandle,
+}
+
+impl FakeChatwoot {
+    /// Starts on a free loopback port, with no accounts or users.
+    pub fn start() -> std::io::Result<Self> {
+        Self::start_on("127.0.0.1:0")
+    }
+
+    /// Starts on `addr`. Must be called inside an actix system.
+    pub fn start_on(addr: &str) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr)?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let state = Arc::new(Mutex::new(State {
+            version: "4.15.1".into(),
+            accounts: BTreeMap::new(),
+            users: HashMap::new(),
+            inboxes: BTreeMap::new(),
+            next_id: 100,
+            requests: Vec::new(),
+            violations: Vec::new(),
+            fault: Fault::None,
+        }));
+        let data = web::Data::from(state.clone());
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .app_data(web::PayloadConfig::new(64 * 1024 * 1024))
+                .default_service(web::to(dispatch))
+        })
+        .workers(1)
+        .disable_signals()
+        .listen(listener)?
+        .run();
+        let handle = server.handle();
+        actix_web::rt::spawn(server);
+        Ok(Self { url, state, server: handle })
+    }
+
+    /// Base URL, e.g. `http://127.0.0.1:41234`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        lock(&self.state)
+    }
+
+    pub fn set_version(&self, version: &str) {
+        self.state().version = version.to_owned();
+    }
+
+    pub fn add_account(&self, id: i64, name: &str) {
+        self.state().accounts.insert(id, Account { name: name.to_owned(), suspended: false, inbox_limit: None });
+    }
+
+    pub fn suspend_account(&self, id: i64) {
+        if let Some(account) = self.state().accounts.get_mut(&id) {
+            account.suspended = true;
+        }
+    }
+
+    /// Limits how many inboxes the account may have (enterprise plan limit → 402).
+    pub fn limit_inboxes(&self, account_id: i64, limit: usize) {
+        if let Some(account) = self.state().accounts.get_mut(&account_id) {
+            account.inbox_limit = Some(limit);
+        }
+    }
+
+    /// Adds a user with an access token and roles on accounts. Returns the user id.
+    pub fn add_user(&self, token: &str, memberships: &[(i64, Role)]) -> i64 {
+        self.insert_user(token, memberships, false)
+    }
+
+    /// Adds an agent bot token (refused on user-only endpoints).
+    pub fn add_bot(&self, token: &str, account_id: i64) -> i64 {
+        self.insert_user(token, &[(account_id, Role::Agent)], true)
+    }
+
+    fn insert_user(&self, token: &str, memberships: &[(i64, Role)], bot: bool) -> i64 {
+        let mut state = self.state();
+        let id = state.next_id();
+        let user = User { id, name: format!("User {id}"), bot, memberships: memberships.iter().copied().collect() };
+        state.users.insert(token.to_owned(), user);
+        id
+    }
+
+    /// Revokes a token (as when a user regenerates theirs).
+    pub fn revoke_token(&self, token: &str) {
+        self.state().users.remove(token);
+    }
+
+    pub fn set_fault(&self, fault: Fault) {
+        self.state().fault = fault;
+    }
+
+    pub fn inboxes(&self) -> Vec<FakeInbox> {
+        self.state().inboxes.values().cloned().collect()
+    }
+
+    pub fn inbox(&self, id: i64) -> Option<FakeInbox> {
+        self.state().inboxes.get(&id).cloned()
+    }
+
+    /// Deletes an inbox behind the bridge's back (an admin deleting it in Chatwoot's UI).
+    pub fn delete_inbox_directly(&self, id: i64) {
+        self.state().inboxes.remove(&id);
+    }
+
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.state().requests.clone()
+    }
+
+    /// Requests with this method whose path starts with `prefix`.
+    pub fn count(&self, method: &str, prefix: &str) -> usize {
+        self.state().requests.iter().filter(|r| r.method == method && r.path.starts_with(prefix)).count()
+    }
+
+    /// Requests a real Chatwoot would have rejected or misread. Empty in a passing test.
+    pub fn violations(&self) -> Vec<String> {
+        self.state().violations.clone()
+    }
+
+    /// Stops the server (the port then refuses connections).
+    pub async fn stop(&self) {
+        self.server.stop(false).await;
+    }
+}
+
+impl Drop for FakeChatwoot {
+    fn drop(&mut self) {
+        // Stopping is asynchronous; fire it and let the system finish it.
+        let handle = self.server.clone();
+        actix_web::rt::spawn(async move { handle.stop(false).await });
+    }
+}
+
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    match state.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+/// Chatwoot's JSON answer.
+fn reply(status: u16, body: Value) -> (u16, HttpResponse) {
+    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, HttpResponse::build(code).json(body))
+}
+
+fn error(status: u16, text: &str) -> (u16, HttpResponse) {
+    reply(status, json!({ "error": text }))
+}
+
+fn not_found() -> (u16, HttpResponse) {
+    error(404, "Resource could not be found")
+}
+
+/// Rails' page for a route that does not exist.
+fn no_route() -> (u16, HttpResponse) {
+    let page = "<!DOCTYPE html><html><head><title>The page you were looking for doesn't exist (404)</title></head><body><h1>The page you were looking for doesn't exist.</h1></body></html>";
+    (404, HttpResponse::NotFound().content_type("text/html; charset=utf-8").body(page))
+}
+
+async fn dispatch(req: HttpRequest, body: web::Bytes, state: web::Data<Mutex<State>>) -> HttpResponse {
+    let method = req.method().as_str().to_owned();
+    let path = req.path().to_owned();
+    let fault = lock(&state).fault.clone();
+    if let Fault::Slow(delay) = fault {
+        actix_web::rt::time::sleep(delay).await;
+    }
+    let mut guard = lock(&state);
+    let parsed_body = (!body.is_empty()).then(|| serde_json::from_slice::<Value>(&body).ok()).flatten();
+    if !body.is_empty() && parsed_body.is_none() {
+        guard.violations.push(format!("{method} {path}: body is not JSON"));
+    }
+    if parsed_body.is_some() && !is_json_content(&req) {
+        guard.violations.push(format!("{method} {path}: JSON body without Content-Type: application/json"));
+    }
+    let (status, response) = match fault {
+        Fault::Status(status) => fault_page(status),
+        _ => route(&mut guard, &req, &method, &path, parsed_body.as_ref()),
+    };
+    guard.requests.push(RecordedRequest { method, path, body: parsed_body, status });
+    response
+}
+
+fn is_json_content(req: &HttpRequest) -> bool {
+    req.headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"))
+}
+
+fn fault_page(status: u16) -> (u16, HttpResponse) {
+    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+    let body = if status == 429 {
+        // Rack::Attack's default responder.
+        "Retry later\n".to_owned()
+    } else {
+        format!("<html><head><title>{status}</title></head><body><h1>{status} {}</h1></body></html>", code.canonical_reason().unwrap_or(""))
+    };
+    let mut builder = HttpResponse::build(code);
+    if status == 429 {
+        builder.insert_header(("retry-after", "1"));
+        builder.content_type("text/plain");
+    } else {
+        builder.content_type("text/html");
+    }
+    (status, builder.body(body))
+}
+
+fn route(state: &mut State, req: &HttpRequest, method: &str, path: &str, body: Option<&Value>) -> (u16, HttpResponse) {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match (method, segments.as_slice()) {
+        ("GET", ["api"]) => reply(
+            200,
+            json!({"version": state.version, "timestamp": "2026-11-21 10:00:00", "queue_services": "ok", "data_services": "ok"}),
+        ),
+        ("GET", ["health"]) => reply(200, json!({"status": "woot"})),
+        (_, ["api", "v1", "profile"]) => with_user(state, req, |state, token, user| {
+            if method != "GET" {
+                return no_route();
+            }
+            if user.bot {
+                return error(401, "Access to this endpoint is not authorized for bots");
+            }
+            reply(200, profile_json(state, token, user))
+        }),
+        (_, ["api", "v1", "accounts", account, rest @ ..]) => {
+            let Ok(account_id) = account.parse::<i64>() else { return not_found() };
+            with_user(state, req, |state, _token, user| {
+                if !state.accounts.contains_key(&account_id) {
+                    return not_found();
+                }
+                let Some(role) = user.memberships.get(&account_id).copied() else {
+                    return error(401, "You are not authorized to access this account");
+                };
+                if state.accounts.get(&account_id).is_some_and(|a| a.suspended) {
+                    return error(401, "Account is suspended");
+                }
+                account_route(state, method, path, rest, account_id, role, &user, body)
+            })
+        }
+        _ => no_route(),
+    }
+}
+
+/// Authenticates like Chatwoot: no header → devise's 401, unknown token → `Invalid Access Token`.
+fn with_user(
+    state: &mut State,
+    req: &HttpRequest,
+    f: impl FnOnce(&mut State, &str, User) -> (u16, HttpResponse),
+) -> (u16, HttpResponse) {
+    let Some(token) = req.headers().get("api_access_token").and_then(|v| v.to_str().ok()).map(str::to_owned) else {
+        return reply(401, json!({"errors": ["You need to sign in or sign up before continuing."]}));
+    };
+    match state.users.get(&token).cloned() {
+        Some(user) => f(state, &token, user),
+        None => error(401, "Invalid Access Token"),
+    }
+}
+
+fn profile_json(state: &State, token: &str, user: User) -> Value {
+    let accounts: Vec<Value> = user
+        .memberships
+        .iter()
+        .map(|(id, role)| {
+            let account = state.accounts.get(id);
+            json!({
+                "id": id, "name": account.map(|a| a.name.clone()).unwrap_or_default(),
+                "status": if account.is_some_and(|a| a.suspended) { "suspended" } else { "active" },
+                "active_at": null, "role": role.as_str(), "permissions": [role.as_str()],
+                "availability": "online", "availability_status": "online", "auto_offline": true
+            })
+        })
+        .collect();
+    let first = user.memberships.iter().next();
+    json!({
+        "id": user.id, "name": user.name, "email": format!("user{}@example.com", user.id),
+        "access_token": token, "account_id": first.map(|(id, _)| *id),
+        "role": first.map(|(_, role)| role.as_str()), "available_name": user.name, "display_name": null,
+        "avatar_url": "", "confirmed": true, "pubsub_token": "pubsub", "uid": format!("user{}@example.com", user.id),
+        "type": "User", "accounts": accounts
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn account_route(
+    state: &mut State,
+    method: &str,
+    path: &str,
+    rest: &[&str],
+    account_id: i64,
+    role: Role,
+    user: &User,
+    body: Option<&Value>,
+) -> (u16, HttpResponse) {
+    let admin = role == Role::Administrator;
+    match (method, rest) {
+        ("GET", ["inboxes"]) => {
+            let payload: Vec<Value> = if admin {
+                let signing = state.signing_supported();
+                state.inboxes.values().filter(|i| i.account_id == account_id).map(|i| inbox_json(i, true, signing)).collect()
+            } else {
+                Vec::new()
+            };
+            reply(200, json!({ "payload": payload }))
+        }
+        ("POST", ["inboxes"]) => {
+            if user.bot {
+                return error(401, "Access to this endpoint is not authorized for bots");
+            }
+            if !admin {
+                return error(401, "You are not authorized to do this action");
+            }
+            create_inbox(state, path, account_id, body)
+        }
+        (_, ["inboxes", id]) => {
+            let Ok(id) = id.parse::<i64>() else { return not_found() };
+            let exists = state.inboxes.get(&id).is_some_and(|i| i.account_id == account_id);
+            if !exists {
+                return not_found();
+            }
+            if !admin {
+                return error(401, "You are not authorized to do this action");
+            }
+            match method {
+                "GET" => {
+                    let signing = state.signing_supported();
+                    state.inboxes.get(&id).map_or_else(not_found, |i| reply(200, inbox_json(i, true, signing)))
+                }
+                "PATCH" | "PUT" => update_inbox(state, path, id, body),
+                "DELETE" => {
+                    state.inboxes.remove(&id);
+                    reply(200, json!({"message": "Your inbox deletion request will be processed in some time."}))
+                }
+                _ => no_route(),
+            }
+        }
+        _ => no_route(),
+    }
+}
+
+/// Top-level inbox attributes Chatwoot permits (`inbox_attributes`).
+const INBOX_ATTRIBUTES: &[&str] = &[
+    "name", "avatar", "greeting_enabled", "greeting_message", "enable_email_collect", "csat_survey_enabled",
+    "enable_auto_assignment", "working_hours_enabled", "out_of_office_message", "timezone",
+    "allow_messages_after_resolved", "lock_to_single_conversation", "portal_id", "sender_name_type",
+    "business_name", "csat_config", "auto_assignment_config", "channel",
+];
+/// Channel attributes an API channel keeps (`EDITABLE_ATTRS`); everything else is dropped silently.
+const API_CHANNEL_ATTRIBUTES: &[&str] = &["type", "webhook_url", "hmac_mandatory", "additional_attributes"];
+
+fn check_inbox_body(state: &mut State, path: &str, body: Option<&Value>) -> Option<Map<String, Value>> {
+    let Some(Value::Object(fields)) = body else {
+        state.violations.push(format!("{path}: inbox body must be a JSON object"));
+        return None;
+    };
+    for key in fields.keys().filter(|k| !INBOX_ATTRIBUTES.contains(&k.as_str())) {
+        state.violations.push(format!("{path}: `{key}` is not an inbox attribute Chatwoot permits (dropped silently)"));
+    }
+    for bool_key in ["greeting_enabled", "enable_auto_assignment", "enable_email_collect", "csat_survey_enabled", "working_hours_enabled"] {
+        if fields.get(bool_key).is_some_and(|v| !v.is_boolean() && !v.is_null()) {
+            state.violations.push(format!("{path}: `{bool_key}` must be a boolean"));
+        }
+    }
+    if let Some(channel) = fields.get("channel") {
+        match channel {
+            Value::Object(channel) => {
+                for key in channel.keys().filter(|k| !API_CHANNEL_ATTRIBUTES.contains(&k.as_str())) {
+                    state.violations.push(format!("{path}: channel.{key} is not kept for API inboxes (use webhook_url)"));
+                }
+                if channel.get("webhook_url").is_some_and(|u| u.as_str().is_none_or(|u| u.len() > 2048)) {
+                    state.violations.push(format!("{path}: channel.webhook_url must be a string of at most 2048 characters"));
+                }
+            }
+            _ => state.violations.push(format!("{path}: `channel` must be an object")),
+        }
+    }
+    Some(fields.clone())
+}
+
+fn create_inbox(state: &mut State, path: &str, account_id: i64, body: Option<&Value>) -> (u16, HttpResponse) {
+    let Some(fields) = check_inbox_body(state, path, body) else {
+        return error(422, "param is missing or the value is empty: channel");
+    };
+    let Some(channel) = fields.get("channel").and_then(Value::as_object) else {
+        state.violations.push(format!("{path}: inbox create needs `channel`"));
+        return error(422, "param is missing or the value is empty: channel");
+    };
+    if channel.get("type").and_then(Value::as_str) != Some("api") {
+        state.violations.push(format!("{path}: channel.type must be \"api\" for the bridge"));
+        return error(422, "Validation failed: Channel can't be blank");
+    }
+    let name = fields.get("name").and_then(Value::as_str).unwrap_or_default().trim().to_owned();
+    if name.is_empty() {
+        return reply(422, json!({"message": "Name can't be blank", "attributes": ["name"]}));
+    }
+    let limit = state.accounts.get(&account_id).and_then(|a| a.inbox_limit);
+    let count = state.inboxes.values().filter(|i| i.account_id == account_id).count();
+    if limit.is_some_and(|limit| count >= limit) {
+        return error(402, "Account limit exceeded. Upgrade to a higher plan");
+    }
+    let id = state.next_id();
+    let channel_id = state.next_id();
+    let inbox = FakeInbox {
+        id,
+        account_id,
+        channel_id,
+        name,
+        webhook_url: channel.get("webhook_url").and_then(Value::as_str).unwrap_or_default().to_owned(),
+        identifier: format!("ident{id}xyz"),
+        secret: format!("whsec{id}abcdef"),
+        hmac_token: format!("hmac{id}tok"),
+    };
+    let signing = state.signing_supported();
+    let body = inbox_json(&inbox, true, signing);
+    state.inboxes.insert(id, inbox);
+    reply(200, body)
+}
+
+fn update_inbox(state: &mut State, path: &str, id: i64, body: Option<&Value>) -> (u16, HttpResponse) {
+    let Some(fields) = check_inbox_body(state, path, body) else {
+        return error(422, "param is missing or the value is empty: inbox");
+    };
+    let signing = state.signing_supported();
+    let Some(inbox) = state.inboxes.get_mut(&id) else { return not_found() };
+    if let Some(name) = fields.get("name").and_then(Value::as_str) {
+        if name.trim().is_empty() {
+            return reply(422, json!({"message": "Name can't be blank", "attributes": ["name"]}));
+        }
+        inbox.name = name.trim().to_owned();
+    }
+    if let Some(url) = fields.get("channel").and_then(|c| c.get("webhook_url")).and_then(Value::as_str) {
+        inbox.webhook_url = url.to_owned();
+    }
+    reply(200, inbox_json(inbox, true, signing))
+}
+
+/// `_inbox.json.jbuilder` for an API inbox.
+fn inbox_json(inbox: &FakeInbox, admin: bool, signing: bool) -> Value {
+    let mut value = json!({
+        "id": inbox.id, "channel_id": inbox.channel_id, "name": inbox.name, "channel_type": "Channel::Api",
+        "avatar_url": "", "greeting_enabled": false, "greeting_message": null, "working_hours_enabled": false,
+        "enable_email_collect": true, "csat_survey_enabled": false, "csat_config": {}, "enable_auto_assignment": true,
+        "auto_assignment_config": {}, "out_of_office_message": null, "working_hours": [], "timezone": "UTC",
+        "callback_webhook_url": null, "allow_messages_after_resolved": true, "lock_to_single_conversation": false,
+        "sender_name_type": "friendly", "business_name": null, "allowed_domains": null, "widget_color": null,
+        "website_url": null, "hmac_mandatory": false, "webhook_url": inbox.webhook_url,
+        "inbox_identifier": inbox.identifier, "additional_attributes": {}, "provider": null
+    });
+    if let Some(map) = value.as_object_mut() {
+        if admin {
+            map.insert("hmac_token".into(), json!(inbox.hmac_token));
+            if signing {
+                map.insert("secret".into(), json!(inbox.secret));
+            }
+        }
+    }
+    value
+}

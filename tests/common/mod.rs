@@ -1,0 +1,304 @@
+//! Shared test harness.
+//!
+//! - [`TestDb`]: a fresh database per test: a SQLite file in a temp dir by default, or a new PostgreSQL
+//!   database (dropped afterwards) when `DATABASE_URL` points at a PostgreSQL server.
+//! - [`Bridge`]: the real `ryze-integrations` binary as a child process on a free port, with its output
+//!   captured (to assert that no secret is ever logged); it can be killed and restarted on the same data.
+//! - small HTTP helpers over awc.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::HashMap;
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub use ryze_integrations::fakes::chatwoot::{Fault, FakeChatwoot, Role};
+
+/// A database for one test.
+pub struct TestDb {
+    pub url: String,
+    /// PostgreSQL: (server URL, database name) to drop afterwards.
+    postgres: Option<(String, String)>,
+    _dir: tempfile::TempDir,
+    pub dir: PathBuf,
+}
+
+impl TestDb {
+    pub async fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_path_buf();
+        match std::env::var("DATABASE_URL").ok().filter(|u| u.starts_with("postgres")) {
+            None => Self { url: format!("sqlite://{}/bridge.db?mode=rwc", path.display()), postgres: None, _dir: dir, dir: path },
+            Some(server) => {
+                use sea_orm::ConnectionTrait as _;
+                let name = format!("ri_test_{}", random_suffix());
+                let admin = sea_orm::Database::connect(&server).await.unwrap();
+                admin.execute_unprepared(&format!("CREATE DATABASE \"{name}\"")).await.unwrap();
+                admin.close().await.unwrap();
+                let url = replace_database(&server, &name);
+                Self { url, postgres: Some((server, name)), _dir: dir, dir: path }
+            }
+        }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.postgres.is_some()
+    }
+
+    /// A connection from the test itself (to inspect or sabotage the bridge's data).
+    pub async fn connect(&self) -> sea_orm::DatabaseConnection {
+        sea_orm::Database::connect(&self.url).await.unwrap()
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some((server, name)) = self.postgres.take() {
+            // Drop runs outside async context: use a private runtime on a helper thread.
+            let _ = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                runtime.block_on(async move {
+                    use sea_orm::ConnectionTrait as _;
+                    if let Ok(admin) = sea_orm::Database::connect(&server).await {
+                        let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await;
+                        let _ = admin.close().await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+fn replace_database(server_url: &str, name: &str) -> String {
+    let (base, query) = server_url.split_once('?').map_or((server_url, None), |(b, q)| (b, Some(q)));
+    let after_scheme = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[after_scheme..].find('/') {
+        Some(slash) => &base[..after_scheme + slash],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{base}/{name}?{q}"),
+        None => format!("{base}/{name}"),
+    }
+}
+
+pub fn random_suffix() -> String {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).unwrap();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The bridge binary running as a child process.
+pub struct Bridge {
+    child: Option<Child>,
+    pub url: String,
+    pub token: String,
+    output: Arc<Mutex<String>>,
+    env: HashMap<String, String>,
+}
+
+pub struct BridgeOptions {
+    pub token: Option<String>,
+    pub extra_env: Vec<(String, String)>,
+}
+
+impl Default for BridgeOptions {
+    fn default() -> Self {
+        Self { token: Some("test-bridge-token-0123456789".into()), extra_env: Vec::new() }
+    }
+}
+
+impl Bridge {
+    /// Starts the bridge on `db` (its data dir is the db's temp dir) and waits until it is ready.
+    pub async fn start(db: &TestDb) -> Self {
+        Self::start_with(db, BridgeOptions::default()).await
+    }
+
+    pub async fn start_with(db: &TestDb, options: BridgeOptions) -> Self {
+        let mut env: HashMap<String, String> = HashMap::new();
+        env.insert("BRIDGE_DATA_DIR".into(), db.dir.join("data").display().to_string());
+        env.insert("DATABASE_URL".into(), db.url.clone());
+        env.insert("BIND".into(), "127.0.0.1:0".into());
+        env.insert("RYZEAPI_URL".into(), "http://127.0.0.1:9".into());
+        env.insert("BRIDGE_PUBLIC_URL".into(), "http://bridge.test:8080".into());
+        env.insert("BRIDGE_CHATWOOT_TIMEOUT_MS".into(), "1500".into());
+        env.insert("RUST_LOG".into(), "debug,actix_server=info,actix_http=info,sqlx=warn,sea_orm=warn,sea_orm_migration=warn,mio=info,h2=info,rustls=info".into());
+        if let Some(token) = &options.token {
+            env.insert("BRIDGE_TOKEN".into(), token.clone());
+        }
+        for (k, v) in options.extra_env {
+            env.insert(k, v);
+        }
+        let mut bridge = Self { child: None, url: String::new(), token: String::new(), output: Arc::default(), env };
+        bridge.spawn().await;
+        bridge
+    }
+
+    /// Starts the process and waits for `/readyz`.
+    async fn spawn(&mut self) {
+        let (child, url, output) = spawn_process(self.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
+        self.child = Some(child);
+        self.output = output;
+        self.url = url.unwrap_or_else(|| panic!("bridge did not start:\n{}", self.output()));
+        self.token = self.env.get("BRIDGE_TOKEN").cloned().unwrap_or_else(|| self.stored_token());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ready = awc::Client::default().get(format!("{}/readyz", self.url)).send().await.map(|r| r.status().as_u16()).ok();
+            if ready == Some(200) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "bridge not ready: {ready:?}\n{}", self.output());
+            actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn stored_token(&self) -> String {
+        let dir = PathBuf::from(&self.env["BRIDGE_DATA_DIR"]);
+        std::fs::read_to_string(dir.join("bridge.token")).unwrap().trim().to_owned()
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        Path::new(&self.env["BRIDGE_DATA_DIR"])
+    }
+
+    /// Everything the process printed so far (stdout and stderr).
+    pub fn output(&self) -> String {
+        self.output.lock().unwrap().clone()
+    }
+
+    /// SIGKILL, no chance to clean up.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Kills and starts again on the same data dir and database, with `changes` to the environment.
+    pub async fn restart_with(&mut self, changes: &[(&str, Option<&str>)]) {
+        self.kill();
+        for (key, value) in changes {
+            match value {
+                Some(v) => self.env.insert((*key).to_owned(), (*v).to_owned()),
+                None => self.env.remove(*key),
+            };
+        }
+        self.spawn().await;
+    }
+
+    pub async fn restart(&mut self) {
+        self.restart_with(&[]).await;
+    }
+
+    /// An authorized request to the bridge.
+    pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        request(&format!("{}{path}", self.url), method, Some(&self.token), body).await
+    }
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Runs the bridge binary with exactly `env`, capturing its output. Returns the child, the URL it
+/// listens on (once it said so, within 30 s) and the captured output.
+pub fn spawn_process(env: Vec<(String, String)>) -> (Child, Option<String>, Arc<Mutex<String>>) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ryze-integrations"));
+    command.env_clear().envs(env).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    let output: Arc<Mutex<String>> = Arc::default();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let streams: [Box<dyn std::io::Read + Send>; 2] = [Box::new(child.stdout.take().unwrap()), Box::new(child.stderr.take().unwrap())];
+    for stream in streams {
+        let output = output.clone();
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                output.lock().unwrap().push_str(&format!("{line}\n"));
+                if let Some(at) = line.find("listening on http://") {
+                    let url = line[at + "listening on ".len()..].split_whitespace().next().unwrap_or("");
+                    let _ = tx.send(url.trim_end_matches('"').to_owned());
+                }
+            }
+        });
+    }
+    let url = rx.recv_timeout(Duration::from_secs(30)).ok();
+    (child, url, output)
+}
+
+/// One HTTP request; answers `(status, JSON body or Value::String(text))`.
+pub async fn request(url: &str, method: &str, bearer: Option<&str>, body: Option<Value>) -> (u16, Value) {
+    let client = awc::Client::builder().timeout(Duration::from_secs(60)).finish();
+    let mut req = client.request(method.parse().unwrap(), url);
+    if let Some(token) = bearer {
+        req = req.insert_header(("authorization", format!("Bearer {token}")));
+    }
+    let mut response = match body {
+        Some(body) => req.send_json(&body).await.unwrap(),
+        None => req.send().await.unwrap(),
+    };
+    let status = response.status().as_u16();
+    let bytes = response.body().limit(16 * 1024 * 1024).await.unwrap();
+    let value = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    (status, value)
+}
+
+/// A fake Chatwoot with account 5 ("Orion") and tokens: `ADMIN` (administrator), `AGENT` (agent).
+pub const ADMIN: &str = "cw-admin-token-ABCDEF123456";
+pub const AGENT: &str = "cw-agent-token-ABCDEF123456";
+pub const ACCOUNT: i64 = 5;
+
+pub fn fake_chatwoot() -> FakeChatwoot {
+    let fake = FakeChatwoot::start().unwrap();
+    fake.add_account(ACCOUNT, "Orion");
+    fake.add_user(ADMIN, &[(ACCOUNT, Role::Administrator)]);
+    fake.add_user(AGENT, &[(ACCOUNT, Role::Agent)]);
+    fake
+}
+
+/// A valid activation body for `instance` against `chatwoot_url`.
+pub fn activation(instance: &str, chatwoot_url: &str) -> Value {
+    serde_json::json!({
+        "instance": instance,
+        "instanceToken": format!("inst-token-{instance}-SECRET"),
+        "ryzeapiUrl": "http://ryzeapi.test:8080",
+        "chatwootBaseUrl": format!("{chatwoot_url}/"),
+        "chatwootAccountId": ACCOUNT,
+        "chatwootApiToken": ADMIN,
+        "inboxName": format!("WhatsApp - {instance}"),
+    })
+}
+
+/// `body` with `changes` merged in (`Value::Null` removes a field).
+pub fn with(mut body: Value, changes: Value) -> Value {
+    if let (Some(map), Value::Object(changes)) = (body.as_object_mut(), changes) {
+        for (k, v) in changes {
+            if v.is_null() {
+                map.remove(&k);
+            } else {
+                map.insert(k, v);
+            }
+        }
+    }
+    body
+}
+
+/// Asserts the contract's error body shape and returns (code, message, detail, upstream_status).
+pub fn error_fields(body: &Value) -> (String, String, String, Value) {
+    let error = body.get("error").unwrap_or_else(|| panic!("not an error body: {body}"));
+    let keys: Vec<&String> = error.as_object().unwrap().keys().collect();
+    assert_eq!(keys.len(), 4, "error body has exactly code, message, detail, upstream_status: {body}");
+    (
+        error["code"].as_str().unwrap().to_owned(),
+        error["message"].as_str().unwrap().to_owned(),
+        error["detail"].as_str().unwrap().to_owned(),
+        error["upstream_status"].clone(),
+    )
+}
