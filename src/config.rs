@@ -107,19 +107,20 @@ impl Settings {
             None => format!("sqlite://{}?mode=rwc", data_dir.join("bridge.db").display()),
         };
 
-        let encryption_key = get("BRIDGE_ENCRYPTION_KEY").map(|k| parse_key("BRIDGE_ENCRYPTION_KEY", &k)).transpose()?;
+        let encryption_key =
+            get("BRIDGE_ENCRYPTION_KEY").map(|k| parse_key("BRIDGE_ENCRYPTION_KEY", &k)).transpose()?;
         let previous_encryption_key = get("BRIDGE_ENCRYPTION_KEY_PREVIOUS")
             .map(|k| parse_key("BRIDGE_ENCRYPTION_KEY_PREVIOUS", &k))
             .transpose()?;
         let bind_given = get("BIND")
-            .map(|b| b.parse::<SocketAddr>().map_err(|_| bad("BIND", format!("`{b}` is not an address like 0.0.0.0:8080"))))
+            .map(|b| {
+                b.parse::<SocketAddr>().map_err(|_| bad("BIND", format!("`{b}` is not an address like 0.0.0.0:8080")))
+            })
             .transpose()?;
         let public_url_given = get("BRIDGE_PUBLIC_URL").map(|u| parse_http_url("BRIDGE_PUBLIC_URL", &u)).transpose()?;
         let token_given = get("BRIDGE_TOKEN");
-        if let Some(t) = &token_given {
-            if t.len() < 16 {
-                return Err(bad("BRIDGE_TOKEN", "must be at least 16 characters"));
-            }
+        if token_given.as_ref().is_some_and(|t| t.len() < 16) {
+            return Err(bad("BRIDGE_TOKEN", "must be at least 16 characters"));
         }
 
         // Everything parsable is parsed; only now touch the data dir.
@@ -211,8 +212,7 @@ fn parse_key(variable: &'static str, value: &str) -> Result<EncryptionKey, Confi
 }
 
 fn create_private_dir(dir: &Path) -> Result<(), ConfigError> {
-    std::fs::create_dir_all(dir)
-        .map_err(|e| bad("BRIDGE_DATA_DIR", format!("cannot create `{}`: {e}", dir.display())))
+    std::fs::create_dir_all(dir).map_err(|e| bad("BRIDGE_DATA_DIR", format!("cannot create `{}`: {e}", dir.display())))
 }
 
 fn load_or_create_key(dir: &Path) -> Result<(EncryptionKey, bool), ConfigError> {
@@ -258,9 +258,8 @@ fn write_private_file(path: &Path, contents: &str) -> Result<(), ConfigError> {
         use std::os::unix::fs::OpenOptionsExt as _;
         options.mode(0o600);
     }
-    let mut file = options
-        .open(path)
-        .map_err(|e| bad("BRIDGE_DATA_DIR", format!("cannot create `{}`: {e}", path.display())))?;
+    let mut file =
+        options.open(path).map_err(|e| bad("BRIDGE_DATA_DIR", format!("cannot create `{}`: {e}", path.display())))?;
     file.write_all(contents.as_bytes())
         .and_then(|()| file.sync_all())
         .map_err(|e| bad("BRIDGE_DATA_DIR", format!("cannot write `{}`: {e}", path.display())))

@@ -97,9 +97,7 @@ impl Sealer {
             .flatten()
             .find(|k| k.id() == key_id)
             .ok_or_else(|| CryptoError::UnknownKey(key_id.to_owned()))?;
-        let blob = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(body)
-            .map_err(|_| CryptoError::Malformed)?;
+        let blob = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(body).map_err(|_| CryptoError::Malformed)?;
         if blob.len() < NONCE_LEN {
             return Err(CryptoError::Malformed);
         }
@@ -107,7 +105,10 @@ impl Sealer {
         let aad = associated_data(row, column);
         let clear = key
             .cipher
-            .decrypt(&XNonce::try_from(nonce).map_err(|_| CryptoError::Malformed)?, Payload { msg: ciphertext, aad: aad.as_bytes() })
+            .decrypt(
+                &XNonce::try_from(nonce).map_err(|_| CryptoError::Malformed)?,
+                Payload { msg: ciphertext, aad: aad.as_bytes() },
+            )
             .map_err(|_| CryptoError::Tampered)?;
         String::from_utf8(clear).map(Secret::new).map_err(|_| CryptoError::Malformed)
     }

@@ -49,13 +49,20 @@ impl AppError {
     }
 
     /// Same as [`AppError::from_chatwoot`] for a failure the bridge found itself (e.g. a role check).
-    pub fn chatwoot_row(failure: Failure, detail: String, upstream_status: Option<u16>, ctx: ChatwootContext<'_>) -> Self {
+    pub fn chatwoot_row(
+        failure: Failure,
+        detail: String,
+        upstream_status: Option<u16>,
+        ctx: ChatwootContext<'_>,
+    ) -> Self {
         let ChatwootContext { base_url, account_id, action } = ctx;
         let (code, status, message) = match failure {
             Failure::NotFound => (
                 "chatwoot_not_found",
                 400,
-                format!("Chatwoot account or endpoint not found — verify chatwootBaseUrl ({base_url}) and chatwootAccountId ({account_id}). Detail: {detail}"),
+                format!(
+                    "Chatwoot account or endpoint not found — verify chatwootBaseUrl ({base_url}) and chatwootAccountId ({account_id}). Detail: {detail}"
+                ),
             ),
             Failure::Invalid => (
                 "chatwoot_invalid_request",
@@ -70,12 +77,16 @@ impl AppError {
             Failure::Forbidden => (
                 "chatwoot_forbidden",
                 403,
-                format!("Chatwoot denied the request — verify the API token has admin scope on account {account_id}. Detail: {detail}"),
+                format!(
+                    "Chatwoot denied the request — verify the API token has admin scope on account {account_id}. Detail: {detail}"
+                ),
             ),
             Failure::Unreachable | Failure::ServerError | Failure::RateLimited => (
                 "chatwoot_unreachable",
                 502,
-                format!("Chatwoot is unreachable at {base_url} — verify chatwootBaseUrl and that the host is reachable from the server. Detail: {detail}"),
+                format!(
+                    "Chatwoot is unreachable at {base_url} — verify chatwootBaseUrl and that the host is reachable from the server. Detail: {detail}"
+                ),
             ),
         };
         Self::Chatwoot { code, status, message, detail, upstream_status }
@@ -182,17 +193,26 @@ mod tests {
         );
         assert_eq!(e.code(), "chatwoot_unauthorized");
         assert_eq!(e.status_code(), 401);
-        assert_eq!(e.to_string(), "Chatwoot rejected the API token — verify chatwootApiToken. Detail: HTTP 401: Invalid Access Token");
+        assert_eq!(
+            e.to_string(),
+            "Chatwoot rejected the API token — verify chatwootApiToken. Detail: HTTP 401: Invalid Access Token"
+        );
 
         let e = AppError::from_chatwoot(&ChatwootError::Transport { detail: "connection refused".into() }, CTX);
         assert_eq!(e.status_code(), 502);
-        assert_eq!(e.to_string(), "Chatwoot is unreachable at https://cw.example.com — verify chatwootBaseUrl and that the host is reachable from the server. Detail: connection refused");
+        assert_eq!(
+            e.to_string(),
+            "Chatwoot is unreachable at https://cw.example.com — verify chatwootBaseUrl and that the host is reachable from the server. Detail: connection refused"
+        );
 
         let e = AppError::from_chatwoot(
             &ChatwootError::Status { status: 404, message: "Resource could not be found".into(), retry_after: None },
             CTX,
         );
-        assert_eq!(e.to_string(), "Chatwoot account or endpoint not found — verify chatwootBaseUrl (https://cw.example.com) and chatwootAccountId (5). Detail: HTTP 404: Resource could not be found");
+        assert_eq!(
+            e.to_string(),
+            "Chatwoot account or endpoint not found — verify chatwootBaseUrl (https://cw.example.com) and chatwootAccountId (5). Detail: HTTP 404: Resource could not be found"
+        );
     }
 
     #[test]

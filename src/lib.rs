@@ -52,6 +52,7 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
             .app_data(web::Data::new(http_client()))
             .configure(http::configure)
             .default_service(web::to(http::not_found))
+            .wrap_fn(http::log_request)
     })
     .bind(bind)
     .map_err(|source| RunError::Bind { addr: bind, source })?;

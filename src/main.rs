@@ -38,6 +38,8 @@ fn announce_generated(settings: &Settings) {
         tracing::info!("using the bridge token stored in {dir}/bridge.token");
     }
     if settings.generated.new_key {
-        tracing::warn!("no BRIDGE_ENCRYPTION_KEY set: generated {dir}/bridge.key; back it up, without it stored tokens cannot be opened");
+        tracing::warn!(
+            "no BRIDGE_ENCRYPTION_KEY set: generated {dir}/bridge.key; back it up, without it stored tokens cannot be opened"
+        );
     }
 }

@@ -34,14 +34,19 @@ pub struct Metrics {
 
 /// Help texts of every series the registry can hold (also fixes their order in the output).
 const HELP: &[(&str, &str, &str)] = &[
-    ("bridge_upstream_calls_total", "counter", "Calls to Chatwoot or RyzeAPI by operation and outcome (ok, HTTP status, transport_error)."),
+    (
+        "bridge_upstream_calls_total",
+        "counter",
+        "Calls to Chatwoot or RyzeAPI by operation and outcome (ok, HTTP status, transport_error).",
+    ),
     ("bridge_upstream_call_seconds_sum", "counter", "Total seconds spent in those calls."),
 ];
 
 impl Metrics {
     /// Records one call to an upstream (`chatwoot` or `ryzeapi`).
     pub fn observe_call(&self, target: &str, operation: &'static str, outcome: &str, elapsed: Duration) {
-        let labels = vec![("operation", operation.to_owned()), ("outcome", outcome.to_owned()), ("target", target.to_owned())];
+        let labels =
+            vec![("operation", operation.to_owned()), ("outcome", outcome.to_owned()), ("target", target.to_owned())];
         self.add("bridge_upstream_calls_total", labels.clone(), 1.0);
         self.add("bridge_upstream_call_seconds_sum", labels, elapsed.as_secs_f64());
     }
@@ -80,7 +85,13 @@ impl Metrics {
                 let _ = writeln!(out, "# HELP {} {}\n# TYPE {} gauge", gauge.name, gauge.help, gauge.name);
                 last_name = gauge.name;
             }
-            let _ = writeln!(out, "{}{} {}", gauge.name, format_labels(gauge.labels.iter().map(|(k, v)| (*k, v.as_str()))), gauge.value);
+            let _ = writeln!(
+                out,
+                "{}{} {}",
+                gauge.name,
+                format_labels(gauge.labels.iter().map(|(k, v)| (*k, v.as_str()))),
+                gauge.value
+            );
         }
         out
     }
@@ -111,9 +122,20 @@ mod tests {
         m.observe_call("chatwoot", "profile", "ok", Duration::from_millis(500));
         m.observe_call("chatwoot", "profile", "ok", Duration::from_millis(500));
         m.observe_call("chatwoot", "create_inbox", "401", Duration::from_millis(10));
-        let text = m.render(&[Gauge { name: "bridge_integrations", help: "x", labels: vec![("status", "active".into())], value: 2.0 }]);
-        assert!(text.contains(r#"bridge_upstream_calls_total{operation="profile",outcome="ok",target="chatwoot"} 2"#), "{text}");
-        assert!(text.contains(r#"bridge_upstream_call_seconds_sum{operation="profile",outcome="ok",target="chatwoot"} 1"#), "{text}");
+        let text = m.render(&[Gauge {
+            name: "bridge_integrations",
+            help: "x",
+            labels: vec![("status", "active".into())],
+            value: 2.0,
+        }]);
+        assert!(
+            text.contains(r#"bridge_upstream_calls_total{operation="profile",outcome="ok",target="chatwoot"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"bridge_upstream_call_seconds_sum{operation="profile",outcome="ok",target="chatwoot"} 1"#),
+            "{text}"
+        );
         assert!(text.contains("# TYPE bridge_integrations gauge\nbridge_integrations{status=\"active\"} 2"), "{text}");
         assert_eq!(m.total("bridge_upstream_calls_total", &[("target", "chatwoot")]), 3.0);
         assert_eq!(m.total("bridge_upstream_calls_total", &[("outcome", "401")]), 1.0);

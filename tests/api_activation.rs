@@ -39,7 +39,10 @@ async fn activation_creates_an_api_inbox_and_stores_the_integration() {
     let prefix = format!("http://bridge.test:8080/v1/webhooks/chatwoot/{id}/");
     assert!(inbox.webhook_url.starts_with(&prefix), "{}", inbox.webhook_url);
     let secret = &inbox.webhook_url[prefix.len()..];
-    assert!(secret.len() >= 32 && secret.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'), "{secret}");
+    assert!(
+        secret.len() >= 32 && secret.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+        "{secret}"
+    );
 
     let (status, shown) = bridge.call("GET", &format!("/v1/integrations/{id}"), None).await;
     assert_eq!(status, 200);
@@ -56,7 +59,10 @@ async fn activation_creates_an_api_inbox_and_stores_the_integration() {
 #[actix_web::test]
 async fn defaults_apply_inbox_name_and_ryzeapi_url() {
     let (_db, bridge, fake) = setup().await;
-    let body = with(activation("vendas", fake.url()), json!({"inboxName": null, "ryzeapiUrl": null, "signMessages": true, "startAsPending": true}));
+    let body = with(
+        activation("vendas", fake.url()),
+        json!({"inboxName": null, "ryzeapiUrl": null, "signMessages": true, "startAsPending": true}),
+    );
     let (status, created) = activate(&bridge, body).await;
     assert_eq!(status, 201, "{created}");
     assert_eq!(created["inbox_name"], "vendas");
@@ -72,7 +78,10 @@ async fn reactivation_updates_in_place_and_reuses_the_inbox() {
     let (_db, bridge, fake) = setup().await;
     let (status, first) = activate(&bridge, activation("suporte", fake.url())).await;
     assert_eq!(status, 201);
-    let changed = with(activation("suporte", fake.url()), json!({"inboxName": "Renamed", "ignoreGroups": true, "instanceToken": "new-instance-token"}));
+    let changed = with(
+        activation("suporte", fake.url()),
+        json!({"inboxName": "Renamed", "ignoreGroups": true, "instanceToken": "new-instance-token"}),
+    );
     let (status, second) = activate(&bridge, changed).await;
     assert_eq!(status, 200, "{second}");
     assert_eq!(second["id"], first["id"]);
@@ -124,7 +133,10 @@ async fn invalid_bodies_are_refused_and_change_nothing() {
         (with(base.clone(), json!({"instance": "has space"})), "invalid body: `instance` must be 1–64"),
         (with(base.clone(), json!({"instanceToken": ""})), "invalid body: `instanceToken` must not be empty"),
         (with(base.clone(), json!({"chatwootBaseUrl": "chatwoot.example.com"})), "invalid body: `chatwootBaseUrl`:"),
-        (with(base.clone(), json!({"chatwootAccountId": -1})), "invalid body: `chatwootAccountId` must be a positive integer"),
+        (
+            with(base.clone(), json!({"chatwootAccountId": -1})),
+            "invalid body: `chatwootAccountId` must be a positive integer",
+        ),
         (with(base.clone(), json!({"chatwootApiToken": 42})), "invalid body: `chatwootApiToken` must be a string"),
         (with(base.clone(), json!({"reopenResolved": "no"})), "invalid body: `reopenResolved` must be true or false"),
         (json!([1, 2]), "invalid body: the body must be a JSON object"),
@@ -154,7 +166,11 @@ async fn invalid_bodies_are_refused_and_change_nothing() {
 #[actix_web::test]
 async fn missing_ryzeapi_url_without_default_is_invalid() {
     let db = TestDb::new().await;
-    let bridge = Bridge::start_with(&db, BridgeOptions { extra_env: vec![("RYZEAPI_URL".into(), String::new())], ..Default::default() }).await;
+    let bridge = Bridge::start_with(
+        &db,
+        BridgeOptions { extra_env: vec![("RYZEAPI_URL".into(), String::new())], ..Default::default() },
+    )
+    .await;
     let fake = fake_chatwoot();
     let (status, body) = activate(&bridge, with(activation("suporte", fake.url()), json!({"ryzeapiUrl": null}))).await;
     assert_eq!(status, 400, "{body}");
@@ -165,7 +181,17 @@ async fn missing_ryzeapi_url_without_default_is_invalid() {
 }
 
 /// Runs one activation expected to fail and checks the error row; nothing may be stored or left behind.
-async fn expect_row(bridge: &Bridge, fake: &FakeChatwoot, body: Value, status: u16, code: &str, message_start: &str, detail: &str, upstream: Value) {
+/// One row of the error table as the answer must show it.
+struct Row<'a> {
+    status: u16,
+    code: &'a str,
+    message: &'a str,
+    detail: &'a str,
+    upstream: Value,
+}
+
+async fn expect_row(bridge: &Bridge, fake: &FakeChatwoot, body: Value, row: Row<'_>) {
+    let Row { status, code, message: message_start, detail, upstream } = row;
     let (got, answer) = activate(bridge, body).await;
     assert_eq!(got, status, "{answer}");
     let (got_code, message, got_detail, got_upstream) = error_fields(&answer);
@@ -185,42 +211,130 @@ async fn chatwoot_error_rows() {
     let url = fake.url().to_owned();
     let base = activation("suporte", &url);
 
-    expect_row(&bridge, &fake, with(base.clone(), json!({"chatwootApiToken": "wrong-token-XYZ"})), 401, "chatwoot_unauthorized",
-        "Chatwoot rejected the API token — verify chatwootApiToken. Detail: ", "HTTP 401: Invalid Access Token", json!(401)).await;
+    expect_row(
+        &bridge,
+        &fake,
+        with(base.clone(), json!({"chatwootApiToken": "wrong-token-XYZ"})),
+        Row {
+            status: 401,
+            code: "chatwoot_unauthorized",
+            message: "Chatwoot rejected the API token — verify chatwootApiToken. Detail: ",
+            detail: "HTTP 401: Invalid Access Token",
+            upstream: json!(401),
+        },
+    )
+    .await;
 
     fake.add_bot("bot-token-123456", ACCOUNT);
-    expect_row(&bridge, &fake, with(base.clone(), json!({"chatwootApiToken": "bot-token-123456"})), 401, "chatwoot_unauthorized",
-        "Chatwoot rejected the API token", "not authorized for bots", json!(401)).await;
+    expect_row(
+        &bridge,
+        &fake,
+        with(base.clone(), json!({"chatwootApiToken": "bot-token-123456"})),
+        Row {
+            status: 401,
+            code: "chatwoot_unauthorized",
+            message: "Chatwoot rejected the API token",
+            detail: "not authorized for bots",
+            upstream: json!(401),
+        },
+    )
+    .await;
 
-    expect_row(&bridge, &fake, with(base.clone(), json!({"chatwootApiToken": AGENT})), 403, "chatwoot_forbidden",
-        "Chatwoot denied the request — verify the API token has admin scope on account 5. Detail: ", "`agent` on account 5", Value::Null).await;
+    expect_row(
+        &bridge,
+        &fake,
+        with(base.clone(), json!({"chatwootApiToken": AGENT})),
+        Row {
+            status: 403,
+            code: "chatwoot_forbidden",
+            message: "Chatwoot denied the request — verify the API token has admin scope on account 5. Detail: ",
+            detail: "`agent` on account 5",
+            upstream: Value::Null,
+        },
+    )
+    .await;
 
     fake.add_account(6, "Other");
     fake.add_user("other-account-admin", &[(6, Role::Administrator)]);
-    expect_row(&bridge, &fake, with(base.clone(), json!({"chatwootApiToken": "other-account-admin"})), 403, "chatwoot_forbidden",
-        "Chatwoot denied the request — verify the API token has admin scope on account 5.", "HTTP 401: You are not authorized to access this account", json!(401)).await;
+    expect_row(
+        &bridge,
+        &fake,
+        with(base.clone(), json!({"chatwootApiToken": "other-account-admin"})),
+        Row {
+            status: 403,
+            code: "chatwoot_forbidden",
+            message: "Chatwoot denied the request — verify the API token has admin scope on account 5.",
+            detail: "HTTP 401: You are not authorized to access this account",
+            upstream: json!(401),
+        },
+    )
+    .await;
 
-    expect_row(&bridge, &fake, with(base.clone(), json!({"chatwootAccountId": 999})), 400, "chatwoot_not_found",
-        &format!("Chatwoot account or endpoint not found — verify chatwootBaseUrl ({url}) and chatwootAccountId (999). Detail: "), "HTTP 404: Resource could not be found", json!(404)).await;
+    expect_row(&bridge, &fake, with(base.clone(), json!({"chatwootAccountId": 999})), Row { status: 400, code: "chatwoot_not_found", message: &format!("Chatwoot account or endpoint not found — verify chatwootBaseUrl ({url}) and chatwootAccountId (999). Detail: "), detail: "HTTP 404: Resource could not be found", upstream: json!(404) }).await;
 
-    expect_row(&bridge, &fake, with(base.clone(), json!({"chatwootBaseUrl": format!("{url}/not-chatwoot")})), 400, "chatwoot_not_found",
-        "Chatwoot account or endpoint not found", "HTTP 404", json!(404)).await;
+    expect_row(
+        &bridge,
+        &fake,
+        with(base.clone(), json!({"chatwootBaseUrl": format!("{url}/not-chatwoot")})),
+        Row {
+            status: 400,
+            code: "chatwoot_not_found",
+            message: "Chatwoot account or endpoint not found",
+            detail: "HTTP 404",
+            upstream: json!(404),
+        },
+    )
+    .await;
 
     fake.limit_inboxes(ACCOUNT, 0);
-    expect_row(&bridge, &fake, base.clone(), 400, "chatwoot_invalid_request",
-        "Chatwoot rejected the request as invalid — creating the inbox. Detail: ", "HTTP 402: Account limit exceeded. Upgrade to a higher plan", json!(402)).await;
+    expect_row(
+        &bridge,
+        &fake,
+        base.clone(),
+        Row {
+            status: 400,
+            code: "chatwoot_invalid_request",
+            message: "Chatwoot rejected the request as invalid — creating the inbox. Detail: ",
+            detail: "HTTP 402: Account limit exceeded. Upgrade to a higher plan",
+            upstream: json!(402),
+        },
+    )
+    .await;
     fake.limit_inboxes(ACCOUNT, 100);
 
     fake.set_fault(Fault::Status(503));
-    expect_row(&bridge, &fake, base.clone(), 502, "chatwoot_unreachable",
-        &format!("Chatwoot is unreachable at {url} — verify chatwootBaseUrl and that the host is reachable from the server. Detail: "), "HTTP 503", json!(503)).await;
+    expect_row(&bridge, &fake, base.clone(), Row { status: 502, code: "chatwoot_unreachable", message: &format!("Chatwoot is unreachable at {url} — verify chatwootBaseUrl and that the host is reachable from the server. Detail: "), detail: "HTTP 503", upstream: json!(503) }).await;
 
     fake.set_fault(Fault::Slow(Duration::from_millis(2500)));
-    expect_row(&bridge, &fake, base.clone(), 502, "chatwoot_unreachable", "Chatwoot is unreachable at", "timed out after 1500 ms", Value::Null).await;
+    expect_row(
+        &bridge,
+        &fake,
+        base.clone(),
+        Row {
+            status: 502,
+            code: "chatwoot_unreachable",
+            message: "Chatwoot is unreachable at",
+            detail: "timed out after 1500 ms",
+            upstream: Value::Null,
+        },
+    )
+    .await;
     fake.set_fault(Fault::None);
 
     fake.suspend_account(ACCOUNT);
-    expect_row(&bridge, &fake, base.clone(), 403, "chatwoot_forbidden", "Chatwoot denied the request", "Account is suspended", json!(401)).await;
+    expect_row(
+        &bridge,
+        &fake,
+        base.clone(),
+        Row {
+            status: 403,
+            code: "chatwoot_forbidden",
+            message: "Chatwoot denied the request",
+            detail: "Account is suspended",
+            upstream: json!(401),
+        },
+    )
+    .await;
 
     assert!(fake.violations().is_empty(), "{:?}", fake.violations());
 }
@@ -231,8 +345,19 @@ async fn unreachable_chatwoot_is_a_502_with_the_transport_error() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", closed.local_addr().unwrap());
     drop(closed);
-    expect_row(&bridge, &fake, activation("suporte", &url), 502, "chatwoot_unreachable",
-        &format!("Chatwoot is unreachable at {url} — verify chatwootBaseUrl"), "onnect", Value::Null).await;
+    expect_row(
+        &bridge,
+        &fake,
+        activation("suporte", &url),
+        Row {
+            status: 502,
+            code: "chatwoot_unreachable",
+            message: &format!("Chatwoot is unreachable at {url} — verify chatwootBaseUrl"),
+            detail: "onnect",
+            upstream: Value::Null,
+        },
+    )
+    .await;
 }
 
 #[actix_web::test]
@@ -246,7 +371,9 @@ async fn persist_failure_is_a_500_and_deletes_the_new_inbox() {
             "CREATE TRIGGER refuse BEFORE INSERT ON integrations FOR EACH ROW EXECUTE FUNCTION refuse_insert()",
         ]
     } else {
-        vec!["CREATE TRIGGER refuse BEFORE INSERT ON integrations BEGIN SELECT RAISE(ABORT, 'disk full (injected)'); END"]
+        vec![
+            "CREATE TRIGGER refuse BEFORE INSERT ON integrations BEGIN SELECT RAISE(ABORT, 'disk full (injected)'); END",
+        ]
     };
     for statement in sabotage {
         conn.execute_unprepared(statement).await.unwrap();
@@ -278,7 +405,13 @@ async fn not_ready_while_the_database_is_not_there_yet() {
     let (mut child, url, _output) = spawn_process(env);
     let url = url.expect("bridge listens before the database is ready");
     let fake = fake_chatwoot();
-    let (status, body) = request(&format!("{url}/v1/integrations/activate"), "POST", Some("test-bridge-token-0123456789"), Some(activation("suporte", fake.url()))).await;
+    let (status, body) = request(
+        &format!("{url}/v1/integrations/activate"),
+        "POST",
+        Some("test-bridge-token-0123456789"),
+        Some(activation("suporte", fake.url())),
+    )
+    .await;
     assert_eq!(status, 503, "{body}");
     let (code, message, _, _) = error_fields(&body);
     assert_eq!((code.as_str(), message.as_str()), ("not_ready", "bridge is starting"));

@@ -63,7 +63,8 @@ impl ChatwootClient {
     }
 
     pub async fn list_inboxes(&self) -> Result<Vec<Inbox>, ChatwootError> {
-        let list: InboxList = self.call::<(), _>("list_inboxes", Method::GET, self.account_path("/inboxes"), None).await?;
+        let list: InboxList =
+            self.call::<(), _>("list_inboxes", Method::GET, self.account_path("/inboxes"), None).await?;
         Ok(list.payload)
     }
 
@@ -132,7 +133,11 @@ impl ChatwootClient {
             None => self.timeout,
             Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
                 Some(left) if !left.is_zero() => left.min(self.timeout),
-                _ => return Err(ChatwootError::Transport { detail: "gave up: the time budget for this request is used up".into() }),
+                _ => {
+                    return Err(ChatwootError::Transport {
+                        detail: "gave up: the time budget for this request is used up".into(),
+                    });
+                }
             },
         };
         let url = format!("{}{path}", self.target.base_url);

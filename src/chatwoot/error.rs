@@ -144,8 +144,14 @@ mod tests {
     #[test]
     fn extracts_error_texts() {
         assert_eq!(error_text(br#"{"error":"Invalid Access Token"}"#), "Invalid Access Token");
-        assert_eq!(error_text(br#"{"message":"Phone number has already been taken","attributes":["phone_number"]}"#), "Phone number has already been taken");
-        assert_eq!(error_text(br#"{"errors":["You need to sign in or sign up before continuing."]}"#), "You need to sign in or sign up before continuing.");
+        assert_eq!(
+            error_text(br#"{"message":"Phone number has already been taken","attributes":["phone_number"]}"#),
+            "Phone number has already been taken"
+        );
+        assert_eq!(
+            error_text(br#"{"errors":["You need to sign in or sign up before continuing."]}"#),
+            "You need to sign in or sign up before continuing."
+        );
         assert_eq!(error_text(b"Retry later\n"), "Retry later");
         assert_eq!(error_text(b""), "(empty body)");
         assert!(error_text("<html>x</html>".repeat(50).as_bytes()).ends_with('…'));

@@ -313,7 +313,10 @@ fn fault_page(status: u16) -> (u16, HttpResponse) {
         // Rack::Attack's default responder.
         "Retry later\n".to_owned()
     } else {
-        format!("<html><head><title>{status}</title></head><body><h1>{status} {}</h1></body></html>", code.canonical_reason().unwrap_or(""))
+        format!(
+            "<html><head><title>{status}</title></head><body><h1>{status} {}</h1></body></html>",
+            code.canonical_reason().unwrap_or("")
+        )
     };
     let mut builder = HttpResponse::build(code);
     if status == 429 {
@@ -416,7 +419,12 @@ fn account_route(
         ("GET", ["inboxes"]) => {
             let payload: Vec<Value> = if admin {
                 let signing = state.signing_supported();
-                state.inboxes.values().filter(|i| i.account_id == account_id).map(|i| inbox_json(i, true, signing)).collect()
+                state
+                    .inboxes
+                    .values()
+                    .filter(|i| i.account_id == account_id)
+                    .map(|i| inbox_json(i, true, signing))
+                    .collect()
             } else {
                 Vec::new()
             };
@@ -459,10 +467,24 @@ fn account_route(
 
 /// Top-level inbox attributes Chatwoot permits (`inbox_attributes`).
 const INBOX_ATTRIBUTES: &[&str] = &[
-    "name", "avatar", "greeting_enabled", "greeting_message", "enable_email_collect", "csat_survey_enabled",
-    "enable_auto_assignment", "working_hours_enabled", "out_of_office_message", "timezone",
-    "allow_messages_after_resolved", "lock_to_single_conversation", "portal_id", "sender_name_type",
-    "business_name", "csat_config", "auto_assignment_config", "channel",
+    "name",
+    "avatar",
+    "greeting_enabled",
+    "greeting_message",
+    "enable_email_collect",
+    "csat_survey_enabled",
+    "enable_auto_assignment",
+    "working_hours_enabled",
+    "out_of_office_message",
+    "timezone",
+    "allow_messages_after_resolved",
+    "lock_to_single_conversation",
+    "portal_id",
+    "sender_name_type",
+    "business_name",
+    "csat_config",
+    "auto_assignment_config",
+    "channel",
 ];
 /// Channel attributes an API channel keeps (`EDITABLE_ATTRS`); everything else is dropped silently.
 const API_CHANNEL_ATTRIBUTES: &[&str] = &["type", "webhook_url", "hmac_mandatory", "additional_attributes"];
@@ -475,7 +497,13 @@ fn check_inbox_body(state: &mut State, path: &str, body: Option<&Value>) -> Opti
     for key in fields.keys().filter(|k| !INBOX_ATTRIBUTES.contains(&k.as_str())) {
         state.violations.push(format!("{path}: `{key}` is not an inbox attribute Chatwoot permits (dropped silently)"));
     }
-    for bool_key in ["greeting_enabled", "enable_auto_assignment", "enable_email_collect", "csat_survey_enabled", "working_hours_enabled"] {
+    for bool_key in [
+        "greeting_enabled",
+        "enable_auto_assignment",
+        "enable_email_collect",
+        "csat_survey_enabled",
+        "working_hours_enabled",
+    ] {
         if fields.get(bool_key).is_some_and(|v| !v.is_boolean() && !v.is_null()) {
             state.violations.push(format!("{path}: `{bool_key}` must be a boolean"));
         }
@@ -484,10 +512,14 @@ fn check_inbox_body(state: &mut State, path: &str, body: Option<&Value>) -> Opti
         match channel {
             Value::Object(channel) => {
                 for key in channel.keys().filter(|k| !API_CHANNEL_ATTRIBUTES.contains(&k.as_str())) {
-                    state.violations.push(format!("{path}: channel.{key} is not kept for API inboxes (use webhook_url)"));
+                    state
+                        .violations
+                        .push(format!("{path}: channel.{key} is not kept for API inboxes (use webhook_url)"));
                 }
                 if channel.get("webhook_url").is_some_and(|u| u.as_str().is_none_or(|u| u.len() > 2048)) {
-                    state.violations.push(format!("{path}: channel.webhook_url must be a string of at most 2048 characters"));
+                    state
+                        .violations
+                        .push(format!("{path}: channel.webhook_url must be a string of at most 2048 characters"));
                 }
             }
             _ => state.violations.push(format!("{path}: `channel` must be an object")),
@@ -565,12 +597,10 @@ fn inbox_json(inbox: &FakeInbox, admin: bool, signing: bool) -> Value {
         "website_url": null, "hmac_mandatory": false, "webhook_url": inbox.webhook_url,
         "inbox_identifier": inbox.identifier, "additional_attributes": {}, "provider": null
     });
-    if let Some(map) = value.as_object_mut() {
-        if admin {
-            map.insert("hmac_token".into(), json!(inbox.hmac_token));
-            if signing {
-                map.insert("secret".into(), json!(inbox.secret));
-            }
+    if let (Some(map), true) = (value.as_object_mut(), admin) {
+        map.insert("hmac_token".into(), json!(inbox.hmac_token));
+        if signing {
+            map.insert("secret".into(), json!(inbox.secret));
         }
     }
     value

@@ -38,9 +38,14 @@ struct ListQuery {
     instance: Option<String>,
 }
 
-async fn list(_auth: BridgeAuth, shared: web::Data<Shared>, query: web::Query<ListQuery>) -> Result<HttpResponse, AppError> {
+async fn list(
+    _auth: BridgeAuth,
+    shared: web::Data<Shared>,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, AppError> {
     let models = lifecycle::list(&shared, query.instance.as_deref()).await?;
-    let integrations: Vec<IntegrationView> = models.into_iter().map(|m| IntegrationView::new(m, LiveState::default())).collect();
+    let integrations: Vec<IntegrationView> =
+        models.into_iter().map(|m| IntegrationView::new(m, LiveState::default())).collect();
     Ok(HttpResponse::Ok().json(serde_json::json!({ "integrations": integrations })))
 }
 

@@ -20,6 +20,36 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.configure(ops::configure).configure(integrations::configure);
 }
 
+/// Logs every request by its route *pattern* (`/v1/webhooks/chatwoot/{id}/{secret}`), never its raw
+/// path: webhook paths carry a secret.
+pub fn log_request<S>(
+    req: actix_web::dev::ServiceRequest,
+    service: &S,
+) -> impl std::future::Future<Output = Result<actix_web::dev::ServiceResponse, actix_web::Error>> + use<S>
+where
+    S: actix_web::dev::Service<
+            actix_web::dev::ServiceRequest,
+            Response = actix_web::dev::ServiceResponse,
+            Error = actix_web::Error,
+        >,
+{
+    let method = req.method().clone();
+    let started = std::time::Instant::now();
+    let response = service.call(req);
+    async move {
+        let response = response.await?;
+        let route = response.request().match_pattern().unwrap_or_else(|| "(no route)".to_owned());
+        let status = response.status().as_u16();
+        let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+        if route.starts_with("/v1/") {
+            tracing::info!(%method, %route, status, elapsed_ms, "http request");
+        } else {
+            tracing::debug!(%method, %route, status, elapsed_ms, "http request");
+        }
+        Ok(response)
+    }
+}
+
 /// Answer for unknown routes.
 pub async fn not_found() -> Result<actix_web::HttpResponse, AppError> {
     Err(AppError::RouteNotFound)

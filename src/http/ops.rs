@@ -36,7 +36,11 @@ async fn metrics(shared: web::Data<Shared>) -> Result<HttpResponse, AppError> {
     }];
     if let Ok(services) = shared.services() {
         let counts = store::integrations::count_by_status(&services.db).await?;
-        for status in [crate::integrations::status::ACTIVE, crate::integrations::status::PAUSED, crate::integrations::status::ERROR] {
+        for status in [
+            crate::integrations::status::ACTIVE,
+            crate::integrations::status::PAUSED,
+            crate::integrations::status::ERROR,
+        ] {
             let count = counts.iter().find(|(s, _)| s == status).map_or(0, |(_, n)| *n);
             gauges.push(Gauge {
                 name: "bridge_integrations",

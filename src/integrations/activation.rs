@@ -126,7 +126,12 @@ pub async fn activate(shared: &Shared, http: &awc::Client, request: ActivateRequ
     run(shared, services, http, request).await.map_err(|e| e.redacted(&secret_refs))
 }
 
-async fn run(shared: &Shared, services: &Services, http: &awc::Client, request: ActivateRequest) -> Result<Activated, AppError> {
+async fn run(
+    shared: &Shared,
+    services: &Services,
+    http: &awc::Client,
+    request: ActivateRequest,
+) -> Result<Activated, AppError> {
     let ryzeapi_url = request
         .ryzeapi_url
         .clone()
@@ -139,13 +144,18 @@ async fn run(shared: &Shared, services: &Services, http: &awc::Client, request: 
         token: request.chatwoot_api_token.clone(),
     };
     let chatwoot = chatwoot_client(shared, http, target.clone(), Some(deadline));
-    let ctx = |action| ChatwootContext { base_url: &request.chatwoot_base_url, account_id: request.chatwoot_account_id, action };
+    let ctx = |action| ChatwootContext {
+        base_url: &request.chatwoot_base_url,
+        account_id: request.chatwoot_account_id,
+        action,
+    };
 
     let _instance_guard = services.instance_locks.lock(&request.instance).await;
 
-    let version = chatwoot_version(&chatwoot).await.map_err(|e| AppError::from_chatwoot(&e, ctx("reading the Chatwoot version")))?;
-    check_administrator(&chatwoot, request.chatwoot_account_id, ctx("checking the token"))
-        .await?;
+    let version = chatwoot_version(&chatwoot)
+        .await
+        .map_err(|e| AppError::from_chatwoot(&e, ctx("reading the Chatwoot version")))?;
+    check_administrator(&chatwoot, request.chatwoot_account_id, ctx("checking the token")).await?;
 
     let existing = store::integrations::find_by_instance(&services.db, &request.instance).await?;
     let (id, webhook_secret) = match &existing {
@@ -164,7 +174,9 @@ async fn run(shared: &Shared, services: &Services, http: &awc::Client, request: 
     // Reuse the stored inbox only when it lives in the same Chatwoot account.
     let reusable_inbox = existing
         .as_ref()
-        .filter(|m| m.chatwoot_base_url == request.chatwoot_base_url && m.chatwoot_account_id == request.chatwoot_account_id)
+        .filter(|m| {
+            m.chatwoot_base_url == request.chatwoot_base_url && m.chatwoot_account_id == request.chatwoot_account_id
+        })
         .map(|m| m.inbox_id);
     let (inbox, inbox_created) = match reusable_inbox {
         Some(inbox_id) => match chatwoot.get_inbox(inbox_id).await {
@@ -185,17 +197,19 @@ async fn run(shared: &Shared, services: &Services, http: &awc::Client, request: 
 
     let now = Utc::now();
     let seal = |secret: &Secret, column: &str| {
-        services
-            .sealer
-            .seal(secret, &id, column)
-            .map_err(|e| AppError::PersistFailed(format!("sealing {column}: {e}")))
+        services.sealer.seal(secret, &id, column).map_err(|e| AppError::PersistFailed(format!("sealing {column}: {e}")))
     };
     let sealed_columns = (|| {
         Ok::<_, AppError>((
             seal(&request.instance_token, sealed::INSTANCE_TOKEN)?,
             seal(&request.chatwoot_api_token, sealed::CHATWOOT_TOKEN)?,
             seal(&webhook_secret, sealed::WEBHOOK_SECRET)?,
-            inbox.secret.as_ref().filter(|s| !s.is_empty()).map(|s| seal(&Secret::new(s.clone()), sealed::SIGNING_SECRET)).transpose()?,
+            inbox
+                .secret
+                .as_ref()
+                .filter(|s| !s.is_empty())
+                .map(|s| seal(&Secret::new(s.clone()), sealed::SIGNING_SECRET))
+                .transpose()?,
         ))
     })();
     let persisted = match sealed_columns {
@@ -256,7 +270,11 @@ async fn chatwoot_version(chatwoot: &ChatwootClient) -> Result<Option<String>, C
 
 /// The token must belong to an administrator of the account. A missing membership is told apart from a
 /// missing account by asking the account itself (Chatwoot answers 404 or 401 there).
-async fn check_administrator(chatwoot: &ChatwootClient, account_id: i64, ctx: ChatwootContext<'_>) -> Result<(), AppError> {
+async fn check_administrator(
+    chatwoot: &ChatwootClient,
+    account_id: i64,
+    ctx: ChatwootContext<'_>,
+) -> Result<(), AppError> {
     let profile = chatwoot.profile().await.map_err(|e| AppError::from_chatwoot(&e, ctx))?;
     match profile.role_on(account_id) {
         Some("administrator") => Ok(()),
@@ -274,7 +292,12 @@ async fn check_administrator(chatwoot: &ChatwootClient, account_id: i64, ctx: Ch
     }
 }
 
-async fn create_inbox(chatwoot: &ChatwootClient, name: &str, webhook_url: &str, ctx: ChatwootContext<'_>) -> Result<crate::chatwoot::dto::Inbox, AppError> {
+async fn create_inbox(
+    chatwoot: &ChatwootClient,
+    name: &str,
+    webhook_url: &str,
+    ctx: ChatwootContext<'_>,
+) -> Result<crate::chatwoot::dto::Inbox, AppError> {
     chatwoot.create_inbox(name, webhook_url).await.map_err(|e| AppError::from_chatwoot(&e, ctx))
 }
 
@@ -284,7 +307,9 @@ async fn compensate(shared: &Shared, http: &awc::Client, target: ChatwootTarget,
     let chatwoot = chatwoot_client(shared, http, target, None);
     match chatwoot.delete_inbox(inbox_id).await {
         Ok(()) => tracing::warn!(inbox_id, "persisting the integration failed; deleted the inbox created for it"),
-        Err(e) => tracing::error!(inbox_id, error = %e, "persisting the integration failed and deleting its new inbox failed too; delete it in Chatwoot"),
+        Err(e) => {
+            tracing::error!(inbox_id, error = %e, "persisting the integration failed and deleting its new inbox failed too; delete it in Chatwoot")
+        }
     }
 }
 
@@ -316,11 +341,23 @@ mod tests {
             (r#"{"instanceToken":"x"}"#, "invalid body: missing field `instance`"),
             (&OK.replace("suporte", "bad name"), "invalid body: `instance` must be 1–64"),
             (&OK.replace("suporte", &"a".repeat(65)), "invalid body: `instance` must be 1–64"),
-            (&OK.replace(r#""chatwootAccountId":5"#, r#""chatwootAccountId":0"#), "invalid body: `chatwootAccountId` must be a positive integer"),
-            (&OK.replace(r#""chatwootAccountId":5"#, r#""chatwootAccountId":true"#), "invalid body: `chatwootAccountId` must be a positive integer"),
-            (&OK.replace("https://cw.example.com/", "ftp://x"), "invalid body: `chatwootBaseUrl`: `ftp://x` must start with http:// or https://"),
+            (
+                &OK.replace(r#""chatwootAccountId":5"#, r#""chatwootAccountId":0"#),
+                "invalid body: `chatwootAccountId` must be a positive integer",
+            ),
+            (
+                &OK.replace(r#""chatwootAccountId":5"#, r#""chatwootAccountId":true"#),
+                "invalid body: `chatwootAccountId` must be a positive integer",
+            ),
+            (
+                &OK.replace("https://cw.example.com/", "ftp://x"),
+                "invalid body: `chatwootBaseUrl`: `ftp://x` must start with http:// or https://",
+            ),
             (&OK.replace(r#""ct""#, r#""  ""#), "invalid body: `chatwootApiToken` must not be empty"),
-            (&OK.replace(r#""unknown":1"#, r#""signMessages":"yes""#), "invalid body: `signMessages` must be true or false"),
+            (
+                &OK.replace(r#""unknown":1"#, r#""signMessages":"yes""#),
+                "invalid body: `signMessages` must be true or false",
+            ),
         ];
         for (body, expected) in cases {
             let err = parse(body).unwrap_err();
@@ -330,6 +367,9 @@ mod tests {
 
     #[test]
     fn accepts_a_numeric_string_account_id() {
-        assert_eq!(parse(&OK.replace(r#""chatwootAccountId":5"#, r#""chatwootAccountId":"7""#)).unwrap().chatwoot_account_id, 7);
+        assert_eq!(
+            parse(&OK.replace(r#""chatwootAccountId":5"#, r#""chatwootAccountId":"7""#)).unwrap().chatwoot_account_id,
+            7
+        );
     }
 }

@@ -20,7 +20,12 @@ pub struct Deactivated {
 
 /// Deletes the Chatwoot inbox (unless `keep_inbox`), then the integration. Chatwoot being unreachable does
 /// not keep the integration alive: it is removed and the answer says what happened to the inbox.
-pub async fn deactivate(shared: &Shared, http: &awc::Client, id: &str, keep_inbox: bool) -> Result<Deactivated, AppError> {
+pub async fn deactivate(
+    shared: &Shared,
+    http: &awc::Client,
+    id: &str,
+    keep_inbox: bool,
+) -> Result<Deactivated, AppError> {
     let services = shared.services()?;
     let model = find(shared, id).await?;
     let _guard = services.instance_locks.lock(&model.instance).await;
@@ -43,12 +48,20 @@ async fn delete_inbox(shared: &Shared, http: &awc::Client, model: &Model) -> (bo
         Ok(token) => token,
         Err(e) => return (false, format!("inbox not deleted: {e}")),
     };
-    let target = ChatwootTarget { base_url: model.chatwoot_base_url.clone(), account_id: model.chatwoot_account_id, token: token.clone() };
+    let target = ChatwootTarget {
+        base_url: model.chatwoot_base_url.clone(),
+        account_id: model.chatwoot_account_id,
+        token: token.clone(),
+    };
     match chatwoot_client(shared, http, target, None).delete_inbox(model.inbox_id).await {
         Ok(()) => (true, String::new()),
         Err(e) if e.failure() == Failure::NotFound => (true, "the inbox was already gone in Chatwoot".into()),
         Err(e) => {
-            let ctx = ChatwootContext { base_url: &model.chatwoot_base_url, account_id: model.chatwoot_account_id, action: "deleting the inbox" };
+            let ctx = ChatwootContext {
+                base_url: &model.chatwoot_base_url,
+                account_id: model.chatwoot_account_id,
+                action: "deleting the inbox",
+            };
             let why = AppError::from_chatwoot(&e, ctx).redacted(&[token.expose()]);
             tracing::warn!(integration_id = %model.id, inbox_id = model.inbox_id, error = %why, "could not delete the Chatwoot inbox");
             (false, why.to_string())

@@ -52,5 +52,7 @@ pub(crate) fn chatwoot_client(
 
 /// Opens a sealed column of an integration row.
 pub(crate) fn open_sealed(sealer: &Sealer, sealed: &str, id: &str, column: &str) -> Result<Secret, AppError> {
-    sealer.open(sealed, id, column).map_err(|e| AppError::Internal { detail: format!("cannot open the stored {column}: {e}") })
+    sealer
+        .open(sealed, id, column)
+        .map_err(|e| AppError::Internal { detail: format!("cannot open the stored {column}: {e}") })
 }

@@ -64,7 +64,10 @@ pub fn timestamp(at: DateTime<Utc>) -> String {
 
 impl IntegrationView {
     pub fn new(model: Model, live: LiveState) -> Self {
-        let connection = ConnectionView { state: if live.connection.state.is_empty() { "disconnected" } else { live.connection.state }, ..live.connection };
+        let connection = ConnectionView {
+            state: if live.connection.state.is_empty() { "disconnected" } else { live.connection.state },
+            ..live.connection
+        };
         Self {
             id: model.id,
             instance: model.instance,

@@ -20,10 +20,7 @@ pub enum StoreError {
 /// migrations.
 pub async fn connect_and_migrate(url: &str) -> Result<DatabaseConnection, StoreError> {
     let mut options = ConnectOptions::new(url.to_owned());
-    options
-        .sqlx_logging(false)
-        .connect_timeout(Duration::from_secs(10))
-        .acquire_timeout(Duration::from_secs(10));
+    options.sqlx_logging(false).connect_timeout(Duration::from_secs(10)).acquire_timeout(Duration::from_secs(10));
     if !url.starts_with("sqlite") {
         options.max_connections(16);
     }

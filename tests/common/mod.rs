@@ -5,7 +5,7 @@
 //! - [`Bridge`]: the real `ryze-integrations` binary as a child process on a free port, with its output
 //!   captured (to assert that no secret is ever logged); it can be killed and restarted on the same data.
 //! - small HTTP helpers over awc.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(dead_code, unused_imports, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::HashMap;
 use std::io::{BufRead as _, BufReader};
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-pub use ryze_integrations::fakes::chatwoot::{Fault, FakeChatwoot, Role};
+pub use ryze_integrations::fakes::chatwoot::{FakeChatwoot, Fault, Role};
 
 /// A database for one test.
 pub struct TestDb {
@@ -32,7 +32,12 @@ impl TestDb {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().to_path_buf();
         match std::env::var("DATABASE_URL").ok().filter(|u| u.starts_with("postgres")) {
-            None => Self { url: format!("sqlite://{}/bridge.db?mode=rwc", path.display()), postgres: None, _dir: dir, dir: path },
+            None => Self {
+                url: format!("sqlite://{}/bridge.db?mode=rwc", path.display()),
+                postgres: None,
+                _dir: dir,
+                dir: path,
+            },
             Some(server) => {
                 use sea_orm::ConnectionTrait as _;
                 let name = format!("ri_test_{}", random_suffix());
@@ -64,7 +69,8 @@ impl Drop for TestDb {
                 runtime.block_on(async move {
                     use sea_orm::ConnectionTrait as _;
                     if let Ok(admin) = sea_orm::Database::connect(&server).await {
-                        let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await;
+                        let _ =
+                            admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await;
                         let _ = admin.close().await;
                     }
                 });
@@ -148,7 +154,12 @@ impl Bridge {
         self.token = self.env.get("BRIDGE_TOKEN").cloned().unwrap_or_else(|| self.stored_token());
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let ready = awc::Client::default().get(format!("{}/readyz", self.url)).send().await.map(|r| r.status().as_u16()).ok();
+            let ready = awc::Client::default()
+                .get(format!("{}/readyz", self.url))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .ok();
             if ready == Some(200) {
                 return;
             }
@@ -215,7 +226,8 @@ pub fn spawn_process(env: Vec<(String, String)>) -> (Child, Option<String>, Arc<
     let mut child = command.spawn().unwrap();
     let output: Arc<Mutex<String>> = Arc::default();
     let (tx, rx) = std::sync::mpsc::channel::<String>();
-    let streams: [Box<dyn std::io::Read + Send>; 2] = [Box::new(child.stdout.take().unwrap()), Box::new(child.stderr.take().unwrap())];
+    let streams: [Box<dyn std::io::Read + Send>; 2] =
+        [Box::new(child.stdout.take().unwrap()), Box::new(child.stderr.take().unwrap())];
     for stream in streams {
         let output = output.clone();
         let tx = tx.clone();
@@ -246,7 +258,8 @@ pub async fn request(url: &str, method: &str, bearer: Option<&str>, body: Option
     };
     let status = response.status().as_u16();
     let bytes = response.body().limit(16 * 1024 * 1024).await.unwrap();
-    let value = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    let value =
+        serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
     (status, value)
 }
 
