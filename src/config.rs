@@ -211,8 +211,19 @@ fn parse_key(variable: &'static str, value: &str) -> Result<EncryptionKey, Confi
     Ok(EncryptionKey::from_bytes(&key))
 }
 
+/// Creates the data dir readable by the owner only (it holds the key, the token and the database).
 fn create_private_dir(dir: &Path) -> Result<(), ConfigError> {
-    std::fs::create_dir_all(dir).map_err(|e| bad("BRIDGE_DATA_DIR", format!("cannot create `{}`: {e}", dir.display())))
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt as _;
+        builder.mode(0o700);
+    }
+    builder.create(dir).map_err(|e| bad("BRIDGE_DATA_DIR", format!("cannot create `{}`: {e}", dir.display())))
 }
 
 fn load_or_create_key(dir: &Path) -> Result<(EncryptionKey, bool), ConfigError> {
@@ -277,20 +288,27 @@ mod tests {
 
     #[test]
     fn embedded_default_generates_token_and_key_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let first = Settings::from_vars(&vars(&[], dir.path())).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("nested").join("data");
+        let first = Settings::from_vars(&vars(&[], &data)).unwrap();
         assert!(first.generated.new_token && first.generated.new_key);
         assert_eq!(first.bind.to_string(), "127.0.0.1:8080");
         assert_eq!(first.public_url, "http://localhost:8080");
         assert!(first.database_url.starts_with("sqlite://") && first.database_url.ends_with("bridge.db?mode=rwc"));
-        let second = Settings::from_vars(&vars(&[], dir.path())).unwrap();
+        let second = Settings::from_vars(&vars(&[], &data)).unwrap();
         assert!(!second.generated.new_token && !second.generated.new_key);
         assert_eq!(first.bridge_token, second.bridge_token);
         assert_eq!(first.encryption_key.id(), second.encryption_key.id());
         #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&data).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o700, "a fresh data dir is private");
+        }
+        #[cfg(unix)]
         for file in [TOKEN_FILE, KEY_FILE] {
             use std::os::unix::fs::PermissionsExt as _;
-            let mode = std::fs::metadata(dir.path().join(file)).unwrap().permissions().mode();
+            let mode = std::fs::metadata(data.join(file)).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600, "{file}");
         }
     }
