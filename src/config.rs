@@ -45,8 +45,40 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// `BRIDGE_CHATWOOT_TIMEOUT_MS`: timeout of one Chatwoot call. Default 10000 (the contract's 10 s).
     pub chatwoot_timeout: Duration,
+    /// Timing of the RyzeAPI link (contract §3 defaults; the `BRIDGE_LINK_*_MS` variables exist for tests).
+    pub link: LinkTiming,
     /// What was generated on this start (reported once at startup, never again).
     pub generated: Generated,
+}
+
+/// Timing of the RyzeAPI WebSocket link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkTiming {
+    /// `BRIDGE_LINK_RECONNECT_MIN_MS`: first reconnect delay (default 500).
+    pub reconnect_min: Duration,
+    /// `BRIDGE_LINK_RECONNECT_MAX_MS`: longest reconnect delay (default 30000).
+    pub reconnect_max: Duration,
+    /// `BRIDGE_LINK_STABLE_MS`: connected this long, the next failure starts from the first delay again (60000).
+    pub stable_after: Duration,
+    /// `BRIDGE_LINK_PING_MS`: how often the bridge pings (default 20000).
+    pub ping_every: Duration,
+    /// `BRIDGE_LINK_DEAD_MS`: no frame for this long means the link is dead (default 60000).
+    pub dead_after: Duration,
+    /// `BRIDGE_LINK_REJECTED_RETRY_MS`: retry interval after a 401/403/404 on the upgrade (default 300000).
+    pub rejected_retry: Duration,
+}
+
+impl Default for LinkTiming {
+    fn default() -> Self {
+        Self {
+            reconnect_min: Duration::from_millis(500),
+            reconnect_max: Duration::from_secs(30),
+            stable_after: Duration::from_secs(60),
+            ping_every: Duration::from_secs(20),
+            dead_after: Duration::from_secs(60),
+            rejected_retry: Duration::from_secs(300),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,13 +126,23 @@ impl Settings {
             Some("json") => LogFormat::Json,
             Some(other) => return Err(bad("LOG_FORMAT", format!("must be `text` or `json`, not `{other}`"))),
         };
-        let chatwoot_timeout = match get("BRIDGE_CHATWOOT_TIMEOUT_MS") {
-            None => Duration::from_secs(10),
+        let millis = |name: &'static str, default: Duration| match get(name) {
+            None => Ok(default),
             Some(v) => match v.parse::<u64>() {
-                Ok(ms) if ms > 0 => Duration::from_millis(ms),
-                _ => return Err(bad("BRIDGE_CHATWOOT_TIMEOUT_MS", "must be a positive number of milliseconds")),
+                Ok(ms) if ms > 0 => Ok(Duration::from_millis(ms)),
+                _ => Err(bad(name, "must be a positive number of milliseconds")),
             },
         };
+        let defaults = LinkTiming::default();
+        let link = LinkTiming {
+            reconnect_min: millis("BRIDGE_LINK_RECONNECT_MIN_MS", defaults.reconnect_min)?,
+            reconnect_max: millis("BRIDGE_LINK_RECONNECT_MAX_MS", defaults.reconnect_max)?,
+            stable_after: millis("BRIDGE_LINK_STABLE_MS", defaults.stable_after)?,
+            ping_every: millis("BRIDGE_LINK_PING_MS", defaults.ping_every)?,
+            dead_after: millis("BRIDGE_LINK_DEAD_MS", defaults.dead_after)?,
+            rejected_retry: millis("BRIDGE_LINK_REJECTED_RETRY_MS", defaults.rejected_retry)?,
+        };
+        let chatwoot_timeout = millis("BRIDGE_CHATWOOT_TIMEOUT_MS", Duration::from_secs(10))?;
         let ryzeapi_url = get("RYZEAPI_URL").map(|u| parse_http_url("RYZEAPI_URL", &u)).transpose()?;
         let database_url = match get("DATABASE_URL") {
             Some(url) => validate_database_url(&url)?,
@@ -163,6 +205,7 @@ impl Settings {
             bind,
             log_format,
             chatwoot_timeout,
+            link,
             generated,
         })
     }

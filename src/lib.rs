@@ -12,6 +12,9 @@ pub mod error;
 pub mod fakes;
 pub mod http;
 pub mod integrations;
+pub mod relay;
+pub mod retry;
+pub mod ryzeapi;
 pub mod secret;
 pub mod state;
 pub mod store;
@@ -21,7 +24,10 @@ use std::sync::Arc;
 
 use actix_web::{App, HttpServer, web};
 
+use actix::Actor as _;
+
 use crate::config::Settings;
+use crate::integrations::manager::{Manager, StartAll};
 use crate::state::Shared;
 
 /// Why the bridge stopped with an error.
@@ -67,7 +73,11 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
     match booted {
         Ok(db) => {
             shared.finish_boot(db);
-            tracing::info!("ready");
+            let threads = std::thread::available_parallelism().map_or(2, usize::from);
+            let manager = Manager::new(shared.clone().into_inner(), threads).start();
+            shared.set_manager(manager.clone());
+            let started = manager.send(StartAll).await.unwrap_or(0);
+            tracing::info!(integrations = started, "ready");
         }
         Err(e) => {
             handle.stop(false).await;

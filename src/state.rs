@@ -6,17 +6,23 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use actix::Addr;
 use sea_orm::DatabaseConnection;
 
 use crate::config::Settings;
 use crate::crypto::Sealer;
 use crate::error::AppError;
+use crate::integrations::live::LiveRegistry;
+use crate::integrations::manager::Manager;
 use crate::telemetry::Metrics;
 
 pub struct Shared {
     pub settings: Settings,
     pub metrics: Metrics,
+    /// Live link state and counters, written by the integration actors.
+    pub live: LiveRegistry,
     services: OnceLock<Services>,
+    manager: OnceLock<Addr<Manager>>,
 }
 
 /// What exists once boot has finished.
@@ -28,12 +34,27 @@ pub struct Services {
 
 impl Shared {
     pub fn new(settings: Settings) -> Self {
-        Self { settings, metrics: Metrics::default(), services: OnceLock::new() }
+        Self {
+            settings,
+            metrics: Metrics::default(),
+            live: LiveRegistry::default(),
+            services: OnceLock::new(),
+            manager: OnceLock::new(),
+        }
     }
 
     /// The booted services, or `not_ready` while the bridge is starting.
     pub fn services(&self) -> Result<&Services, AppError> {
         self.services.get().ok_or(AppError::NotReady)
+    }
+
+    /// The integration manager, once started.
+    pub fn manager(&self) -> Option<&Addr<Manager>> {
+        self.manager.get()
+    }
+
+    pub fn set_manager(&self, manager: Addr<Manager>) {
+        let _ = self.manager.set(manager);
     }
 
     /// Marks boot as finished. Only the first call has an effect.

@@ -52,7 +52,9 @@ async fn activation_creates_an_api_inbox_and_stores_the_integration() {
     assert_eq!(shown["chatwoot_version"], "4.15.1");
     assert_eq!(shown["ryzeapi_url"], "http://ryzeapi.test:8080");
     assert_eq!(shown["sign_messages"], false);
-    assert_eq!(shown["connection"]["state"], "disconnected");
+    // No RyzeAPI listens at that URL: the link keeps trying.
+    let state = shown["connection"]["state"].as_str().unwrap();
+    assert!(state == "connecting" || state == "disconnected", "{state}");
     assert!(fake.violations().is_empty(), "{:?}", fake.violations());
 }
 

@@ -2,9 +2,11 @@
 //!
 //! Plain data only: no queries live here. Every query is built in the service crate's `store` module.
 
+pub mod inbound_event;
 pub mod integration;
 
 pub mod prelude {
     //! The entities under their table names.
+    pub use super::inbound_event::Entity as InboundEvent;
     pub use super::integration::Entity as Integration;
 }

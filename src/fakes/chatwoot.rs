@@ -5,8 +5,15 @@
 //! with Chatwoot's own status and body. Requests whose shape Chatwoot would reject or silently drop
 //! (unknown keys, `callback_url` instead of `webhook_url`, non-JSON bodies) are answered as Chatwoot does
 //! *and* recorded in [`FakeChatwoot::violations`], so that a test can fail on them.
+//!
+//! Beyond inboxes it keeps contacts, contact_inboxes, conversations and messages (JSON and multipart
+//! attachments, served back through Active Storage-style redirect URLs), and delivers Chatwoot's webhooks
+//! (`message_created`, `conversation_status_changed`, …) to each API inbox's `webhook_url`, signed from
+//! 4.13 on. Test-control methods (`agent_reply`, `agent_delete`, `set_conversation_status`, …) act as a
+//! dashboard agent would. Conversations are addressed by their per-account `display_id`; with several
+//! accounts, the test-control methods take the first conversation with that display id.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -15,6 +22,18 @@ use actix_web::dev::ServerHandle;
 use actix_web::http::StatusCode;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use serde_json::{Map, Value, json};
+
+mod contacts;
+mod control;
+mod conversations;
+mod messages;
+mod multipart;
+mod webhooks;
+
+pub use contacts::{FakeContact, FakeContactInbox};
+pub use conversations::FakeConversation;
+pub use messages::{FakeAttachment, FakeMessage, FakeSender};
+pub use webhooks::{WebhookDelivery, sign_webhook};
 
 /// A member's role on an account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,16 +98,38 @@ pub struct RecordedRequest {
     pub status: u16,
 }
 
+/// A user as a message sender or actor (token owner or the dashboard agent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Actor {
+    id: i64,
+    name: String,
+    email: String,
+}
+
 #[derive(Debug)]
 struct State {
     version: String,
+    /// `FRONTEND_URL`: attachment URLs point here.
+    base_url: String,
     accounts: BTreeMap<i64, Account>,
     users: HashMap<String, User>,
     inboxes: BTreeMap<i64, FakeInbox>,
+    /// Inboxes with `lock_to_single_conversation` on.
+    locked_inboxes: HashSet<i64>,
     next_id: i64,
     requests: Vec<RecordedRequest>,
     violations: Vec<String>,
     fault: Fault,
+    contacts: BTreeMap<i64, FakeContact>,
+    contact_inboxes: BTreeMap<i64, FakeContactInbox>,
+    conversations: BTreeMap<i64, FakeConversation>,
+    /// Last display id per account.
+    display_ids: HashMap<i64, i64>,
+    messages: BTreeMap<i64, FakeMessage>,
+    blobs: HashMap<String, messages::Blob>,
+    /// The dashboard agent the test-control methods act as (created on first use).
+    dashboard_agent: Option<Actor>,
+    webhooks: webhooks::Webhooks,
 }
 
 impl State {
@@ -100,6 +141,24 @@ impl State {
     fn signing_supported(&self) -> bool {
         version_at_least(&self.version, (4, 13))
     }
+
+    fn violation(&mut self, text: String) {
+        self.violations.push(text);
+    }
+
+    fn account_json(&self, account_id: i64) -> Value {
+        json!({"id": account_id, "name": self.accounts.get(&account_id).map(|a| a.name.clone()).unwrap_or_default()})
+    }
+
+    fn dashboard_agent(&mut self) -> Actor {
+        if let Some(agent) = &self.dashboard_agent {
+            return agent.clone();
+        }
+        let id = self.next_id();
+        let agent = Actor { id, name: "Agent Ana".into(), email: format!("ana{id}@example.com") };
+        self.dashboard_agent = Some(agent.clone());
+        agent
+    }
 }
 
 /// Whether a dotted version is at least `(major, minor)`.
@@ -107,6 +166,12 @@ pub fn version_at_least(version: &str, (major, minor): (u64, u64)) -> bool {
     let mut parts = version.split('.').map(|p| p.parse::<u64>().unwrap_or(0));
     let (v_major, v_minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
     (v_major, v_minor) >= (major, minor)
+}
+
+/// Whether a dotted version is at least `(major, minor, patch)`.
+fn version_at_least_patch(version: &str, wanted: (u64, u64, u64)) -> bool {
+    let mut parts = version.split('.').map(|p| p.parse::<u64>().unwrap_or(0));
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0), parts.next().unwrap_or(0)) >= wanted
 }
 
 /// A running fake Chatwoot. Stops when dropped.
@@ -126,16 +191,28 @@ impl FakeChatwoot {
     pub fn start_on(addr: &str) -> std::io::Result<Self> {
         let listener = TcpListener::bind(addr)?;
         let url = format!("http://{}", listener.local_addr()?);
+        let (webhooks, deliveries) = webhooks::Webhooks::new();
         let state = Arc::new(Mutex::new(State {
             version: "4.15.1".into(),
+            base_url: url.clone(),
             accounts: BTreeMap::new(),
             users: HashMap::new(),
             inboxes: BTreeMap::new(),
+            locked_inboxes: HashSet::new(),
             next_id: 100,
             requests: Vec::new(),
             violations: Vec::new(),
             fault: Fault::None,
+            contacts: BTreeMap::new(),
+            contact_inboxes: BTreeMap::new(),
+            conversations: BTreeMap::new(),
+            display_ids: HashMap::new(),
+            messages: BTreeMap::new(),
+            blobs: HashMap::new(),
+            dashboard_agent: None,
+            webhooks,
         }));
+        actix_web::rt::spawn(webhooks::deliver(Arc::downgrade(&state), deliveries));
         let data = web::Data::from(state.clone());
         let server = HttpServer::new(move || {
             App::new()
@@ -222,6 +299,23 @@ impl FakeChatwoot {
         self.state().inboxes.remove(&id);
     }
 
+    /// Turns the inbox's `lock_to_single_conversation` on or off (as an admin would in the inbox settings).
+    pub fn set_lock_to_single_conversation(&self, inbox_id: i64, on: bool) {
+        let mut state = self.state();
+        if on {
+            state.locked_inboxes.insert(inbox_id);
+        } else {
+            state.locked_inboxes.remove(&inbox_id);
+        }
+    }
+
+    /// Points an inbox's webhook somewhere else behind the bridge's back.
+    pub fn set_inbox_webhook_url(&self, inbox_id: i64, url: &str) {
+        if let Some(inbox) = self.state().inboxes.get_mut(&inbox_id) {
+            inbox.webhook_url = url.to_owned();
+        }
+    }
+
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.state().requests.clone()
     }
@@ -271,10 +365,103 @@ fn not_found() -> (u16, HttpResponse) {
     error(404, "Resource could not be found")
 }
 
+/// A `head :status` answer (empty body).
+fn empty(status: u16) -> (u16, HttpResponse) {
+    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, HttpResponse::build(code).finish())
+}
+
+/// An id parameter: a JSON integer or a string of digits (Rails casts both).
+fn id_param(value: &Value) -> Option<i64> {
+    match value {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse::<i64>().ok(),
+        _ => None,
+    }
+}
+
+/// Rails' JSON time: `2026-07-13T10:00:00.123Z`.
+fn iso(time: chrono::DateTime<chrono::Utc>) -> String {
+    time.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+fn unix(time: chrono::DateTime<chrono::Utc>) -> i64 {
+    time.timestamp()
+}
+
+fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    if getrandom::fill(&mut bytes).is_err() {
+        // Not security-relevant in a fake: fall back to the clock.
+        let nanos = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default().to_le_bytes();
+        for (i, b) in bytes.iter_mut().enumerate() {
+            *b = nanos[i % nanos.len()].wrapping_add(i as u8);
+        }
+    }
+    bytes
+}
+
+/// A random v4 UUID.
+fn uuid() -> String {
+    let mut b = random_bytes::<16>();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..])
+}
+
+/// `has_secure_token`-style random alphanumerics.
+fn random_token(len: usize) -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    let mut out = String::with_capacity(len);
+    while out.len() < len {
+        for b in random_bytes::<32>() {
+            if out.len() < len {
+                out.push(ALPHABET[usize::from(b) % ALPHABET.len()] as char);
+            }
+        }
+    }
+    out
+}
+
+/// A user (token owner or the dashboard agent) by id.
+fn user_by_id(state: &State, id: i64) -> Option<Actor> {
+    if let Some(agent) = state.dashboard_agent.as_ref().filter(|a| a.id == id) {
+        return Some(agent.clone());
+    }
+    state.users.values().find(|u| u.id == id).map(|u| Actor {
+        id,
+        name: u.name.clone(),
+        email: format!("user{id}@example.com"),
+    })
+}
+
 /// Rails' page for a route that does not exist.
 fn no_route() -> (u16, HttpResponse) {
     let page = "<!DOCTYPE html><html><head><title>The page you were looking for doesn't exist (404)</title></head><body><h1>The page you were looking for doesn't exist.</h1></body></html>";
     (404, HttpResponse::NotFound().content_type("text/html; charset=utf-8").body(page))
+}
+
+/// One request as the routes see it.
+struct Call<'a> {
+    http: &'a HttpRequest,
+    method: &'a str,
+    path: &'a str,
+    json: Option<&'a Value>,
+    form: Option<&'a multipart::Form>,
+}
+
+impl Call<'_> {
+    /// Decoded query parameters (`+` decodes to a space, as in Rails).
+    fn query(&self) -> HashMap<String, String> {
+        web::Query::<HashMap<String, String>>::from_query(self.http.query_string())
+            .map(web::Query::into_inner)
+            .unwrap_or_default()
+    }
+
+    fn page(&self) -> usize {
+        self.query().get("page").and_then(|p| p.parse::<usize>().ok()).filter(|p| *p > 0).unwrap_or(1)
+    }
 }
 
 async fn dispatch(req: HttpRequest, body: web::Bytes, state: web::Data<Mutex<State>>) -> HttpResponse {
@@ -285,18 +472,35 @@ async fn dispatch(req: HttpRequest, body: web::Bytes, state: web::Data<Mutex<Sta
         actix_web::rt::time::sleep(delay).await;
     }
     let mut guard = lock(&state);
-    let parsed_body = (!body.is_empty()).then(|| serde_json::from_slice::<Value>(&body).ok()).flatten();
-    if !body.is_empty() && parsed_body.is_none() {
-        guard.violations.push(format!("{method} {path}: body is not JSON"));
+    let content_type = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let mut parsed_body = None;
+    let mut form = None;
+    if content_type.starts_with("multipart/form-data") {
+        form = multipart::boundary(&content_type).and_then(|b| multipart::parse(&body, &b));
+        if form.is_none() {
+            guard.violation(format!("{method} {path}: malformed multipart/form-data body"));
+        }
+    } else {
+        parsed_body = (!body.is_empty()).then(|| serde_json::from_slice::<Value>(&body).ok()).flatten();
+        if !body.is_empty() && parsed_body.is_none() {
+            guard.violation(format!("{method} {path}: body is not JSON"));
+        }
+        if parsed_body.is_some() && !is_json_content(&req) {
+            guard.violation(format!("{method} {path}: JSON body without Content-Type: application/json"));
+        }
     }
-    if parsed_body.is_some() && !is_json_content(&req) {
-        guard.violations.push(format!("{method} {path}: JSON body without Content-Type: application/json"));
-    }
+    let call = Call { http: &req, method: &method, path: &path, json: parsed_body.as_ref(), form: form.as_ref() };
     let (status, response) = match fault {
         Fault::Status(status) => fault_page(status),
-        _ => route(&mut guard, &req, &method, &path, parsed_body.as_ref()),
+        _ => route(&mut guard, &call),
     };
-    guard.requests.push(RecordedRequest { method, path, body: parsed_body, status });
+    let recorded = parsed_body.or_else(|| form.as_ref().map(multipart::Form::to_json));
+    guard.requests.push(RecordedRequest { method, path, body: recorded, status });
     response
 }
 
@@ -328,7 +532,8 @@ fn fault_page(status: u16) -> (u16, HttpResponse) {
     (status, builder.body(body))
 }
 
-fn route(state: &mut State, req: &HttpRequest, method: &str, path: &str, body: Option<&Value>) -> (u16, HttpResponse) {
+fn route(state: &mut State, call: &Call<'_>) -> (u16, HttpResponse) {
+    let (req, method, path) = (call.http, call.method, call.path);
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (method, segments.as_slice()) {
         ("GET", ["api"]) => reply(
@@ -336,6 +541,14 @@ fn route(state: &mut State, req: &HttpRequest, method: &str, path: &str, body: O
             json!({"version": state.version, "timestamp": "2026-11-21 10:00:00", "queue_services": "ok", "data_services": "ok"}),
         ),
         ("GET", ["health"]) => reply(200, json!({"status": "woot"})),
+        ("GET", ["rails", "active_storage", "blobs" | "representations", "redirect", signed, ..]) => {
+            messages::blob_redirect(state, signed)
+        }
+        ("GET", ["rails", "active_storage", "disk", key, ..]) => messages::blob_download(state, key),
+        (
+            _,
+            ["public", "api", "v1", "inboxes", identifier, "contacts", source_id, "conversations", display_id, action],
+        ) => conversations::public_route(state, call, identifier, source_id, display_id, action),
         (_, ["api", "v1", "profile"]) => with_user(state, req, |state, token, user| {
             if method != "GET" {
                 return no_route();
@@ -357,7 +570,7 @@ fn route(state: &mut State, req: &HttpRequest, method: &str, path: &str, body: O
                 if state.accounts.get(&account_id).is_some_and(|a| a.suspended) {
                     return error(401, "Account is suspended");
                 }
-                account_route(state, method, path, rest, account_id, role, &user, body)
+                account_route(state, call, rest, account_id, role, &user)
             })
         }
         _ => no_route(),
@@ -403,27 +616,24 @@ fn profile_json(state: &State, token: &str, user: User) -> Value {
     })
 }
 
-#[allow(clippy::too_many_arguments)]
 fn account_route(
     state: &mut State,
-    method: &str,
-    path: &str,
+    call: &Call<'_>,
     rest: &[&str],
     account_id: i64,
     role: Role,
     user: &User,
-    body: Option<&Value>,
 ) -> (u16, HttpResponse) {
+    let (method, path, body) = (call.method, call.path, call.json);
     let admin = role == Role::Administrator;
     match (method, rest) {
         ("GET", ["inboxes"]) => {
             let payload: Vec<Value> = if admin {
-                let signing = state.signing_supported();
                 state
                     .inboxes
                     .values()
                     .filter(|i| i.account_id == account_id)
-                    .map(|i| inbox_json(i, true, signing))
+                    .map(|i| inbox_json(state, i, true))
                     .collect()
             } else {
                 Vec::new()
@@ -449,16 +659,25 @@ fn account_route(
                 return error(401, "You are not authorized to do this action");
             }
             match method {
-                "GET" => {
-                    let signing = state.signing_supported();
-                    state.inboxes.get(&id).map_or_else(not_found, |i| reply(200, inbox_json(i, true, signing)))
-                }
+                "GET" => state.inboxes.get(&id).map_or_else(not_found, |i| reply(200, inbox_json(state, i, true))),
                 "PATCH" | "PUT" => update_inbox(state, path, id, body),
                 "DELETE" => {
                     state.inboxes.remove(&id);
                     reply(200, json!({"message": "Your inbox deletion request will be processed in some time."}))
                 }
                 _ => no_route(),
+            }
+        }
+        (_, ["contacts", ..] | ["contact_inboxes", ..] | ["conversations", ..]) => {
+            // Kept simple: administrators see every inbox; agents (inbox membership is not modelled) and
+            // bots get Pundit's refusal.
+            if !admin || user.bot {
+                return error(401, "You are not authorized to do this action");
+            }
+            let actor = Actor { id: user.id, name: user.name.clone(), email: format!("user{}@example.com", user.id) };
+            match rest.first() {
+                Some(&"conversations") => conversations::route(state, call, &rest[1..], account_id, &actor),
+                _ => contacts::route(state, call, rest, account_id),
             }
         }
         _ => no_route(),
@@ -561,8 +780,10 @@ fn create_inbox(state: &mut State, path: &str, account_id: i64, body: Option<&Va
         secret: format!("whsec{id}abcdef"),
         hmac_token: format!("hmac{id}tok"),
     };
-    let signing = state.signing_supported();
-    let body = inbox_json(&inbox, true, signing);
+    if fields.get("lock_to_single_conversation").and_then(Value::as_bool) == Some(true) {
+        state.locked_inboxes.insert(id);
+    }
+    let body = inbox_json(state, &inbox, true);
     state.inboxes.insert(id, inbox);
     reply(200, body)
 }
@@ -571,7 +792,6 @@ fn update_inbox(state: &mut State, path: &str, id: i64, body: Option<&Value>) ->
     let Some(fields) = check_inbox_body(state, path, body) else {
         return error(422, "param is missing or the value is empty: inbox");
     };
-    let signing = state.signing_supported();
     let Some(inbox) = state.inboxes.get_mut(&id) else { return not_found() };
     if let Some(name) = fields.get("name").and_then(Value::as_str) {
         if name.trim().is_empty() {
@@ -582,17 +802,27 @@ fn update_inbox(state: &mut State, path: &str, id: i64, body: Option<&Value>) ->
     if let Some(url) = fields.get("channel").and_then(|c| c.get("webhook_url")).and_then(Value::as_str) {
         inbox.webhook_url = url.to_owned();
     }
-    reply(200, inbox_json(inbox, true, signing))
+    let inbox = inbox.clone();
+    if let Some(lock) = fields.get("lock_to_single_conversation").and_then(Value::as_bool) {
+        if lock {
+            state.locked_inboxes.insert(id);
+        } else {
+            state.locked_inboxes.remove(&id);
+        }
+    }
+    reply(200, inbox_json(state, &inbox, true))
 }
 
 /// `_inbox.json.jbuilder` for an API inbox.
-fn inbox_json(inbox: &FakeInbox, admin: bool, signing: bool) -> Value {
+fn inbox_json(state: &State, inbox: &FakeInbox, admin: bool) -> Value {
+    let signing = state.signing_supported();
+    let lock = state.locked_inboxes.contains(&inbox.id);
     let mut value = json!({
         "id": inbox.id, "channel_id": inbox.channel_id, "name": inbox.name, "channel_type": "Channel::Api",
         "avatar_url": "", "greeting_enabled": false, "greeting_message": null, "working_hours_enabled": false,
         "enable_email_collect": true, "csat_survey_enabled": false, "csat_config": {}, "enable_auto_assignment": true,
         "auto_assignment_config": {}, "out_of_office_message": null, "working_hours": [], "timezone": "UTC",
-        "callback_webhook_url": null, "allow_messages_after_resolved": true, "lock_to_single_conversation": false,
+        "callback_webhook_url": null, "allow_messages_after_resolved": true, "lock_to_single_conversation": lock,
         "sender_name_type": "friendly", "business_name": null, "allowed_domains": null, "widget_color": null,
         "website_url": null, "hmac_mandatory": false, "webhook_url": inbox.webhook_url,
         "inbox_identifier": inbox.identifier, "additional_attributes": {}, "provider": null

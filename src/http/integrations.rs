@@ -44,14 +44,18 @@ async fn list(
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, AppError> {
     let models = lifecycle::list(&shared, query.instance.as_deref()).await?;
-    let integrations: Vec<IntegrationView> =
-        models.into_iter().map(|m| IntegrationView::new(m, LiveState::default())).collect();
+    let mut integrations = Vec::with_capacity(models.len());
+    for model in models {
+        let live = LiveState::of(&shared, &model.id).await?;
+        integrations.push(IntegrationView::new(model, live));
+    }
     Ok(HttpResponse::Ok().json(serde_json::json!({ "integrations": integrations })))
 }
 
 async fn show(_auth: BridgeAuth, shared: web::Data<Shared>, id: web::Path<String>) -> Result<HttpResponse, AppError> {
     let model = lifecycle::find(&shared, &id).await?;
-    Ok(HttpResponse::Ok().json(IntegrationView::new(model, LiveState::default())))
+    let live = LiveState::of(&shared, &model.id).await?;
+    Ok(HttpResponse::Ok().json(IntegrationView::new(model, live)))
 }
 
 #[derive(Deserialize)]
@@ -73,10 +77,12 @@ async fn delete(
 
 async fn pause(_auth: BridgeAuth, shared: web::Data<Shared>, id: web::Path<String>) -> Result<HttpResponse, AppError> {
     let model = lifecycle::pause(&shared, &id).await?;
-    Ok(HttpResponse::Ok().json(IntegrationView::new(model, LiveState::default())))
+    let live = LiveState::of(&shared, &model.id).await?;
+    Ok(HttpResponse::Ok().json(IntegrationView::new(model, live)))
 }
 
 async fn resume(_auth: BridgeAuth, shared: web::Data<Shared>, id: web::Path<String>) -> Result<HttpResponse, AppError> {
     let model = lifecycle::resume(&shared, &id).await?;
-    Ok(HttpResponse::Ok().json(IntegrationView::new(model, LiveState::default())))
+    let live = LiveState::of(&shared, &model.id).await?;
+    Ok(HttpResponse::Ok().json(IntegrationView::new(model, live)))
 }

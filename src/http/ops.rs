@@ -50,6 +50,14 @@ async fn metrics(shared: web::Data<Shared>) -> Result<HttpResponse, AppError> {
             });
         }
     }
+    for (state, count) in shared.live.count_by_state() {
+        gauges.push(Gauge {
+            name: "bridge_ryzeapi_links",
+            help: "RyzeAPI WebSocket links by state.",
+            labels: vec![("state", state.as_str().to_owned())],
+            value: count as f64,
+        });
+    }
     Ok(HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(shared.metrics.render(&gauges)))
 }
 

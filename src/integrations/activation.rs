@@ -246,6 +246,7 @@ async fn run(
     };
     match persisted {
         Ok(integration) => {
+            super::start_actor(shared, &integration.id).await;
             tracing::info!(integration_id = %integration.id, instance = %integration.instance, inbox_id = integration.inbox_id, created = existing.is_none(), "integration activated");
             Ok(Activated { integration, created: existing.is_none() })
         }

@@ -32,11 +32,13 @@ pub async fn deactivate(
     // Re-read under the lock: a concurrent delete may have won.
     let model = find(shared, id).await?;
 
+    super::stop_actor(shared, &model.id).await;
     let (inbox_deleted, detail) = if keep_inbox {
         (false, "inbox kept (keepInbox=true)".to_owned())
     } else {
         delete_inbox(shared, http, &model).await
     };
+    store::events::delete_for(&services.db, &model.id).await?;
     store::integrations::delete(&services.db, &model.id).await?;
     tracing::info!(integration_id = %model.id, instance = %model.instance, inbox_deleted, "integration deactivated");
     Ok(Deactivated { id: model.id, deleted: true, inbox_deleted, detail })
@@ -86,6 +88,11 @@ async fn set_status(shared: &Shared, id: &str, new_status: &str) -> Result<Model
     let updated = store::integrations::set_status(&services.db, id, new_status, "")
         .await?
         .ok_or(AppError::IntegrationNotFound)?;
+    if new_status == status::PAUSED {
+        super::stop_actor(shared, id).await;
+    } else {
+        super::start_actor(shared, id).await;
+    }
     tracing::info!(integration_id = %id, status = new_status, "integration status changed");
     Ok(updated)
 }

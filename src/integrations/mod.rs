@@ -4,7 +4,10 @@
 //! (through `store`) and never build queries or URLs themselves.
 
 pub mod activation;
+pub mod actor;
 pub mod lifecycle;
+pub mod live;
+pub mod manager;
 pub mod view;
 
 use std::time::Instant;
@@ -28,6 +31,20 @@ pub(crate) mod sealed {
     pub const CHATWOOT_TOKEN: &str = "chatwoot_token";
     pub const WEBHOOK_SECRET: &str = "webhook_secret";
     pub const SIGNING_SECRET: &str = "signing_secret";
+}
+
+/// Starts (or restarts) the integration's actor and waits until the manager has done so.
+pub(crate) async fn start_actor(shared: &Shared, id: &str) {
+    if let Some(manager) = shared.manager() {
+        let _ = manager.send(manager::Start(id.to_owned())).await;
+    }
+}
+
+/// Stops the integration's actor for good and waits until the manager has done so.
+pub(crate) async fn stop_actor(shared: &Shared, id: &str) {
+    if let Some(manager) = shared.manager() {
+        let _ = manager.send(manager::Stop(id.to_owned())).await;
+    }
 }
 
 /// A new integration id: `int_` and 20 base32 characters (100 random bits).

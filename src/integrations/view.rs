@@ -58,6 +58,32 @@ pub struct LiveState {
     pub totals: TotalsView,
 }
 
+impl LiveState {
+    /// Gathers the live link state (from the actor's entry) and the queue depths (from the database).
+    pub async fn of(shared: &crate::state::Shared, id: &str) -> Result<Self, crate::error::AppError> {
+        use std::sync::atomic::Ordering;
+        let services = shared.services()?;
+        let counts = crate::store::events::counts(&services.db, id).await?;
+        let mut state = Self {
+            queues: QueuesView { to_chatwoot_pending: counts.pending, to_whatsapp_pending: 0, failed: counts.failed },
+            totals: TotalsView { events_received: counts.total, ..TotalsView::default() },
+            ..Self::default()
+        };
+        if let Some(live) = shared.live.get(id) {
+            let link = live.snapshot();
+            state.connection = ConnectionView {
+                state: link.state.as_str(),
+                since: Some(timestamp(link.since)),
+                reconnects: link.reconnects,
+                last_event_at: link.last_event_at.map(timestamp),
+            };
+            state.totals.messages_to_chatwoot = live.messages_to_chatwoot.load(Ordering::Relaxed);
+            state.totals.messages_to_whatsapp = live.messages_to_whatsapp.load(Ordering::Relaxed);
+        }
+        Ok(state)
+    }
+}
+
 pub fn timestamp(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Secs, true)
 }

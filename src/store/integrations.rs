@@ -55,9 +55,41 @@ pub async fn set_status(
     Ok(Some(active.update(db).await?))
 }
 
+/// Sets `status`/`last_error` only while the row is in `expected` status (an actor must not turn a paused
+/// integration into `error`). Returns whether the row changed.
+pub async fn set_status_if(
+    db: &DatabaseConnection,
+    id: &str,
+    expected: &str,
+    status: &str,
+    last_error: &str,
+) -> Result<bool, StoreError> {
+    let result = Entity::update_many()
+        .col_expr(Column::Status, sea_orm::sea_query::Expr::value(status))
+        .col_expr(Column::LastError, sea_orm::sea_query::Expr::value(last_error))
+        .col_expr(Column::UpdatedAt, sea_orm::sea_query::Expr::value(chrono::Utc::now()))
+        .filter(Column::Id.eq(id))
+        .filter(Column::Status.eq(expected))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected > 0)
+}
+
 /// Deletes the integration. Returns whether a row was removed.
 pub async fn delete(db: &DatabaseConnection, id: &str) -> Result<bool, StoreError> {
     Ok(Entity::delete_by_id(id.to_owned()).exec(db).await?.rows_affected > 0)
+}
+
+/// Ids of every integration in `status`.
+pub async fn ids_with_status(db: &DatabaseConnection, status: &str) -> Result<Vec<String>, StoreError> {
+    Ok(Entity::find()
+        .select_only()
+        .column(Column::Id)
+        .filter(Column::Status.eq(status))
+        .order_by_asc(Column::CreatedAt)
+        .into_tuple::<String>()
+        .all(db)
+        .await?)
 }
 
 /// `(status, count)` for every status present.

@@ -1,6 +1,7 @@
 //! The only code that builds database queries. One file per table group; transactions live here too.
 //! Callers get plain entity models and [`StoreError`]s, never query builders.
 
+pub mod events;
 pub mod integrations;
 
 use std::time::Duration;

@@ -1,0 +1,555 @@
+//! One actor per running integration: owns the RyzeAPI link and the integration's work queue.
+//!
+//! Link state machine: `connecting → connected → (lost) → waiting (backoff) → connecting …`, forever.
+//! A 401/403/404 on the upgrade sets the integration to `error` and retries slowly; a later successful
+//! connect clears that error. Every text frame is parsed, **stored, then acknowledged**, then queued by
+//! chat: one item per chat in flight, many chats in parallel (bounded), so order holds within a chat and
+//! a slow chat never stalls the others. The actor never panics: every failure becomes a logged state
+//! transition.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::io::{SinkWrite, WriteHandler};
+use actix::prelude::*;
+use actix_http::ws::Item;
+use awc::error::WsProtocolError;
+use awc::ws::{Frame, Message as WsMessage};
+use bytes::{Bytes, BytesMut};
+use futures_util::stream::{SplitSink, StreamExt as _};
+
+use super::live::{LinkState, Live};
+use super::status;
+use crate::config::LinkTiming;
+use crate::relay::Outcome;
+use crate::relay::inbound::{self, RelayContext};
+use crate::retry::Backoff;
+use crate::ryzeapi::event::Envelope;
+use crate::ryzeapi::link::{self, Link, LinkError, MAX_FRAME_BYTES};
+use crate::secret::Secret;
+use crate::state::Shared;
+use crate::store;
+use crate::store::events::{NewEvent, Stored};
+
+/// Items one integration processes at once (across different chats).
+const MAX_IN_FLIGHT: usize = 16;
+/// Row ids kept in memory; beyond this, new events stay only in the database until the queue drains.
+const MAX_QUEUED: usize = 10_000;
+
+/// Everything an integration actor is started with.
+#[derive(Debug, Clone)]
+pub struct ActorConfig {
+    pub id: String,
+    pub instance: String,
+    pub ryzeapi_url: String,
+    pub bridge_token: Secret,
+    pub timing: LinkTiming,
+}
+
+type LinkSink = SplitSink<Link, WsMessage>;
+
+struct OpenLink {
+    sink: SinkWrite<WsMessage, LinkSink>,
+    stream: SpawnHandle,
+    opened: Instant,
+}
+
+pub struct IntegrationActor {
+    cfg: ActorConfig,
+    shared: Arc<Shared>,
+    live: Arc<Live>,
+    relay: Arc<RelayContext>,
+    http: Option<awc::Client>,
+    backoff: Backoff,
+    link: Option<OpenLink>,
+    connecting: bool,
+    reconnect_timer: Option<SpawnHandle>,
+    last_heard: Instant,
+    partial_frame: Option<BytesMut>,
+    queue: ChatQueues,
+    halted: bool,
+}
+
+/// Stop for good (sent by the manager after it dropped its address, so the supervisor does not restart).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Shutdown;
+
+impl IntegrationActor {
+    pub fn new(cfg: ActorConfig, shared: Arc<Shared>, live: Arc<Live>) -> Self {
+        let relay = Arc::new(RelayContext { integration_id: cfg.id.clone(), instance: cfg.instance.clone() });
+        Self {
+            backoff: Backoff::reconnect(cfg.timing.reconnect_min, cfg.timing.reconnect_max),
+            cfg,
+            shared,
+            live,
+            relay,
+            http: None,
+            link: None,
+            connecting: false,
+            reconnect_timer: None,
+            last_heard: Instant::now(),
+            partial_frame: None,
+            queue: ChatQueues::default(),
+            halted: false,
+        }
+    }
+
+    fn db(&self) -> Option<sea_orm::DatabaseConnection> {
+        self.shared.services().ok().map(|s| s.db.clone())
+    }
+
+    fn connect(&mut self, ctx: &mut Context<Self>) {
+        if self.connecting || self.link.is_some() {
+            return;
+        }
+        let Some(http) = self.http.clone() else { return };
+        self.connecting = true;
+        self.live.set_state(LinkState::Connecting);
+        let url = link::ws_url(&self.cfg.ryzeapi_url, &self.cfg.instance);
+        let token = self.cfg.bridge_token.clone();
+        let attempt = async move { link::connect(&http, &url, &token).await };
+        ctx.spawn(attempt.into_actor(self).map(|result, act, ctx| {
+            act.connecting = false;
+            match result {
+                Ok(link) => act.on_connected(link, ctx),
+                Err(error) => act.on_connect_failed(error, ctx),
+            }
+        }));
+    }
+
+    fn on_connected(&mut self, link: Link, ctx: &mut Context<Self>) {
+        let (sink, stream) = link.split();
+        let sink = SinkWrite::new(sink, ctx);
+        let stream = ctx.add_stream(stream);
+        self.link = Some(OpenLink { sink, stream, opened: Instant::now() });
+        self.last_heard = Instant::now();
+        self.live.set_state(LinkState::Connected);
+        tracing::info!(integration_id = %self.cfg.id, "RyzeAPI link connected");
+        // A link error shown on the integration is over now.
+        if let Some(db) = self.db() {
+            let id = self.cfg.id.clone();
+            ctx.spawn(
+                async move {
+                    if let Ok(Some(model)) = store::integrations::find(&db, &id).await
+                        && model.status == status::ERROR
+                        && is_link_error(&model.last_error)
+                    {
+                        let _ = store::integrations::set_status_if(&db, &id, status::ERROR, status::ACTIVE, "").await;
+                    }
+                }
+                .into_actor(self),
+            );
+        }
+    }
+
+    fn on_connect_failed(&mut self, error: LinkError, ctx: &mut Context<Self>) {
+        self.live.set_state(LinkState::Disconnected);
+        let delay = if error.needs_operator() {
+            tracing::warn!(integration_id = %self.cfg.id, error = %error, "RyzeAPI refused the link; retrying slowly");
+            if let Some(db) = self.db() {
+                let (id, message) = (self.cfg.id.clone(), error.to_string());
+                ctx.spawn(
+                    async move {
+                        let _ =
+                            store::integrations::set_status_if(&db, &id, status::ACTIVE, status::ERROR, &message).await;
+                    }
+                    .into_actor(self),
+                );
+            }
+            self.cfg.timing.rejected_retry
+        } else {
+            let delay = self.backoff.next_delay();
+            tracing::info!(integration_id = %self.cfg.id, error = %error, delay_ms = delay.as_millis() as u64, "RyzeAPI link failed; reconnecting");
+            delay
+        };
+        self.schedule_reconnect(delay, ctx);
+    }
+
+    fn schedule_reconnect(&mut self, delay: Duration, ctx: &mut Context<Self>) {
+        if let Some(timer) = self.reconnect_timer.take() {
+            ctx.cancel_future(timer);
+        }
+        self.reconnect_timer = Some(ctx.run_later(delay, |act, ctx| {
+            act.reconnect_timer = None;
+            act.live.count_reconnect();
+            act.connect(ctx);
+        }));
+    }
+
+    /// The link is gone (closed, broken, silent, or dropped on purpose): forget it and reconnect.
+    fn on_link_lost(&mut self, why: &str, ctx: &mut Context<Self>) {
+        let Some(open) = self.link.take() else { return };
+        ctx.cancel_future(open.stream);
+        drop(open.sink);
+        self.partial_frame = None;
+        self.live.set_state(LinkState::Disconnected);
+        if open.opened.elapsed() >= self.cfg.timing.stable_after {
+            self.backoff.reset();
+        }
+        let delay = self.backoff.next_delay();
+        tracing::info!(integration_id = %self.cfg.id, why, delay_ms = delay.as_millis() as u64, "RyzeAPI link lost; reconnecting");
+        self.schedule_reconnect(delay, ctx);
+    }
+
+    fn heartbeat(&mut self, ctx: &mut Context<Self>) {
+        let Some(open) = self.link.as_mut() else { return };
+        if self.last_heard.elapsed() >= self.cfg.timing.dead_after {
+            self.on_link_lost("no frame from RyzeAPI within the heartbeat timeout", ctx);
+            return;
+        }
+        if open.opened.elapsed() >= self.cfg.timing.stable_after {
+            self.backoff.reset();
+        }
+        if open.sink.write(WsMessage::Ping(Bytes::new())).is_err() {
+            self.on_link_lost("ping could not be written", ctx);
+        }
+    }
+
+    fn on_text(&mut self, text: Bytes, ctx: &mut Context<Self>) {
+        let Ok(text) = std::str::from_utf8(&text) else {
+            tracing::warn!(integration_id = %self.cfg.id, "skipped a frame that is not UTF-8");
+            return;
+        };
+        let envelope = match Envelope::parse(text) {
+            Ok(envelope) => envelope,
+            Err(error) => {
+                tracing::warn!(integration_id = %self.cfg.id, %error, "skipped a malformed frame");
+                return;
+            }
+        };
+        let Some(db) = self.db() else { return };
+        self.live.event_received();
+        let routing = envelope.routing();
+        let chat = routing.chat_key.clone();
+        let event = NewEvent {
+            integration_id: self.cfg.id.clone(),
+            event_id: envelope.event_id.clone(),
+            message_key: routing.message_key,
+            chat_key: routing.chat_key,
+            kind: envelope.event.clone(),
+            payload: text.to_owned(),
+        };
+        let event_id = envelope.event_id;
+        // `wait`: frames are stored one after the other, in arrival order, and the stream is not read
+        // meanwhile (back-pressure from the database).
+        ctx.wait(async move { store::events::insert(&db, event).await }.into_actor(self).map(move |stored, act, ctx| {
+            match stored {
+                Ok(stored) => {
+                    if let Some(event_id) = event_id {
+                        act.acknowledge(&event_id, ctx);
+                    }
+                    if let Stored::New(row) = stored {
+                        act.queue.push(chat, row);
+                        act.pump(ctx);
+                    }
+                }
+                Err(error) => {
+                    // Not acknowledged: RyzeAPI re-sends it after the reconnect.
+                    tracing::error!(integration_id = %act.cfg.id, %error, "storing an event failed; dropping the link so it is re-sent");
+                    act.on_link_lost("storing an event failed", ctx);
+                }
+            }
+        }));
+    }
+
+    fn acknowledge(&mut self, event_id: &str, ctx: &mut Context<Self>) {
+        let ack = serde_json::json!({"type": "ack", "eventId": event_id}).to_string();
+        let failed = match self.link.as_mut() {
+            Some(open) => open.sink.write(WsMessage::Text(ack.into())).is_err(),
+            None => false,
+        };
+        if failed {
+            self.on_link_lost("acknowledgement could not be written", ctx);
+        }
+    }
+
+    /// Starts queued items while there is room.
+    fn pump(&mut self, ctx: &mut Context<Self>) {
+        if self.halted {
+            return;
+        }
+        while self.queue.in_flight < MAX_IN_FLIGHT {
+            let Some((chat, row)) = self.queue.next() else { break };
+            let (shared, relay, http) = (self.shared.clone(), self.relay.clone(), self.http.clone());
+            let work = async move { inbound::process(shared, relay, http, row).await };
+            ctx.spawn(work.into_actor(self).map(move |outcome, act, ctx| act.finished_item(chat, row, outcome, ctx)));
+        }
+        if self.queue.is_idle() && self.queue.overflowed {
+            self.reload_pending(ctx);
+        }
+    }
+
+    fn finished_item(&mut self, chat: String, row: i64, outcome: Outcome, ctx: &mut Context<Self>) {
+        match outcome {
+            Outcome::Done | Outcome::Failed(_) => {
+                if let Outcome::Failed(error) = &outcome {
+                    tracing::warn!(integration_id = %self.cfg.id, row, %error, "event failed for good");
+                }
+                self.queue.release(&chat);
+            }
+            Outcome::Retry { after, error } => {
+                tracing::info!(integration_id = %self.cfg.id, row, %error, retry_in_ms = after.as_millis() as u64, "event will be retried");
+                self.queue.park(&chat, row);
+                ctx.run_later(after, move |act, ctx| {
+                    act.queue.unpark(&chat);
+                    act.pump(ctx);
+                });
+            }
+            Outcome::Halt(error) => {
+                tracing::error!(integration_id = %self.cfg.id, %error, "processing halted; the queue is kept");
+                self.queue.park(&chat, row);
+                self.halted = true;
+            }
+        }
+        self.pump(ctx);
+    }
+
+    /// Queues every pending event from the database (at start, and after an overflow drained).
+    fn reload_pending(&mut self, ctx: &mut Context<Self>) {
+        let Some(db) = self.db() else { return };
+        let id = self.cfg.id.clone();
+        self.queue.overflowed = false;
+        ctx.wait(async move { store::events::pending(&db, &id).await }.into_actor(self).map(|pending, act, ctx| {
+            match pending {
+                Ok(rows) => {
+                    if !rows.is_empty() {
+                        tracing::info!(integration_id = %act.cfg.id, count = rows.len(), "resuming stored events");
+                    }
+                    for (row, chat) in rows {
+                        act.queue.push(chat, row);
+                    }
+                    act.pump(ctx);
+                }
+                Err(error) => tracing::error!(integration_id = %act.cfg.id, %error, "loading stored events failed"),
+            }
+        }));
+    }
+}
+
+/// Chat-keyed FIFO queues with one item in flight per chat.
+#[derive(Default)]
+struct ChatQueues {
+    queues: HashMap<String, VecDeque<i64>>,
+    /// Chats with queued items, none in flight, not parked: in the order they became ready.
+    ready: VecDeque<String>,
+    busy: HashSet<String>,
+    parked: HashSet<String>,
+    in_flight: usize,
+    queued: usize,
+    /// Items were left in the database only because the in-memory queue was full.
+    overflowed: bool,
+}
+
+impl ChatQueues {
+    fn push(&mut self, chat: String, row: i64) {
+        if self.queued >= MAX_QUEUED {
+            self.overflowed = true;
+            return;
+        }
+        let queue = self.queues.entry(chat.clone()).or_default();
+        if queue.contains(&row) {
+            return;
+        }
+        queue.push_back(row);
+        self.queued += 1;
+        if queue.len() == 1 && !self.busy.contains(&chat) && !self.parked.contains(&chat) {
+            self.ready.push_back(chat);
+        }
+    }
+
+    fn next(&mut self) -> Option<(String, i64)> {
+        while let Some(chat) = self.ready.pop_front() {
+            let Some(queue) = self.queues.get_mut(&chat) else { continue };
+            let Some(row) = queue.pop_front() else {
+                self.queues.remove(&chat);
+                continue;
+            };
+            self.queued -= 1;
+            self.busy.insert(chat.clone());
+            self.in_flight += 1;
+            return Some((chat, row));
+        }
+        None
+    }
+
+    /// The chat's in-flight item is finished.
+    fn release(&mut self, chat: &str) {
+        self.busy.remove(chat);
+        self.in_flight = self.in_flight.saturating_sub(1);
+        match self.queues.get(chat) {
+            Some(queue) if !queue.is_empty() => self.ready.push_back(chat.to_owned()),
+            _ => {
+                self.queues.remove(chat);
+            }
+        }
+    }
+
+    /// The chat's in-flight item goes back to the front, and the chat waits.
+    fn park(&mut self, chat: &str, row: i64) {
+        self.busy.remove(chat);
+        self.in_flight = self.in_flight.saturating_sub(1);
+        self.queues.entry(chat.to_owned()).or_default().push_front(row);
+        self.queued += 1;
+        self.parked.insert(chat.to_owned());
+    }
+
+    fn unpark(&mut self, chat: &str) {
+        if self.parked.remove(chat) && self.queues.get(chat).is_some_and(|q| !q.is_empty()) {
+            self.ready.push_back(chat.to_owned());
+        }
+    }
+
+    fn is_idle(&self) -> bool {
+        self.in_flight == 0 && self.queued == 0
+    }
+}
+
+fn is_link_error(last_error: &str) -> bool {
+    [LinkError::Rejected { status: 401 }.to_string(), LinkError::NoRoute.to_string()].iter().any(|e| e == last_error)
+}
+
+impl Actor for IntegrationActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(64);
+        if self.http.is_none() {
+            self.http = Some(crate::http_client());
+        }
+        self.queue = ChatQueues::default();
+        self.halted = false;
+        self.reload_pending(ctx);
+        self.connect(ctx);
+        let every = self.cfg.timing.ping_every.min(self.cfg.timing.dead_after / 2);
+        ctx.run_interval(every, |act, ctx| act.heartbeat(ctx));
+    }
+
+    fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        self.live.set_state(LinkState::Disconnected);
+    }
+}
+
+impl Supervised for IntegrationActor {
+    fn restarting(&mut self, _ctx: &mut Context<Self>) {
+        tracing::warn!(integration_id = %self.cfg.id, "integration actor restarting");
+        self.link = None;
+        self.connecting = false;
+        self.reconnect_timer = None;
+        self.live.set_state(LinkState::Disconnected);
+    }
+}
+
+impl Handler<Shutdown> for IntegrationActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) {
+        if let Some(mut open) = self.link.take() {
+            let _ = open.sink.write(WsMessage::Close(Some(awc::ws::CloseCode::Normal.into())));
+            open.sink.close();
+        }
+        tracing::info!(integration_id = %self.cfg.id, "integration stopped");
+        ctx.stop();
+    }
+}
+
+impl WriteHandler<WsProtocolError> for IntegrationActor {
+    fn error(&mut self, error: WsProtocolError, ctx: &mut Self::Context) -> Running {
+        self.on_link_lost(&format!("write failed: {error}"), ctx);
+        Running::Continue
+    }
+
+    /// The sink closing is not the actor's end (the default would stop it).
+    fn finished(&mut self, _ctx: &mut Self::Context) {}
+}
+
+impl StreamHandler<Result<Frame, WsProtocolError>> for IntegrationActor {
+    fn handle(&mut self, item: Result<Frame, WsProtocolError>, ctx: &mut Context<Self>) {
+        self.last_heard = Instant::now();
+        match item {
+            Ok(Frame::Text(text)) => self.on_text(text, ctx),
+            Ok(Frame::Ping(payload)) => {
+                let failed = self.link.as_mut().is_some_and(|open| open.sink.write(WsMessage::Pong(payload)).is_err());
+                if failed {
+                    self.on_link_lost("pong could not be written", ctx);
+                }
+            }
+            Ok(Frame::Pong(_)) => {}
+            Ok(Frame::Binary(_)) => tracing::debug!(integration_id = %self.cfg.id, "ignored a binary frame"),
+            Ok(Frame::Continuation(item)) => self.on_continuation(item, ctx),
+            Ok(Frame::Close(reason)) => {
+                let why = format!("closed by RyzeAPI ({reason:?})");
+                self.on_link_lost(&why, ctx);
+            }
+            Err(error) => self.on_link_lost(&format!("protocol error: {error}"), ctx),
+        }
+    }
+
+    /// The stream ended without a close frame: the link is gone, the actor is not.
+    fn finished(&mut self, ctx: &mut Context<Self>) {
+        self.on_link_lost("connection ended", ctx);
+    }
+}
+
+impl IntegrationActor {
+    /// Reassembles fragmented text frames (up to the frame size limit).
+    fn on_continuation(&mut self, item: Item, ctx: &mut Context<Self>) {
+        let last = matches!(item, Item::Last(_));
+        match item {
+            Item::FirstText(bytes) => self.partial_frame = Some(BytesMut::from(&bytes[..])),
+            Item::FirstBinary(_) => self.partial_frame = None,
+            Item::Continue(bytes) | Item::Last(bytes) => {
+                let Some(buffer) = self.partial_frame.as_mut() else { return };
+                if buffer.len() + bytes.len() > MAX_FRAME_BYTES {
+                    tracing::warn!(integration_id = %self.cfg.id, "skipped a fragmented frame over 64 MiB");
+                    self.partial_frame = None;
+                    return;
+                }
+                buffer.extend_from_slice(&bytes);
+                if last && let Some(done) = self.partial_frame.take() {
+                    self.on_text(done.freeze(), ctx);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_item_per_chat_in_order_and_chats_interleave() {
+        let mut q = ChatQueues::default();
+        for (chat, row) in [("a", 1), ("a", 2), ("b", 3), ("a", 4), ("b", 5)] {
+            q.push(chat.into(), row);
+        }
+        assert_eq!(q.next(), Some(("a".into(), 1)));
+        assert_eq!(q.next(), Some(("b".into(), 3)));
+        assert_eq!(q.next(), None, "both chats busy");
+        q.release("a");
+        assert_eq!(q.next(), Some(("a".into(), 2)));
+        q.park("b", 3);
+        assert_eq!(q.next(), None, "b parked, a busy");
+        q.unpark("b");
+        assert_eq!(q.next(), Some(("b".into(), 3)), "the parked item comes first again");
+        q.release("a");
+        q.release("b");
+        assert_eq!(q.next(), Some(("a".into(), 4)));
+        assert_eq!(q.next(), Some(("b".into(), 5)));
+        q.release("a");
+        q.release("b");
+        assert!(q.is_idle());
+    }
+
+    #[test]
+    fn a_row_is_never_queued_twice() {
+        let mut q = ChatQueues::default();
+        q.push("a".into(), 1);
+        q.push("a".into(), 1);
+        assert_eq!(q.next(), Some(("a".into(), 1)));
+        q.release("a");
+        assert_eq!(q.next(), None);
+    }
+}

@@ -1,0 +1,125 @@
+//! What the running side knows about each integration right now: the link state and counters.
+//!
+//! Actors write their entry; `GET /v1/integrations/{id}` and `/metrics` read it without messaging the
+//! actor (which may be busy on another arbiter).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use chrono::{DateTime, Utc};
+
+/// The RyzeAPI link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkState {
+    Connected,
+    Connecting,
+    Disconnected,
+}
+
+impl LinkState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Connected => "connected",
+            Self::Connecting => "connecting",
+            Self::Disconnected => "disconnected",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct LinkSnapshot {
+    pub state: LinkState,
+    pub since: DateTime<Utc>,
+    pub reconnects: u64,
+    pub last_event_at: Option<DateTime<Utc>>,
+}
+
+/// One integration's live entry.
+#[derive(Debug)]
+pub struct Live {
+    link: Mutex<LinkSnapshot>,
+    pub events_received: AtomicU64,
+    pub messages_to_chatwoot: AtomicU64,
+    pub messages_to_whatsapp: AtomicU64,
+}
+
+impl Default for Live {
+    fn default() -> Self {
+        Self {
+            link: Mutex::new(LinkSnapshot {
+                state: LinkState::Disconnected,
+                since: Utc::now(),
+                reconnects: 0,
+                last_event_at: None,
+            }),
+            events_received: AtomicU64::new(0),
+            messages_to_chatwoot: AtomicU64::new(0),
+            messages_to_whatsapp: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Live {
+    fn link(&self) -> MutexGuard<'_, LinkSnapshot> {
+        self.link.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub fn snapshot(&self) -> LinkSnapshot {
+        self.link().clone()
+    }
+
+    /// Moves the link to `state` (keeps `since` when the state does not change).
+    pub fn set_state(&self, state: LinkState) {
+        let mut link = self.link();
+        if link.state != state {
+            link.state = state;
+            link.since = Utc::now();
+        }
+    }
+
+    pub fn count_reconnect(&self) {
+        self.link().reconnects += 1;
+    }
+
+    pub fn event_received(&self) {
+        self.events_received.fetch_add(1, Ordering::Relaxed);
+        self.link().last_event_at = Some(Utc::now());
+    }
+}
+
+/// Every integration's live entry, by id.
+#[derive(Default)]
+pub struct LiveRegistry {
+    entries: Mutex<HashMap<String, Arc<Live>>>,
+}
+
+impl LiveRegistry {
+    fn entries(&self) -> MutexGuard<'_, HashMap<String, Arc<Live>>> {
+        self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The entry of `id`, created fresh if there is none.
+    pub fn entry(&self, id: &str) -> Arc<Live> {
+        self.entries().entry(id.to_owned()).or_default().clone()
+    }
+
+    pub fn get(&self, id: &str) -> Option<Arc<Live>> {
+        self.entries().get(id).cloned()
+    }
+
+    pub fn remove(&self, id: &str) {
+        self.entries().remove(id);
+    }
+
+    /// How many links are in each state.
+    pub fn count_by_state(&self) -> [(LinkState, usize); 3] {
+        let entries = self.entries();
+        let count = |s: LinkState| entries.values().filter(|l| l.snapshot().state == s).count();
+        [
+            (LinkState::Connected, count(LinkState::Connected)),
+            (LinkState::Connecting, count(LinkState::Connecting)),
+            (LinkState::Disconnected, count(LinkState::Disconnected)),
+        ]
+    }
+}

@@ -1,0 +1,171 @@
+//! The manager: which integrations run in this process, on which arbiter, and starting/stopping them.
+//!
+//! It holds the only long-lived `Addr` of each integration actor. Stopping for good means dropping that
+//! address *before* telling the actor to stop: actix's supervisor restarts a stopped actor while any
+//! address is alive. Actors are spread round-robin over a few arbiters (threads), so one busy integration
+//! cannot stall the others.
+//!
+//! Which integrations this process runs is decided in one place, [`Manager::runs_here`]: today, all of
+//! them; with several replicas sharing one PostgreSQL this is where leases would divide them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use actix::prelude::*;
+
+use super::actor::{ActorConfig, IntegrationActor, Shutdown};
+use super::status;
+use crate::state::Shared;
+use crate::store;
+
+pub struct Manager {
+    shared: Arc<Shared>,
+    arbiters: Vec<Arbiter>,
+    next_arbiter: usize,
+    running: HashMap<String, Addr<IntegrationActor>>,
+}
+
+/// Start (or restart with fresh settings) the integration's actor, if it is active.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Start(pub String);
+
+/// Stop the integration's actor for good (pause, delete).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Stop(pub String);
+
+/// Start every active integration (at boot).
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct StartAll;
+
+/// How many integration actors are running.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct Running;
+
+impl Manager {
+    pub fn new(shared: Arc<Shared>, threads: usize) -> Self {
+        let arbiters = (0..threads.max(1)).map(|_| Arbiter::new()).collect();
+        Self { shared, arbiters, next_arbiter: 0, running: HashMap::new() }
+    }
+
+    /// Whether this process runs the integration (all of them, until replicas share the work).
+    fn runs_here(&self, _id: &str) -> bool {
+        true
+    }
+
+    fn stop(&mut self, id: &str) {
+        if let Some(addr) = self.running.remove(id) {
+            addr.do_send(Shutdown);
+            // `addr` drops here: no address is left, so the supervisor lets the actor end.
+        }
+        self.shared.live.remove(id);
+    }
+
+    fn spawn(&mut self, cfg: ActorConfig) {
+        self.stop(&cfg.id);
+        let Some(arbiter) = self.arbiters.get(self.next_arbiter % self.arbiters.len()) else { return };
+        self.next_arbiter = self.next_arbiter.wrapping_add(1);
+        let id = cfg.id.clone();
+        let shared = self.shared.clone();
+        let live = self.shared.live.entry(&id);
+        let addr = Supervisor::start_in_arbiter(&arbiter.handle(), move |_| IntegrationActor::new(cfg, shared, live));
+        self.running.insert(id, addr);
+    }
+}
+
+impl Actor for Manager {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(1024);
+    }
+
+    fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        for (_, addr) in self.running.drain() {
+            addr.do_send(Shutdown);
+        }
+        for arbiter in &self.arbiters {
+            arbiter.stop();
+        }
+    }
+}
+
+impl Handler<Start> for Manager {
+    type Result = AtomicResponse<Self, ()>;
+
+    /// Atomic: a Start and a Stop of the same integration never interleave.
+    fn handle(&mut self, Start(id): Start, _ctx: &mut Context<Self>) -> Self::Result {
+        let shared = self.shared.clone();
+        let runs_here = self.runs_here(&id);
+        AtomicResponse::new(Box::pin(
+            async move {
+                let services = shared.services().ok()?;
+                let model = match store::integrations::find(&services.db, &id).await {
+                    Ok(model) => model?,
+                    Err(error) => {
+                        tracing::error!(integration_id = %id, %error, "cannot load the integration to start it");
+                        return None;
+                    }
+                };
+                (runs_here && model.status != status::PAUSED).then(|| ActorConfig {
+                    id: model.id,
+                    instance: model.instance,
+                    ryzeapi_url: model.ryzeapi_url,
+                    bridge_token: shared.settings.bridge_token.clone(),
+                    timing: shared.settings.link,
+                })
+            }
+            .into_actor(self)
+            .map(|cfg, act, _ctx| {
+                if let Some(cfg) = cfg {
+                    act.spawn(cfg);
+                }
+            }),
+        ))
+    }
+}
+
+impl Handler<Stop> for Manager {
+    type Result = ();
+
+    fn handle(&mut self, Stop(id): Stop, _ctx: &mut Context<Self>) {
+        self.stop(&id);
+    }
+}
+
+impl Handler<StartAll> for Manager {
+    type Result = ResponseActFuture<Self, usize>;
+
+    fn handle(&mut self, _: StartAll, _ctx: &mut Context<Self>) -> Self::Result {
+        let shared = self.shared.clone();
+        Box::pin(
+            async move {
+                let Ok(services) = shared.services() else { return Vec::new() };
+                let mut ids =
+                    store::integrations::ids_with_status(&services.db, status::ACTIVE).await.unwrap_or_default();
+                // An integration in `error` may recover (e.g. RyzeAPI fixed its token): keep trying.
+                ids.extend(store::integrations::ids_with_status(&services.db, status::ERROR).await.unwrap_or_default());
+                ids
+            }
+            .into_actor(self)
+            .map(|ids, _act, ctx| {
+                let count = ids.len();
+                for id in ids {
+                    ctx.notify(Start(id));
+                }
+                count
+            }),
+        )
+    }
+}
+
+impl Handler<Running> for Manager {
+    type Result = usize;
+
+    fn handle(&mut self, _: Running, _ctx: &mut Context<Self>) -> usize {
+        self.running.len()
+    }
+}

@@ -1,0 +1,158 @@
+//! Queries on `inbound_events`: store-before-acknowledge, the pending queue, processing outcomes.
+
+use chrono::{DateTime, Utc};
+use entity::inbound_event::{ActiveModel, Column, Entity, Model};
+use sea_orm::{
+    ActiveModelTrait as _, ColumnTrait as _, DatabaseConnection, EntityTrait as _, PaginatorTrait as _,
+    QueryFilter as _, QueryOrder as _, QuerySelect as _, Set, SqlErr,
+};
+
+use super::StoreError;
+
+pub const PENDING: &str = "pending";
+pub const DONE: &str = "done";
+pub const FAILED: &str = "failed";
+
+/// An event to store.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub integration_id: String,
+    pub event_id: Option<String>,
+    pub message_key: Option<String>,
+    pub chat_key: String,
+    pub kind: String,
+    pub payload: String,
+}
+
+/// Result of [`insert`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    /// A new row, to be processed.
+    New(i64),
+    /// The event (or its WhatsApp message) was stored before: acknowledge it, process nothing.
+    Duplicate,
+}
+
+/// Stores an event durably. A duplicate (same event id or same message key) is reported, not stored.
+pub async fn insert(db: &DatabaseConnection, event: NewEvent) -> Result<Stored, StoreError> {
+    let row = ActiveModel {
+        integration_id: Set(event.integration_id),
+        event_id: Set(event.event_id),
+        message_key: Set(event.message_key),
+        chat_key: Set(event.chat_key),
+        kind: Set(event.kind),
+        payload: Set(event.payload),
+        state: Set(PENDING.to_owned()),
+        attempts: Set(0),
+        next_attempt_at: Set(None),
+        last_error: Set(String::new()),
+        received_at: Set(Utc::now()),
+        processed_at: Set(None),
+        ..Default::default()
+    };
+    match Entity::insert(row).exec(db).await {
+        Ok(result) => Ok(Stored::New(result.last_insert_id)),
+        Err(e) => match e.sql_err() {
+            Some(SqlErr::UniqueConstraintViolation(_)) => Ok(Stored::Duplicate),
+            _ => Err(StoreError::Db(e)),
+        },
+    }
+}
+
+/// `(id, chat key)` of every pending event of the integration, oldest first.
+pub async fn pending(db: &DatabaseConnection, integration_id: &str) -> Result<Vec<(i64, String)>, StoreError> {
+    Ok(Entity::find()
+        .select_only()
+        .column(Column::Id)
+        .column(Column::ChatKey)
+        .filter(Column::IntegrationId.eq(integration_id))
+        .filter(Column::State.eq(PENDING))
+        .order_by_asc(Column::Id)
+        .into_tuple::<(i64, String)>()
+        .all(db)
+        .await?)
+}
+
+pub async fn find(db: &DatabaseConnection, id: i64) -> Result<Option<Model>, StoreError> {
+    Ok(Entity::find_by_id(id).one(db).await?)
+}
+
+/// Marks an event processed.
+pub async fn mark_done(db: &DatabaseConnection, id: i64) -> Result<(), StoreError> {
+    update(db, id, |row| {
+        row.state = Set(DONE.to_owned());
+        row.processed_at = Set(Some(Utc::now()));
+        row.next_attempt_at = Set(None);
+    })
+    .await
+}
+
+/// Records a failed attempt that will be retried at `next_attempt_at`.
+pub async fn mark_retry(
+    db: &DatabaseConnection,
+    id: i64,
+    next_attempt_at: DateTime<Utc>,
+    error: &str,
+) -> Result<(), StoreError> {
+    let Some(model) = find(db, id).await? else { return Ok(()) };
+    let attempts = model.attempts.saturating_add(1);
+    update(db, id, |row| {
+        row.attempts = Set(attempts);
+        row.next_attempt_at = Set(Some(next_attempt_at));
+        row.last_error = Set(error.to_owned());
+    })
+    .await
+}
+
+/// Marks an event finally failed (visible in the `failed` queue count and `last_error`).
+pub async fn mark_failed(db: &DatabaseConnection, id: i64, error: &str) -> Result<(), StoreError> {
+    update(db, id, |row| {
+        row.state = Set(FAILED.to_owned());
+        row.processed_at = Set(Some(Utc::now()));
+        row.last_error = Set(error.to_owned());
+    })
+    .await
+}
+
+async fn update(db: &DatabaseConnection, id: i64, change: impl FnOnce(&mut ActiveModel)) -> Result<(), StoreError> {
+    let mut row = ActiveModel { id: sea_orm::Unchanged(id), ..Default::default() };
+    change(&mut row);
+    row.update(db).await?;
+    Ok(())
+}
+
+/// Counts by state for one integration.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct EventCounts {
+    pub total: u64,
+    pub pending: u64,
+    pub failed: u64,
+}
+
+pub async fn counts(db: &DatabaseConnection, integration_id: &str) -> Result<EventCounts, StoreError> {
+    let rows = Entity::find()
+        .select_only()
+        .column(Column::State)
+        .column_as(Column::Id.count(), "n")
+        .filter(Column::IntegrationId.eq(integration_id))
+        .group_by(Column::State)
+        .into_tuple::<(String, i64)>()
+        .all(db)
+        .await?;
+    let get = |state: &str| rows.iter().find(|(s, _)| s == state).map_or(0, |(_, n)| u64::try_from(*n).unwrap_or(0));
+    Ok(EventCounts {
+        total: rows.iter().map(|(_, n)| u64::try_from(*n).unwrap_or(0)).sum(),
+        pending: get(PENDING),
+        failed: get(FAILED),
+    })
+}
+
+/// Number of events of the integration (all states).
+pub async fn count_all(db: &DatabaseConnection, integration_id: &str) -> Result<u64, StoreError> {
+    Ok(Entity::find().filter(Column::IntegrationId.eq(integration_id)).count(db).await?)
+}
+
+/// Removes every event of an integration (on deactivation).
+pub async fn delete_for(db: &DatabaseConnection, integration_id: &str) -> Result<u64, StoreError> {
+    Ok(Entity::delete_many().filter(Column::IntegrationId.eq(integration_id)).exec(db).await?.rows_affected)
+}
