@@ -45,6 +45,9 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// `BRIDGE_CHATWOOT_TIMEOUT_MS`: timeout of one Chatwoot call. Default 10000 (the contract's 10 s).
     pub chatwoot_timeout: Duration,
+    /// `BRIDGE_RETRY_MIN_MS` / `BRIDGE_RETRY_MAX_MS`: first and longest wait before retrying a Chatwoot call
+    /// that failed for a passing reason (429, 5xx, network). Defaults 2000 and 300000: minutes, not seconds.
+    pub relay_retry: (Duration, Duration),
     /// Timing of the RyzeAPI link (contract §3 defaults; the `BRIDGE_LINK_*_MS` variables exist for tests).
     pub link: LinkTiming,
     /// What was generated on this start (reported once at startup, never again).
@@ -143,6 +146,10 @@ impl Settings {
             rejected_retry: millis("BRIDGE_LINK_REJECTED_RETRY_MS", defaults.rejected_retry)?,
         };
         let chatwoot_timeout = millis("BRIDGE_CHATWOOT_TIMEOUT_MS", Duration::from_secs(10))?;
+        let relay_retry = (
+            millis("BRIDGE_RETRY_MIN_MS", Duration::from_secs(2))?,
+            millis("BRIDGE_RETRY_MAX_MS", Duration::from_secs(300))?,
+        );
         let ryzeapi_url = get("RYZEAPI_URL").map(|u| parse_http_url("RYZEAPI_URL", &u)).transpose()?;
         let database_url = match get("DATABASE_URL") {
             Some(url) => validate_database_url(&url)?,
@@ -205,6 +212,7 @@ impl Settings {
             bind,
             log_format,
             chatwoot_timeout,
+            relay_retry,
             link,
             generated,
         })

@@ -2,8 +2,11 @@
 //!
 //! Plain data only: no queries live here. Every query is built in the service crate's `store` module.
 
+pub mod chat;
+pub mod chat_alias;
 pub mod inbound_event;
 pub mod integration;
+pub mod message_map;
 
 pub mod prelude {
     //! The entities under their table names.

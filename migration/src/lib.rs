@@ -4,6 +4,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261121_000001_create_integrations;
 mod m20261121_000002_create_inbound_events;
+mod m20261121_000003_create_chats_and_message_map;
 
 pub struct Migrator;
 
@@ -13,6 +14,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261121_000001_create_integrations::Migration),
             Box::new(m20261121_000002_create_inbound_events::Migration),
+            Box::new(m20261121_000003_create_chats_and_message_map::Migration),
         ]
     }
 }

@@ -10,7 +10,10 @@ use awc::http::Method;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::dto::{ApiChannel, ApiInfo, CreateInbox, Inbox, InboxList, Profile, UpdateApiChannel, UpdateInbox};
+use super::dto::{
+    ApiChannel, ApiInfo, Contact, ContactCreated, ContactList, Conversation, CreateInbox, Inbox, InboxList, Message,
+    MessageList, NewContact, NewConversation, NewMessage, Profile, UpdateApiChannel, UpdateInbox,
+};
 use super::error::{ChatwootError, error_text};
 use crate::secret::Secret;
 use crate::telemetry::Metrics;
@@ -95,6 +98,63 @@ impl ChatwootClient {
             .call::<(), _>("delete_inbox", Method::DELETE, self.account_path(&format!("/inboxes/{inbox_id}")), None)
             .await?;
         Ok(())
+    }
+
+    /// Creates a contact together with its contact_inbox (`inbox_id` + `source_id`).
+    pub async fn create_contact(&self, contact: &NewContact<'_>) -> Result<Contact, ChatwootError> {
+        let created: ContactCreated =
+            self.call("create_contact", Method::POST, self.account_path("/contacts"), Some(contact)).await?;
+        Ok(created.payload.contact)
+    }
+
+    /// Contacts whose `attribute` (`phone_number`, `identifier`) equals `value`.
+    pub async fn find_contacts(&self, attribute: &str, value: &str) -> Result<Vec<Contact>, ChatwootError> {
+        let body = serde_json::json!({"payload": [{
+            "attribute_key": attribute, "filter_operator": "equal_to", "values": [value], "query_operator": null
+        }]});
+        let list: ContactList =
+            self.call("filter_contacts", Method::POST, self.account_path("/contacts/filter"), Some(&body)).await?;
+        Ok(list.payload)
+    }
+
+    /// Links an existing contact to the inbox under `source_id`.
+    pub async fn create_contact_inbox(
+        &self,
+        contact_id: i64,
+        inbox_id: i64,
+        source_id: &str,
+    ) -> Result<(), ChatwootError> {
+        let body = serde_json::json!({"inbox_id": inbox_id, "source_id": source_id});
+        let path = self.account_path(&format!("/contacts/{contact_id}/contact_inboxes"));
+        let _: serde_json::Value = self.call("create_contact_inbox", Method::POST, path, Some(&body)).await?;
+        Ok(())
+    }
+
+    pub async fn create_conversation(&self, conversation: &NewConversation<'_>) -> Result<Conversation, ChatwootError> {
+        self.call("create_conversation", Method::POST, self.account_path("/conversations"), Some(conversation)).await
+    }
+
+    pub async fn create_message(
+        &self,
+        conversation_id: i64,
+        message: &NewMessage<'_>,
+    ) -> Result<Message, ChatwootError> {
+        let path = self.account_path(&format!("/conversations/{conversation_id}/messages"));
+        self.call("create_message", Method::POST, path, Some(message)).await
+    }
+
+    /// Deletes a message (Chatwoot keeps it as "This message was deleted").
+    pub async fn delete_message(&self, conversation_id: i64, message_id: i64) -> Result<(), ChatwootError> {
+        let path = self.account_path(&format!("/conversations/{conversation_id}/messages/{message_id}"));
+        let _: serde_json::Value = self.call::<(), _>("delete_message", Method::DELETE, path, None).await?;
+        Ok(())
+    }
+
+    /// The latest messages of a conversation (Chatwoot returns 20).
+    pub async fn recent_messages(&self, conversation_id: i64) -> Result<Vec<Message>, ChatwootError> {
+        let path = self.account_path(&format!("/conversations/{conversation_id}/messages"));
+        let list: MessageList = self.call::<(), _>("list_messages", Method::GET, path, None).await?;
+        Ok(list.payload)
     }
 
     fn account_path(&self, rest: &str) -> String {

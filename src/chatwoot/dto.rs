@@ -89,3 +89,87 @@ pub struct UpdateInbox<'a> {
 pub struct UpdateApiChannel<'a> {
     pub webhook_url: &'a str,
 }
+
+/// `POST …/contacts` with the contact_inbox created in the same call.
+#[derive(Debug, Clone, Serialize)]
+pub struct NewContact<'a> {
+    pub inbox_id: i64,
+    pub source_id: &'a str,
+    pub name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phone_number: Option<&'a str>,
+    pub identifier: &'a str,
+    pub custom_attributes: serde_json::Value,
+}
+
+/// A contact (the fields the bridge reads).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Contact {
+    pub id: i64,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub phone_number: Option<String>,
+    #[serde(default)]
+    pub identifier: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ContactCreated {
+    pub payload: ContactCreatedPayload,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ContactCreatedPayload {
+    pub contact: Contact,
+}
+
+/// `POST …/contacts/filter` answers `{"meta":…,"payload":[contact…]}`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ContactList {
+    pub payload: Vec<Contact>,
+}
+
+/// `POST …/conversations`.
+#[derive(Debug, Clone, Serialize)]
+pub struct NewConversation<'a> {
+    pub inbox_id: i64,
+    pub contact_id: i64,
+    pub source_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<&'a str>,
+}
+
+/// A conversation (`id` is the display id used in every URL).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Conversation {
+    pub id: i64,
+    #[serde(default)]
+    pub status: String,
+}
+
+/// `POST …/conversations/{id}/messages` as JSON.
+#[derive(Debug, Clone, Serialize)]
+pub struct NewMessage<'a> {
+    pub content: &'a str,
+    /// `incoming` (from the customer) or `outgoing` (typed on the phone).
+    pub message_type: &'a str,
+    pub private: bool,
+    pub source_id: &'a str,
+    #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
+    pub content_attributes: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A message (REST shape; the fields the bridge reads).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Message {
+    pub id: i64,
+    #[serde(default)]
+    pub source_id: Option<String>,
+}
+
+/// `GET …/messages` answers `{"meta":…,"payload":[message…]}`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct MessageList {
+    pub payload: Vec<Message>,
+}

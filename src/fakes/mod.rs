@@ -4,5 +4,8 @@
 //! `shared/reference/chatwoot-api.md`) and records every request, flagging any request a real Chatwoot
 //! would reject or silently misread as a *violation*. Tests, the benchmark and the `fake-chatwoot` binary
 //! (for trying the bridge with curl) use it.
+//!
+//! [`ryzeapi::RyzeApiSim`] plays RyzeAPI (`/ws/chatwoot` event stream, REST sends) for tests and `ryzeapi-sim`.
 
 pub mod chatwoot;
+pub mod ryzeapi;

@@ -36,6 +36,9 @@ use crate::store::events::{NewEvent, Stored};
 const MAX_IN_FLIGHT: usize = 16;
 /// Row ids kept in memory; beyond this, new events stay only in the database until the queue drains.
 const MAX_QUEUED: usize = 10_000;
+/// Bytes of received frames waiting to be stored; beyond this the link is dropped (RyzeAPI re-sends what
+/// was not acknowledged), so a slow database never makes memory grow without bound.
+const MAX_INGEST_BYTES: usize = 128 * 1024 * 1024;
 
 /// Everything an integration actor is started with.
 #[derive(Debug, Clone)]
@@ -45,6 +48,7 @@ pub struct ActorConfig {
     pub ryzeapi_url: String,
     pub bridge_token: Secret,
     pub timing: LinkTiming,
+    pub relay: RelayContext,
 }
 
 type LinkSink = SplitSink<Link, WsMessage>;
@@ -67,8 +71,26 @@ pub struct IntegrationActor {
     reconnect_timer: Option<SpawnHandle>,
     last_heard: Instant,
     partial_frame: Option<BytesMut>,
+    ingest: Ingest,
     queue: ChatQueues,
+    /// Pending events are being loaded from the database: queue, but do not start anything yet.
+    loading: bool,
     halted: bool,
+    /// Told to stop for good: a supervisor restart (racing the manager dropping its address) stops again.
+    stopping: bool,
+}
+
+/// Frames waiting to be stored, in arrival order; one insert in flight at a time.
+#[derive(Default)]
+struct Ingest {
+    frames: VecDeque<Received>,
+    bytes: usize,
+    busy: bool,
+}
+
+struct Received {
+    event: NewEvent,
+    event_id: Option<String>,
 }
 
 /// Stop for good (sent by the manager after it dropped its address, so the supervisor does not restart).
@@ -78,7 +100,7 @@ pub struct Shutdown;
 
 impl IntegrationActor {
     pub fn new(cfg: ActorConfig, shared: Arc<Shared>, live: Arc<Live>) -> Self {
-        let relay = Arc::new(RelayContext { integration_id: cfg.id.clone(), instance: cfg.instance.clone() });
+        let relay = Arc::new(cfg.relay.clone());
         Self {
             backoff: Backoff::reconnect(cfg.timing.reconnect_min, cfg.timing.reconnect_max),
             cfg,
@@ -91,8 +113,11 @@ impl IntegrationActor {
             reconnect_timer: None,
             last_heard: Instant::now(),
             partial_frame: None,
+            ingest: Ingest::default(),
             queue: ChatQueues::default(),
+            loading: false,
             halted: false,
+            stopping: false,
         }
     }
 
@@ -216,13 +241,26 @@ impl IntegrationActor {
             Ok(envelope) => envelope,
             Err(error) => {
                 tracing::warn!(integration_id = %self.cfg.id, %error, "skipped a malformed frame");
+                // With an event id it is kept as a failed event (visible, and acknowledged so that RyzeAPI
+                // does not re-send it forever).
+                if let Some(event_id) = crate::ryzeapi::event::event_id_of(text) {
+                    let event = NewEvent {
+                        integration_id: self.cfg.id.clone(),
+                        event_id: Some(event_id.clone()),
+                        message_key: None,
+                        chat_key: crate::ryzeapi::event::INSTANCE_CHAT.to_owned(),
+                        kind: "malformed".to_owned(),
+                        payload: text.to_owned(),
+                    };
+                    self.ingest.bytes += event.payload.len();
+                    self.ingest.frames.push_back(Received { event, event_id: Some(event_id) });
+                    self.store_next(ctx);
+                }
                 return;
             }
         };
-        let Some(db) = self.db() else { return };
         self.live.event_received();
         let routing = envelope.routing();
-        let chat = routing.chat_key.clone();
         let event = NewEvent {
             integration_id: self.cfg.id.clone(),
             event_id: envelope.event_id.clone(),
@@ -231,10 +269,29 @@ impl IntegrationActor {
             kind: envelope.event.clone(),
             payload: text.to_owned(),
         };
-        let event_id = envelope.event_id;
-        // `wait`: frames are stored one after the other, in arrival order, and the stream is not read
-        // meanwhile (back-pressure from the database).
-        ctx.wait(async move { store::events::insert(&db, event).await }.into_actor(self).map(move |stored, act, ctx| {
+        self.ingest.bytes += event.payload.len();
+        self.ingest.frames.push_back(Received { event, event_id: envelope.event_id });
+        if self.ingest.bytes > MAX_INGEST_BYTES {
+            tracing::warn!(integration_id = %self.cfg.id, "storing falls behind; dropping the link until it catches up");
+            self.on_link_lost("storing falls behind", ctx);
+        }
+        self.store_next(ctx);
+    }
+
+    /// Stores the oldest received frame, then acknowledges and queues it; frames are stored one after the
+    /// other, in arrival order, without blocking the actor (other work goes on meanwhile).
+    fn store_next(&mut self, ctx: &mut Context<Self>) {
+        if self.ingest.busy {
+            return;
+        }
+        let Some(db) = self.db() else { return };
+        let Some(Received { event, event_id }) = self.ingest.frames.pop_front() else { return };
+        self.ingest.busy = true;
+        let (chat, size) = (event.chat_key.clone(), event.payload.len());
+        let insert = async move { store::events::insert(&db, event).await };
+        ctx.spawn(insert.into_actor(self).map(move |stored, act, ctx| {
+            act.ingest.busy = false;
+            act.ingest.bytes = act.ingest.bytes.saturating_sub(size);
             match stored {
                 Ok(stored) => {
                     if let Some(event_id) = event_id {
@@ -248,9 +305,12 @@ impl IntegrationActor {
                 Err(error) => {
                     // Not acknowledged: RyzeAPI re-sends it after the reconnect.
                     tracing::error!(integration_id = %act.cfg.id, %error, "storing an event failed; dropping the link so it is re-sent");
+                    act.ingest.frames.clear();
+                    act.ingest.bytes = 0;
                     act.on_link_lost("storing an event failed", ctx);
                 }
             }
+            act.store_next(ctx);
         }));
     }
 
@@ -267,7 +327,7 @@ impl IntegrationActor {
 
     /// Starts queued items while there is room.
     fn pump(&mut self, ctx: &mut Context<Self>) {
-        if self.halted {
+        if self.halted || self.loading {
             return;
         }
         while self.queue.in_flight < MAX_IN_FLIGHT {
@@ -311,7 +371,9 @@ impl IntegrationActor {
         let Some(db) = self.db() else { return };
         let id = self.cfg.id.clone();
         self.queue.overflowed = false;
-        ctx.wait(async move { store::events::pending(&db, &id).await }.into_actor(self).map(|pending, act, ctx| {
+        self.loading = true;
+        ctx.spawn(async move { store::events::pending(&db, &id).await }.into_actor(self).map(|pending, act, ctx| {
+            act.loading = false;
             match pending {
                 Ok(rows) => {
                     if !rows.is_empty() {
@@ -349,10 +411,12 @@ impl ChatQueues {
             return;
         }
         let queue = self.queues.entry(chat.clone()).or_default();
-        if queue.contains(&row) {
-            return;
+        // Rows are numbered in arrival order: keep each chat's queue sorted, whatever order rows are
+        // queued in (live frames may be queued while the pending ones are still loading).
+        match queue.binary_search(&row) {
+            Ok(_) => return,
+            Err(position) => queue.insert(position, row),
         }
-        queue.push_back(row);
         self.queued += 1;
         if queue.len() == 1 && !self.busy.contains(&chat) && !self.parked.contains(&chat) {
             self.ready.push_back(chat);
@@ -414,11 +478,16 @@ impl Actor for IntegrationActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        if self.stopping {
+            ctx.stop();
+            return;
+        }
         ctx.set_mailbox_capacity(64);
         if self.http.is_none() {
             self.http = Some(crate::http_client());
         }
         self.queue = ChatQueues::default();
+        self.ingest = Ingest::default();
         self.halted = false;
         self.reload_pending(ctx);
         self.connect(ctx);
@@ -433,7 +502,9 @@ impl Actor for IntegrationActor {
 
 impl Supervised for IntegrationActor {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
-        tracing::warn!(integration_id = %self.cfg.id, "integration actor restarting");
+        if !self.stopping {
+            tracing::warn!(integration_id = %self.cfg.id, "integration actor restarting");
+        }
         self.link = None;
         self.connecting = false;
         self.reconnect_timer = None;
@@ -445,6 +516,7 @@ impl Handler<Shutdown> for IntegrationActor {
     type Result = ();
 
     fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) {
+        self.stopping = true;
         if let Some(mut open) = self.link.take() {
             let _ = open.sink.write(WsMessage::Close(Some(awc::ws::CloseCode::Normal.into())));
             open.sink.close();

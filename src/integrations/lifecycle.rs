@@ -39,6 +39,8 @@ pub async fn deactivate(
         delete_inbox(shared, http, &model).await
     };
     store::events::delete_for(&services.db, &model.id).await?;
+    store::messages::delete_for(&services.db, &model.id).await?;
+    store::chats::delete_for(&services.db, &model.id).await?;
     store::integrations::delete(&services.db, &model.id).await?;
     tracing::info!(integration_id = %model.id, instance = %model.instance, inbox_deleted, "integration deactivated");
     Ok(Deactivated { id: model.id, deleted: true, inbox_deleted, detail })

@@ -14,7 +14,9 @@ use std::sync::Arc;
 use actix::prelude::*;
 
 use super::actor::{ActorConfig, IntegrationActor, Shutdown};
-use super::status;
+use super::{open_sealed, sealed, status};
+use crate::chatwoot::ChatwootTarget;
+use crate::relay::inbound::RelayContext;
 use crate::state::Shared;
 use crate::store;
 
@@ -56,21 +58,24 @@ impl Manager {
         true
     }
 
-    fn stop(&mut self, id: &str) {
+    /// Stops the actor; `forget` also drops its live entry (stopped for good, not restarted).
+    fn stop(&mut self, id: &str, forget: bool) {
         if let Some(addr) = self.running.remove(id) {
             addr.do_send(Shutdown);
             // `addr` drops here: no address is left, so the supervisor lets the actor end.
         }
-        self.shared.live.remove(id);
+        if forget {
+            self.shared.live.remove(id);
+        }
     }
 
     fn spawn(&mut self, cfg: ActorConfig) {
-        self.stop(&cfg.id);
+        self.stop(&cfg.id, false);
         let Some(arbiter) = self.arbiters.get(self.next_arbiter % self.arbiters.len()) else { return };
         self.next_arbiter = self.next_arbiter.wrapping_add(1);
         let id = cfg.id.clone();
         let shared = self.shared.clone();
-        let live = self.shared.live.entry(&id);
+        let live = cfg.relay.live.clone();
         let addr = Supervisor::start_in_arbiter(&arbiter.handle(), move |_| IntegrationActor::new(cfg, shared, live));
         self.running.insert(id, addr);
     }
@@ -110,12 +115,37 @@ impl Handler<Start> for Manager {
                         return None;
                     }
                 };
-                (runs_here && model.status != status::PAUSED).then(|| ActorConfig {
+                if !runs_here || model.status == status::PAUSED {
+                    return None;
+                }
+                let token = match open_sealed(&services.sealer, &model.chatwoot_token_sealed, &model.id, sealed::CHATWOOT_TOKEN) {
+                    Ok(token) => token,
+                    Err(error) => {
+                        tracing::error!(integration_id = %id, %error, "cannot open the stored Chatwoot token; not starting");
+                        return None;
+                    }
+                };
+                let relay = RelayContext {
+                    integration_id: model.id.clone(),
+                    instance: model.instance.clone(),
+                    chatwoot: ChatwootTarget {
+                        base_url: model.chatwoot_base_url.clone(),
+                        account_id: model.chatwoot_account_id,
+                        token,
+                    },
+                    inbox_id: model.inbox_id,
+                    ignore_groups: model.ignore_groups,
+                    start_as_pending: model.start_as_pending,
+                    reopen_resolved: model.reopen_resolved,
+                    live: shared.live.entry(&model.id),
+                };
+                Some(ActorConfig {
                     id: model.id,
                     instance: model.instance,
                     ryzeapi_url: model.ryzeapi_url,
                     bridge_token: shared.settings.bridge_token.clone(),
                     timing: shared.settings.link,
+                    relay,
                 })
             }
             .into_actor(self)
@@ -132,7 +162,7 @@ impl Handler<Stop> for Manager {
     type Result = ();
 
     fn handle(&mut self, Stop(id): Stop, _ctx: &mut Context<Self>) {
-        self.stop(&id);
+        self.stop(&id, true);
     }
 }
 

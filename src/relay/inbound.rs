@@ -1,9 +1,29 @@
-//! Stored RyzeAPI events → Chatwoot.
+//! Stored RyzeAPI events → Chatwoot contacts, conversations and messages.
+//!
+//! Per message, in the chat's serialized path: find the chat by any of its aliases (or create it), make
+//! sure it has a contact and a usable conversation (remembered in the database: a known chat with an open
+//! conversation costs exactly one Chatwoot call), record the message in `message_map` *before* creating
+//! it, create it with `source_id = "WAID:<id>"`, then remember the Chatwoot id. A replay finds the
+//! mapping: done, or — if the crash came between the Chatwoot call and the bookkeeping — it looks the
+//! message up by `source_id` instead of creating it twice.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
+use entity::chat;
+use sea_orm::DatabaseConnection;
+use serde_json::{Map, Value, json};
+
+use super::format::whatsapp_to_markdown;
+use super::identity;
+use crate::chatwoot::dto::{NewContact, NewConversation, NewMessage};
+use crate::chatwoot::{ChatwootClient, ChatwootError, ChatwootTarget, Failure};
+use crate::integrations::live::Live;
+use crate::integrations::status;
 use crate::relay::Outcome;
-use crate::state::Shared;
+use crate::ryzeapi::event::{Envelope, MessageExchange};
+use crate::state::{Services, Shared};
 use crate::store;
 use crate::store::events::PENDING;
 
@@ -12,28 +32,573 @@ use crate::store::events::PENDING;
 pub struct RelayContext {
     pub integration_id: String,
     pub instance: String,
+    pub chatwoot: ChatwootTarget,
+    pub inbox_id: i64,
+    pub ignore_groups: bool,
+    pub start_as_pending: bool,
+    pub reopen_resolved: bool,
+    pub live: Arc<Live>,
 }
 
-/// Processes the stored event `row_id`. Safe to call again for the same row (after a crash or a retry):
-/// an event no longer pending is done.
-pub async fn process(
-    shared: Arc<Shared>,
-    relay: Arc<RelayContext>,
-    _http: Option<awc::Client>,
-    row_id: i64,
-) -> Outcome {
+/// Prefix of every `source_id` the bridge sets on Chatwoot messages.
+pub const SOURCE_PREFIX: &str = "WAID:";
+
+/// Processes the stored event `row_id` and records the outcome on its row. Safe to call again for the
+/// same row (after a crash or a retry).
+pub async fn process(shared: Arc<Shared>, relay: Arc<RelayContext>, http: Option<awc::Client>, row_id: i64) -> Outcome {
     let Ok(services) = shared.services() else { return Outcome::Halt("bridge is not booted".into()) };
     let row = match store::events::find(&services.db, row_id).await {
         Ok(Some(row)) => row,
         Ok(None) => return Outcome::Done,
-        Err(e) => return Outcome::Retry { after: std::time::Duration::from_secs(1), error: e.to_string() },
+        Err(e) => return Outcome::Retry { after: Duration::from_secs(1), error: e.to_string() },
     };
     if row.state != PENDING {
         return Outcome::Done;
     }
-    tracing::debug!(integration_id = %relay.integration_id, event = %row.kind, row_id, "event processed");
-    match store::events::mark_done(&services.db, row_id).await {
-        Ok(()) => Outcome::Done,
-        Err(e) => Outcome::Retry { after: std::time::Duration::from_secs(1), error: e.to_string() },
+    let Some(http) = http else {
+        return Outcome::Retry { after: Duration::from_secs(1), error: "no HTTP client".into() };
+    };
+    let chatwoot =
+        ChatwootClient::new(http, relay.chatwoot.clone(), shared.settings.chatwoot_timeout, shared.metrics.clone());
+    let outcome = match Envelope::parse(&row.payload) {
+        Ok(envelope) => relay_event(&services.db, &relay, &chatwoot, &envelope).await,
+        Err(e) => Outcome::Failed(format!("stored frame is unreadable: {e}")),
+    };
+    record(shared.as_ref(), services, &relay, row.id, row.attempts, outcome).await
+}
+
+/// Writes the outcome to the event row (and the integration, for a halt); computes the retry delay.
+async fn record(
+    shared: &Shared,
+    services: &Services,
+    relay: &RelayContext,
+    row_id: i64,
+    attempts: i32,
+    outcome: Outcome,
+) -> Outcome {
+    let db = &services.db;
+    let written = match &outcome {
+        Outcome::Done => store::events::mark_done(db, row_id).await,
+        Outcome::Failed(error) => store::events::mark_failed(db, row_id, error).await,
+        Outcome::Retry { error, .. } | Outcome::Halt(error) => {
+            let next = chrono::Utc::now();
+            store::events::mark_retry(db, row_id, next, error).await
+        }
+    };
+    if let Err(e) = written {
+        return Outcome::Retry { after: Duration::from_secs(1), error: format!("recording the outcome failed: {e}") };
+    }
+    match outcome {
+        Outcome::Retry { after, error } => {
+            let timing = &shared.settings.relay_retry;
+            let exponent = u32::try_from(attempts.clamp(0, 16)).unwrap_or(16);
+            let backoff = timing.0.saturating_mul(2u32.saturating_pow(exponent)).min(timing.1);
+            Outcome::Retry { after: after.max(backoff), error }
+        }
+        Outcome::Halt(error) => {
+            let _ =
+                store::integrations::set_status_if(db, &relay.integration_id, status::ACTIVE, status::ERROR, &error)
+                    .await;
+            Outcome::Halt(error)
+        }
+        other => other,
+    }
+}
+
+async fn relay_event(
+    db: &DatabaseConnection,
+    relay: &RelayContext,
+    chatwoot: &ChatwootClient,
+    envelope: &Envelope,
+) -> Outcome {
+    match envelope.event.as_str() {
+        "message.exchange" => relay_message(db, relay, chatwoot, &MessageExchange::from_data(&envelope.data)).await,
+        other => {
+            tracing::debug!(integration_id = %relay.integration_id, event = other, "event kind not relayed yet");
+            Outcome::Done
+        }
+    }
+}
+
+/// A Chatwoot failure as an outcome: wait and retry what can recover, halt on a refused token, record
+/// the rest as failed.
+fn on_chatwoot_error(error: &ChatwootError) -> Outcome {
+    match error.failure() {
+        Failure::Unauthorized | Failure::Forbidden => Outcome::Halt(format!(
+            "Chatwoot rejected the API token — re-activate the integration with a valid chatwootApiToken. Detail: {}",
+            error.detail()
+        )),
+        Failure::RateLimited | Failure::ServerError | Failure::Unreachable => {
+            Outcome::Retry { after: error.retry_after().unwrap_or_default(), error: error.detail() }
+        }
+        Failure::NotFound | Failure::Invalid => Outcome::Failed(error.detail()),
+    }
+}
+
+/// Short-circuits a step: `Err(outcome)` ends processing with that outcome.
+type Step<T> = Result<T, Outcome>;
+
+fn store_failed(e: store::StoreError) -> Outcome {
+    Outcome::Retry { after: Duration::from_secs(1), error: e.to_string() }
+}
+
+async fn relay_message(
+    db: &DatabaseConnection,
+    relay: &RelayContext,
+    chatwoot: &ChatwootClient,
+    message: &MessageExchange,
+) -> Outcome {
+    match relay_message_steps(db, relay, chatwoot, message).await {
+        Ok(()) | Err(Outcome::Done) => Outcome::Done,
+        Err(outcome) => outcome,
+    }
+}
+
+async fn relay_message_steps(
+    db: &DatabaseConnection,
+    relay: &RelayContext,
+    chatwoot: &ChatwootClient,
+    message: &MessageExchange,
+) -> Step<()> {
+    if message.is_own_echo() {
+        return Ok(());
+    }
+    let chat_kind = message.chat.kind.as_deref().unwrap_or("private");
+    let chat_key = message.chat.key().unwrap_or_default();
+    if chat_kind == "newsletter" || chat_key.ends_with("@newsletter") || chat_key.starts_with("status@") {
+        return Ok(());
+    }
+    let is_group = chat_kind == "group" || chat_key.ends_with("@g.us");
+    if is_group && relay.ignore_groups {
+        return Ok(());
+    }
+    if message.id.is_empty() || chat_key.is_empty() {
+        return Err(Outcome::Failed("message without id or chat".into()));
+    }
+    if let Some(existing) =
+        store::messages::find_by_wa_id(db, &relay.integration_id, &message.id).await.map_err(store_failed)?
+        && existing.state == store::messages::CREATED
+    {
+        return Ok(());
+    }
+
+    let action = render(message, is_group);
+    if let Action::Revoke(target) = action {
+        return revoke(db, relay, chatwoot, &target).await;
+    }
+    let Action::Post(rendered) = action else { return Ok(()) };
+
+    let chat = ensure_chat(db, relay, message, &chat_key, is_group).await?;
+    let chat = ensure_contact(db, relay, chatwoot, chat, message).await?;
+    let (mut conversation_id, was_resolved) = ensure_conversation(db, relay, chatwoot, &chat).await?;
+    let direction = if message.direction == "outgoing" { "outgoing" } else { "incoming" };
+    let mapping = store::messages::begin(db, &relay.integration_id, &message.id, chat.id, direction, conversation_id)
+        .await
+        .map_err(store_failed)?;
+    if mapping.state == store::messages::CREATED {
+        return Ok(());
+    }
+    let source_id = format!("{SOURCE_PREFIX}{}", message.id);
+    // A replay of a message whose creation may have happened: look before creating again.
+    if let Some(previous_conversation) = mapping.conversation_id.filter(|_| mapping.state == store::messages::ATTEMPTED)
+    {
+        let recent = chatwoot.recent_messages(previous_conversation).await;
+        if let Ok(recent) = recent
+            && let Some(found) = recent.iter().find(|m| m.source_id.as_deref() == Some(source_id.as_str()))
+        {
+            store::messages::complete(db, mapping.id, found.id, previous_conversation).await.map_err(store_failed)?;
+            return Ok(());
+        }
+    }
+    let mut attributes = Map::new();
+    if let Some(quoted) = &rendered.reply_to {
+        attributes.insert("in_reply_to_external_id".into(), json!(format!("{SOURCE_PREFIX}{quoted}")));
+    }
+    let body = NewMessage {
+        content: &rendered.content,
+        message_type: direction,
+        private: false,
+        source_id: &source_id,
+        content_attributes: attributes,
+    };
+    store::messages::mark_attempted(db, mapping.id, conversation_id).await.map_err(store_failed)?;
+    let created = match chatwoot.create_message(conversation_id, &body).await {
+        Ok(created) => created,
+        Err(e) if e.failure() == Failure::NotFound => {
+            // The conversation was deleted in Chatwoot: forget it, open a new one, try once more.
+            let chat = store::chats::set_conversation(db, chat.id, None).await.map_err(store_failed)?;
+            conversation_id = ensure_conversation(db, relay, chatwoot, &chat).await?.0;
+            store::messages::mark_attempted(db, mapping.id, conversation_id).await.map_err(store_failed)?;
+            chatwoot.create_message(conversation_id, &body).await.map_err(|e| on_chatwoot_error(&e))?
+        }
+        Err(e) => return Err(on_chatwoot_error(&e)),
+    };
+    store::messages::complete(db, mapping.id, created.id, conversation_id).await.map_err(store_failed)?;
+    if was_resolved && direction == "incoming" {
+        // Chatwoot reopens a resolved conversation on an incoming message.
+        store::chats::set_conversation(db, chat.id, Some((conversation_id, "open"))).await.map_err(store_failed)?;
+    }
+    relay.live.messages_to_chatwoot.fetch_add(1, Ordering::Relaxed);
+    Ok(())
+}
+
+/// The chat of the message, found by any alias or created; new aliases are remembered.
+async fn ensure_chat(
+    db: &DatabaseConnection,
+    relay: &RelayContext,
+    message: &MessageExchange,
+    chat_key: &str,
+    is_group: bool,
+) -> Step<chat::Model> {
+    let aliases = identity::aliases(&message.chat);
+    if let Some((chat, known)) =
+        store::chats::find_by_aliases(db, &relay.integration_id, &aliases).await.map_err(store_failed)?
+    {
+        let missing: Vec<String> = aliases.into_iter().filter(|a| !known.contains(a)).collect();
+        store::chats::add_aliases(db, &relay.integration_id, chat.id, &missing).await.map_err(store_failed)?;
+        return Ok(chat);
+    }
+    let name = message
+        .chat
+        .name
+        .clone()
+        .or_else(|| (!is_group).then(|| message.sender.name.clone()).flatten())
+        .or_else(|| identity::phone_number(chat_key))
+        .unwrap_or_else(|| chat_key.split('@').next().unwrap_or(chat_key).to_owned());
+    let kind = if is_group { "group" } else { "private" };
+    store::chats::create(db, &relay.integration_id, chat_key, kind, &name, &aliases).await.map_err(store_failed)
+}
+
+/// The chat's Chatwoot contact (and contact_inbox), created once. A contact Chatwoot already has (same
+/// phone or identifier, e.g. from another inbox) is linked instead.
+async fn ensure_contact(
+    db: &DatabaseConnection,
+    relay: &RelayContext,
+    chatwoot: &ChatwootClient,
+    chat: chat::Model,
+    message: &MessageExchange,
+) -> Step<chat::Model> {
+    if chat.contact_id.is_some() {
+        return Ok(chat);
+    }
+    let source_id = chat.chat_key.clone();
+    let phone = (chat.kind == "private").then(|| identity::phone_number(&chat.chat_key)).flatten();
+    let mut custom = Map::new();
+    if let Some(jid) = &message.chat.jid {
+        custom.insert("whatsapp_jid".into(), json!(jid));
+    }
+    if let Some(lid) = &message.chat.lid {
+        custom.insert("whatsapp_lid".into(), json!(lid));
+    }
+    let new_contact = NewContact {
+        inbox_id: relay.inbox_id,
+        source_id: &source_id,
+        name: &chat.name,
+        phone_number: phone.as_deref(),
+        identifier: &chat.chat_key,
+        custom_attributes: Value::Object(custom),
+    };
+    let contact_id = match chatwoot.create_contact(&new_contact).await {
+        Ok(contact) => contact.id,
+        Err(ChatwootError::Status { status: 422, message, .. }) if message.contains("has already been taken") => {
+            let (attribute, value) = match &phone {
+                Some(phone) if message.contains("Phone") => ("phone_number", phone.trim_start_matches('+').to_owned()),
+                _ => ("identifier", chat.chat_key.clone()),
+            };
+            let found = chatwoot.find_contacts(attribute, &value).await.map_err(|e| on_chatwoot_error(&e))?;
+            let Some(contact) = found.first() else {
+                return Err(Outcome::Failed(format!(
+                    "Chatwoot says the contact exists ({message}) but does not find it"
+                )));
+            };
+            chatwoot
+                .create_contact_inbox(contact.id, relay.inbox_id, &source_id)
+                .await
+                .map_err(|e| on_chatwoot_error(&e))?;
+            contact.id
+        }
+        Err(e) => return Err(on_chatwoot_error(&e)),
+    };
+    store::chats::set_contact(db, chat.id, contact_id, &source_id).await.map_err(store_failed)
+}
+
+/// The conversation to post into: the chat's last one unless it is resolved (then `reopenResolved`
+/// decides), else a new one. Returns it and whether it was resolved.
+async fn ensure_conversation(
+    db: &DatabaseConnection,
+    relay: &RelayContext,
+    chatwoot: &ChatwootClient,
+    chat: &chat::Model,
+) -> Step<(i64, bool)> {
+    if let Some(id) = chat.conversation_id {
+        let resolved = chat.conversation_status.as_deref() == Some("resolved");
+        if !resolved || relay.reopen_resolved {
+            return Ok((id, resolved));
+        }
+    }
+    let (Some(contact_id), Some(source_id)) = (chat.contact_id, chat.contact_source_id.as_deref()) else {
+        return Err(Outcome::Failed("chat has no contact".into()));
+    };
+    let request = NewConversation {
+        inbox_id: relay.inbox_id,
+        contact_id,
+        source_id,
+        status: relay.start_as_pending.then_some("pending"),
+    };
+    let conversation = chatwoot.create_conversation(&request).await.map_err(|e| on_chatwoot_error(&e))?;
+    store::chats::set_conversation(db, chat.id, Some((conversation.id, conversation.status.as_str())))
+        .await
+        .map_err(store_failed)?;
+    Ok((conversation.id, false))
+}
+
+/// A WhatsApp "delete for everyone": delete the Chatwoot message it maps to, if any.
+async fn revoke(db: &DatabaseConnection, relay: &RelayContext, chatwoot: &ChatwootClient, target: &str) -> Step<()> {
+    let Some(mapped) = store::messages::find_by_wa_id(db, &relay.integration_id, target).await.map_err(store_failed)?
+    else {
+        return Ok(());
+    };
+    let (Some(conversation), Some(message)) = (mapped.conversation_id, mapped.chatwoot_message_id) else {
+        return Ok(());
+    };
+    match chatwoot.delete_message(conversation, message).await {
+        Ok(()) => Ok(()),
+        Err(e) if e.failure() == Failure::NotFound => Ok(()),
+        Err(e) => Err(on_chatwoot_error(&e)),
+    }
+}
+
+/// What a WhatsApp message becomes in Chatwoot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Post(Rendered),
+    /// Delete the Chatwoot message of this WhatsApp id.
+    Revoke(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    pub content: String,
+    /// WhatsApp id of the message this one answers, reacts to or edits.
+    pub reply_to: Option<String>,
+}
+
+/// Renders any message type as Chatwoot text; nothing is dropped (unknown types become a placeholder).
+pub fn render(message: &MessageExchange, is_group: bool) -> Action {
+    let body = &message.body;
+    let text = message.text.as_deref().map(whatsapp_to_markdown);
+    let str_at = |path: &[&str]| {
+        let mut value = body;
+        for key in path {
+            value = value.get(*key)?;
+        }
+        value.as_str().filter(|s| !s.is_empty()).map(str::to_owned)
+    };
+    let mut reply_to = message.quoted_id.clone();
+    let content = match message.kind.as_str() {
+        "text" | "extended_text" => text.unwrap_or_default(),
+        "image" | "video" | "audio" | "ptt" | "ptv" | "document" | "sticker" => {
+            let label = match message.kind.as_str() {
+                "image" => "📷 Image".to_owned(),
+                "video" => "🎥 Video".to_owned(),
+                "audio" => "🎵 Audio".to_owned(),
+                "ptt" => "🎤 Voice message".to_owned(),
+                "ptv" => "🎥 Video note".to_owned(),
+                "sticker" => "Sticker".to_owned(),
+                _ => format!(
+                    "📄 Document{}",
+                    str_at(&["media", "fileName"]).map(|n| format!(": {n}")).unwrap_or_default()
+                ),
+            };
+            let caption = str_at(&["media", "caption"]).map(|c| whatsapp_to_markdown(&c)).or(text);
+            match caption {
+                Some(caption) => format!("{label}\n{caption}"),
+                None => label,
+            }
+        }
+        "location" => {
+            let location = body.get("location").unwrap_or(&Value::Null);
+            let coordinate =
+                |key: &str, alt: &str| location.get(key).or_else(|| location.get(alt)).and_then(Value::as_f64);
+            let mut lines = vec!["📍 Location".to_owned()];
+            lines.extend(
+                ["name", "address"].iter().filter_map(|k| location.get(*k).and_then(Value::as_str)).map(str::to_owned),
+            );
+            if let (Some(lat), Some(lng)) =
+                (coordinate("latitude", "degreesLatitude"), coordinate("longitude", "degreesLongitude"))
+            {
+                lines.push(format!("https://maps.google.com/?q={lat},{lng}"));
+            }
+            lines.join("\n")
+        }
+        "contact" | "contacts" | "contact_array" => {
+            render_contacts(body.get("contact").or_else(|| body.get("contacts")))
+        }
+        "reaction" => {
+            let reaction = body.get("reaction").unwrap_or(&Value::Null);
+            reply_to = reaction.get("messageId").and_then(Value::as_str).map(str::to_owned).or(reply_to);
+            match reaction.get("emoji").and_then(Value::as_str).filter(|e| !e.is_empty()) {
+                Some(emoji) => format!("Reacted {emoji}"),
+                None => "Removed a reaction".to_owned(),
+            }
+        }
+        "message_edit" => {
+            reply_to = str_at(&["edit", "original_id"]).or(reply_to);
+            let new_text = str_at(&["edit", "text"]).map(|t| whatsapp_to_markdown(&t)).or(text).unwrap_or_default();
+            format!("✏️ Edited: {new_text}")
+        }
+        "message_revoke" => {
+            let target =
+                str_at(&["edit", "original_id"]).or_else(|| str_at(&["edit", "messageId"])).or(reply_to.clone());
+            return match target {
+                Some(target) => Action::Revoke(target),
+                None => Action::Post(Rendered { content: "🚫 A message was deleted".into(), reply_to: None }),
+            };
+        }
+        "poll" | "poll_creation" => {
+            let poll = body.get("poll").unwrap_or(&Value::Null);
+            let title = poll.get("title").or_else(|| poll.get("name")).and_then(Value::as_str).unwrap_or("Poll");
+            let options: Vec<String> = poll
+                .get("options")
+                .and_then(Value::as_array)
+                .map(|o| {
+                    o.iter()
+                        .filter_map(|v| v.as_str().or_else(|| v.get("name").and_then(Value::as_str)))
+                        .map(|o| format!("- {o}"))
+                        .collect()
+                })
+                .unwrap_or_default();
+            std::iter::once(format!("📊 {title}")).chain(options).collect::<Vec<_>>().join("\n")
+        }
+        "buttons_response" | "list_response" | "interactive_response" | "template_button_reply" => {
+            let choice = text
+                .or_else(|| str_at(&["interactive", "title"]))
+                .or_else(|| str_at(&["button_response", "title"]))
+                .or_else(|| str_at(&["list_response", "title"]))
+                .or_else(|| str_at(&["interactive", "selectedButtonId"]))
+                .or_else(|| str_at(&["interactive", "selectedRowId"]))
+                .unwrap_or_else(|| "(no text)".into());
+            format!("🔘 {choice}")
+        }
+        other => {
+            let shown = text.map(|t| format!("\n{t}")).unwrap_or_default();
+            format!("[WhatsApp message of type `{other}`]{shown}")
+        }
+    };
+    let content = if is_group && message.direction != "outgoing" {
+        let sender = message.sender.name.clone().unwrap_or_else(|| "Unknown".into());
+        match message.sender.jid.as_deref().and_then(identity::phone_number) {
+            Some(phone) => format!("**{sender}** ({phone}):\n{content}"),
+            None => format!("**{sender}**:\n{content}"),
+        }
+    } else {
+        content
+    };
+    Action::Post(Rendered { content, reply_to })
+}
+
+/// vCards (one or several) as readable text: name and numbers.
+fn render_contacts(contact: Option<&Value>) -> String {
+    let cards: Vec<&Value> = match contact {
+        Some(Value::Array(list)) => list.iter().collect(),
+        Some(one) => vec![one],
+        None => Vec::new(),
+    };
+    let mut lines = Vec::new();
+    for card in cards {
+        let name = ["display_name", "displayName", "name"]
+            .iter()
+            .find_map(|k| card.get(*k).and_then(Value::as_str))
+            .unwrap_or("Contact");
+        lines.push(format!("👤 {name}"));
+        let mut numbers: Vec<String> = ["phone_number", "phoneNumber"]
+            .iter()
+            .filter_map(|k| card.get(*k).and_then(Value::as_str))
+            .map(str::to_owned)
+            .collect();
+        if let Some(vcard) = card.get("vcard").and_then(Value::as_str) {
+            for line in vcard.lines().filter(|l| l.to_ascii_uppercase().starts_with("TEL")) {
+                if let Some((_, number)) = line.split_once(':') {
+                    let number = number.trim().to_owned();
+                    if !numbers.contains(&number) {
+                        numbers.push(number);
+                    }
+                }
+            }
+        }
+        lines.extend(numbers.into_iter().map(|n| format!("📞 {n}")));
+    }
+    if lines.is_empty() { "👤 Contact".into() } else { lines.join("\n") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(body: Value) -> MessageExchange {
+        MessageExchange::from_data(
+            &json!({"id": "X1", "direction": "incoming", "chat": {"jid": "5511999998888@s.whatsapp.net"},
+            "sender": {"jid": "5511999998888@s.whatsapp.net", "name": "Maria"}, "message": body}),
+        )
+    }
+
+    fn post(action: Action) -> Rendered {
+        match action {
+            Action::Post(r) => r,
+            Action::Revoke(t) => panic!("revoke {t}"),
+        }
+    }
+
+    #[test]
+    fn renders_every_kind_as_readable_text() {
+        assert_eq!(post(render(&message(json!({"type": "text", "content": "*oi*"})), false)).content, "**oi**");
+        assert_eq!(
+            post(render(&message(json!({"type": "image", "media": {"caption": "foto"}})), false)).content,
+            "📷 Image\nfoto"
+        );
+        let location = post(render(
+            &message(json!({"type": "location", "location": {"latitude": -23.5, "longitude": -46.6, "name": "Loja"}})),
+            false,
+        ));
+        assert_eq!(location.content, "📍 Location\nLoja\nhttps://maps.google.com/?q=-23.5,-46.6");
+        let card = post(render(
+            &message(
+                json!({"type": "contact", "contact": {"display_name": "Ana", "vcard": "BEGIN:VCARD\nTEL;type=CELL:+55 11 91234-5678\nEND:VCARD"}}),
+            ),
+            false,
+        ));
+        assert_eq!(card.content, "👤 Ana\n📞 +55 11 91234-5678");
+        let reaction =
+            post(render(&message(json!({"type": "reaction", "reaction": {"messageId": "T", "emoji": "👍"}})), false));
+        assert_eq!((reaction.content.as_str(), reaction.reply_to.as_deref()), ("Reacted 👍", Some("T")));
+        let edit = post(render(
+            &message(json!({"type": "message_edit", "edit": {"original_id": "O", "text": "novo"}})),
+            false,
+        ));
+        assert_eq!((edit.content.as_str(), edit.reply_to.as_deref()), ("✏️ Edited: novo", Some("O")));
+        assert_eq!(
+            render(&message(json!({"type": "message_revoke", "edit": {"original_id": "O"}})), false),
+            Action::Revoke("O".into())
+        );
+        let poll = post(render(
+            &message(json!({"type": "poll", "poll": {"title": "Q?", "options": [{"name": "a"}, "b"]}})),
+            false,
+        ));
+        assert_eq!(poll.content, "📊 Q?\n- a\n- b");
+        assert_eq!(
+            post(render(&message(json!({"type": "galaxy_message"})), false)).content,
+            "[WhatsApp message of type `galaxy_message`]"
+        );
+        let quoted = post(render(
+            &message(json!({"type": "text", "content": "sim", "context": {"quotedMessageId": "Q"}})),
+            false,
+        ));
+        assert_eq!(quoted.reply_to.as_deref(), Some("Q"));
+    }
+
+    #[test]
+    fn group_messages_name_their_sender() {
+        let rendered = post(render(&message(json!({"type": "text", "content": "oi"})), true));
+        assert_eq!(rendered.content, "**Maria** (+5511999998888):\noi");
     }
 }

@@ -1,6 +1,8 @@
 //! Translation and orchestration between the two sides: `inbound` turns stored RyzeAPI events into
 //! Chatwoot calls.
 
+pub mod format;
+pub mod identity;
 pub mod inbound;
 
 use std::time::Duration;

@@ -73,6 +73,16 @@ impl Envelope {
     }
 }
 
+/// The `eventId` of a frame that may not be a valid envelope (to acknowledge what cannot be processed).
+pub fn event_id_of(text: &str) -> Option<String> {
+    let value: Value = serde_json::from_str(text).ok()?;
+    match value.get("eventId")? {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
 /// The ordering key of events that belong to no chat (instance state, labels, …): the status conversation.
 pub const INSTANCE_CHAT: &str = "_instance";
 

@@ -1,8 +1,10 @@
 //! The only code that builds database queries. One file per table group; transactions live here too.
 //! Callers get plain entity models and [`StoreError`]s, never query builders.
 
+pub mod chats;
 pub mod events;
 pub mod integrations;
+pub mod messages;
 
 use std::time::Duration;
 

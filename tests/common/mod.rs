@@ -315,3 +315,92 @@ pub fn error_fields(body: &Value) -> (String, String, String, Value) {
         error["upstream_status"].clone(),
     )
 }
+
+pub use ryze_integrations::fakes::ryzeapi::{self as sim, RyzeApiSim};
+
+/// Link and retry timings scaled down for tests (the defaults are the contract's seconds and minutes).
+pub fn fast_timings() -> Vec<(String, String)> {
+    [
+        ("BRIDGE_LINK_RECONNECT_MIN_MS", "100"),
+        ("BRIDGE_LINK_RECONNECT_MAX_MS", "800"),
+        ("BRIDGE_LINK_STABLE_MS", "5000"),
+        ("BRIDGE_LINK_PING_MS", "200"),
+        ("BRIDGE_LINK_DEAD_MS", "1000"),
+        ("BRIDGE_LINK_REJECTED_RETRY_MS", "400"),
+        ("BRIDGE_RETRY_MIN_MS", "100"),
+        ("BRIDGE_RETRY_MAX_MS", "400"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
+
+/// The bridge with both neighbours: a fake Chatwoot and the RyzeAPI simulator, all on loopback.
+pub struct Stack {
+    pub bridge: Bridge,
+    pub chatwoot: FakeChatwoot,
+    pub ryzeapi: RyzeApiSim,
+    pub db: TestDb,
+}
+
+impl Stack {
+    pub async fn start() -> Self {
+        Self::start_with(Vec::new()).await
+    }
+
+    pub async fn start_with(extra_env: Vec<(String, String)>) -> Self {
+        let db = TestDb::new().await;
+        let token = BridgeOptions::default().token;
+        let ryzeapi = RyzeApiSim::start(token.as_deref().unwrap_or_default()).unwrap();
+        let mut env = fast_timings();
+        env.extend(extra_env);
+        let bridge = Bridge::start_with(&db, BridgeOptions { extra_env: env, ..Default::default() }).await;
+        Self { bridge, chatwoot: fake_chatwoot(), ryzeapi, db }
+    }
+
+    /// The activation body for `instance` pointing at this stack's neighbours.
+    pub fn activation(&self, instance: &str) -> Value {
+        let mut body = activation(instance, self.chatwoot.url());
+        body["ryzeapiUrl"] = Value::String(self.ryzeapi.url().to_owned());
+        self.ryzeapi.add_instance(instance, body["instanceToken"].as_str().unwrap());
+        body
+    }
+
+    /// Activates `instance` (with `changes` merged into the body) and returns the integration id.
+    pub async fn activate_with(&self, instance: &str, changes: Value) -> String {
+        let body = with(self.activation(instance), changes);
+        let (status, answer) = self.bridge.call("POST", "/v1/integrations/activate", Some(body)).await;
+        assert!(status == 201 || status == 200, "{answer}");
+        answer["id"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn activate(&self, instance: &str) -> String {
+        self.activate_with(instance, serde_json::json!({})).await
+    }
+
+    pub async fn view(&self, id: &str) -> Value {
+        self.bridge.call("GET", &format!("/v1/integrations/{id}"), None).await.1
+    }
+
+    /// Waits until the integration's link reports `state`.
+    pub async fn wait_link(&self, id: &str, state: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let view = self.view(id).await;
+            if view["connection"]["state"] == state {
+                return;
+            }
+            assert!(Instant::now() < deadline, "link never became {state}: {view}");
+            actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Polls `check` every 20 ms until it holds, failing with `what` after `within`.
+pub async fn eventually(what: &str, within: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+}

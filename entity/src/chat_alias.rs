@@ -1,0 +1,19 @@
+//! Every form under which a chat appears (phone JID, LID, the Brazilian 9th-digit variant), unique per
+//! integration, so that all of them resolve to one chat.
+
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "chat_aliases")]
+pub struct Model {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    pub integration_id: String,
+    pub alias: String,
+    pub chat_id: i64,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

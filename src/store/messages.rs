@@ -1,0 +1,91 @@
+//! Queries on `message_map`.
+
+use chrono::Utc;
+use entity::message_map::{ActiveModel, Column, Entity, Model};
+use sea_orm::{
+    ActiveModelTrait as _, ColumnTrait as _, DatabaseConnection, EntityTrait as _, QueryFilter as _, Set, SqlErr,
+};
+
+use super::StoreError;
+
+/// Recorded, no Chatwoot call made yet.
+pub const PENDING: &str = "pending";
+/// A Chatwoot call was started: it may or may not have created the message.
+pub const ATTEMPTED: &str = "attempted";
+/// The Chatwoot message exists and its id is known.
+pub const CREATED: &str = "created";
+
+pub async fn find_by_wa_id(
+    db: &DatabaseConnection,
+    integration_id: &str,
+    wa_id: &str,
+) -> Result<Option<Model>, StoreError> {
+    Ok(Entity::find().filter(Column::IntegrationId.eq(integration_id)).filter(Column::WaId.eq(wa_id)).one(db).await?)
+}
+
+/// Records that `wa_id` is about to be created in Chatwoot. Returns the existing row instead when there is
+/// one (a replay): its state tells whether the Chatwoot call may already have happened.
+pub async fn begin(
+    db: &DatabaseConnection,
+    integration_id: &str,
+    wa_id: &str,
+    chat_id: i64,
+    direction: &str,
+    conversation_id: i64,
+) -> Result<Model, StoreError> {
+    let row = ActiveModel {
+        integration_id: Set(integration_id.to_owned()),
+        wa_id: Set(wa_id.to_owned()),
+        chatwoot_message_id: Set(None),
+        conversation_id: Set(Some(conversation_id)),
+        chat_id: Set(chat_id),
+        direction: Set(direction.to_owned()),
+        state: Set(PENDING.to_owned()),
+        last_status: Set(None),
+        created_at: Set(Utc::now()),
+        ..Default::default()
+    };
+    match row.insert(db).await {
+        Ok(model) => Ok(model),
+        Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+            find_by_wa_id(db, integration_id, wa_id).await?.ok_or(StoreError::Db(e))
+        }
+        Err(e) => Err(StoreError::Db(e)),
+    }
+}
+
+/// A Chatwoot call for this message is about to start, in `conversation_id`.
+pub async fn mark_attempted(db: &DatabaseConnection, row_id: i64, conversation_id: i64) -> Result<(), StoreError> {
+    let row = ActiveModel {
+        id: sea_orm::Unchanged(row_id),
+        conversation_id: Set(Some(conversation_id)),
+        state: Set(ATTEMPTED.to_owned()),
+        ..Default::default()
+    };
+    row.update(db).await?;
+    Ok(())
+}
+
+/// The Chatwoot message exists: remember its id.
+pub async fn complete(
+    db: &DatabaseConnection,
+    row_id: i64,
+    chatwoot_message_id: i64,
+    conversation_id: i64,
+) -> Result<(), StoreError> {
+    let row = ActiveModel {
+        id: sea_orm::Unchanged(row_id),
+        chatwoot_message_id: Set(Some(chatwoot_message_id)),
+        conversation_id: Set(Some(conversation_id)),
+        state: Set(CREATED.to_owned()),
+        ..Default::default()
+    };
+    row.update(db).await?;
+    Ok(())
+}
+
+/// Removes every mapping of an integration (on deactivation).
+pub async fn delete_for(db: &DatabaseConnection, integration_id: &str) -> Result<(), StoreError> {
+    Entity::delete_many().filter(Column::IntegrationId.eq(integration_id)).exec(db).await?;
+    Ok(())
+}
