@@ -17,6 +17,11 @@ pub enum AppError {
     IntegrationNotFound,
     #[error("no such route")]
     RouteNotFound,
+    /// Unknown integration or wrong secret on the webhook route: nothing more is said.
+    #[error("not found")]
+    WebhookNotFound,
+    #[error("invalid or stale webhook signature")]
+    BadSignature,
     #[error("method not allowed")]
     MethodNotAllowed,
     #[error("request body is larger than {limit} bytes")]
@@ -97,7 +102,8 @@ impl AppError {
         match self {
             Self::Unauthorized => "unauthorized",
             Self::NotReady => "not_ready",
-            Self::IntegrationNotFound | Self::RouteNotFound => "not_found",
+            Self::IntegrationNotFound | Self::RouteNotFound | Self::WebhookNotFound => "not_found",
+            Self::BadSignature => "invalid_signature",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::InvalidBody(_) => "invalid_body",
@@ -147,7 +153,8 @@ impl ResponseError for AppError {
         let code = match self {
             Self::Unauthorized => 401,
             Self::NotReady => 503,
-            Self::IntegrationNotFound | Self::RouteNotFound => 404,
+            Self::IntegrationNotFound | Self::RouteNotFound | Self::WebhookNotFound => 404,
+            Self::BadSignature => 401,
             Self::MethodNotAllowed => 405,
             Self::PayloadTooLarge { .. } => 413,
             Self::InvalidBody(_) => 400,

@@ -7,6 +7,7 @@ pub mod chat_alias;
 pub mod inbound_event;
 pub mod integration;
 pub mod message_map;
+pub mod outbound_job;
 
 pub mod prelude {
     //! The entities under their table names.

@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261121_000001_create_integrations;
 mod m20261121_000002_create_inbound_events;
 mod m20261121_000003_create_chats_and_message_map;
+mod m20261121_000004_create_outbound_jobs;
 
 pub struct Migrator;
 
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000001_create_integrations::Migration),
             Box::new(m20261121_000002_create_inbound_events::Migration),
             Box::new(m20261121_000003_create_chats_and_message_map::Migration),
+            Box::new(m20261121_000004_create_outbound_jobs::Migration),
         ]
     }
 }

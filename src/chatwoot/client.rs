@@ -150,6 +150,66 @@ impl ChatwootClient {
         Ok(())
     }
 
+    /// Sets the tick of a message in an API inbox (Chatwoot ≥ 4.2). `external_error` only with `failed`.
+    pub async fn set_message_status(
+        &self,
+        conversation_id: i64,
+        message_id: i64,
+        status: &str,
+        external_error: Option<&str>,
+    ) -> Result<(), ChatwootError> {
+        let mut body = serde_json::json!({"status": status});
+        if let Some(error) = external_error {
+            body["external_error"] = serde_json::json!(error);
+        }
+        let path = self.account_path(&format!("/conversations/{conversation_id}/messages/{message_id}"));
+        let _: serde_json::Value = self.call("set_message_status", Method::PATCH, path, Some(&body)).await?;
+        Ok(())
+    }
+
+    /// Downloads an attachment from its `data_url`, following Chatwoot's redirect to the file. Returns the
+    /// bytes and their content type.
+    pub async fn download(
+        &self,
+        data_url: &str,
+        max_bytes: usize,
+    ) -> Result<(bytes::Bytes, Option<String>), ChatwootError> {
+        let started = Instant::now();
+        let mut url = data_url.to_owned();
+        for _ in 0..5 {
+            let sent = self.http.get(&url).timeout(self.timeout).send().await;
+            let mut response =
+                sent.map_err(|e| ChatwootError::Transport { detail: transport_detail(&e, self.timeout) })?;
+            let status = response.status();
+            if status.is_redirection() {
+                let Some(location) = response.headers().get("location").and_then(|l| l.to_str().ok()) else {
+                    return Err(ChatwootError::Unexpected {
+                        status: status.as_u16(),
+                        detail: "redirect without Location".into(),
+                    });
+                };
+                url = resolve(&url, location);
+                continue;
+            }
+            let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).map(str::to_owned);
+            let body = response
+                .body()
+                .limit(max_bytes)
+                .await
+                .map_err(|e| ChatwootError::Transport { detail: format!("reading the attachment failed: {e}") })?;
+            self.metrics.observe_call("chatwoot", "download", &status.as_u16().to_string(), started.elapsed());
+            if !status.is_success() {
+                return Err(ChatwootError::Status {
+                    status: status.as_u16(),
+                    message: error_text(&body),
+                    retry_after: None,
+                });
+            }
+            return Ok((body, content_type));
+        }
+        Err(ChatwootError::Unexpected { status: 302, detail: "too many redirects".into() })
+    }
+
     /// The latest messages of a conversation (Chatwoot returns 20).
     pub async fn recent_messages(&self, conversation_id: i64) -> Result<Vec<Message>, ChatwootError> {
         let path = self.account_path(&format!("/conversations/{conversation_id}/messages"));
@@ -229,6 +289,14 @@ impl ChatwootClient {
         } else {
             Err(ChatwootError::Status { status, message: error_text(&bytes), retry_after })
         }
+    }
+}
+
+/// `location` relative to `base` (absolute locations are taken as they are).
+fn resolve(base: &str, location: &str) -> String {
+    match url::Url::parse(base).and_then(|b| b.join(location)) {
+        Ok(joined) => joined.to_string(),
+        Err(_) => location.to_owned(),
     }
 }
 

@@ -161,12 +161,7 @@ impl State {
     }
 }
 
-/// Whether a dotted version is at least `(major, minor)`.
-pub fn version_at_least(version: &str, (major, minor): (u64, u64)) -> bool {
-    let mut parts = version.split('.').map(|p| p.parse::<u64>().unwrap_or(0));
-    let (v_major, v_minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-    (v_major, v_minor) >= (major, minor)
-}
+pub use crate::chatwoot::version_at_least;
 
 /// Whether a dotted version is at least `(major, minor, patch)`.
 fn version_at_least_patch(version: &str, wanted: (u64, u64, u64)) -> bool {

@@ -83,6 +83,8 @@ struct Instance {
     media: HashMap<String, Media>,
     /// Message ids RyzeAPI would have in its database (sent through REST or emitted as events).
     known_messages: HashSet<String>,
+    /// Ids answered to successful sends, in order.
+    sent_ids: Vec<String>,
 }
 
 impl Instance {
@@ -206,6 +208,11 @@ impl RyzeApiSim {
     /// adds `"eventId"` (returned) and keeps the event until it is acknowledged.
     pub fn send_event(&self, instance: &str, envelope: Value) -> Option<String> {
         emit(&self.state, instance, envelope)
+    }
+
+    /// WhatsApp ids the simulator answered to successful text and media sends, in order.
+    pub fn sent_message_ids(&self, instance: &str) -> Vec<String> {
+        self.read(instance, |i| i.sent_ids.clone())
     }
 
     /// Turns the acknowledgement extension on (the default) or off. Events already pending stay pending.
@@ -789,6 +796,7 @@ fn send_text(state: &mut State, instance: &str, body: &Map<String, Value>) -> Ch
     }
     let id = new_message_id();
     state.instance(instance).known_messages.insert(id.clone());
+    state.instance(instance).sent_ids.push(id.clone());
     let mut content = text_body(text, source);
     content["context"] = reply_context(reply_to);
     let echo = outgoing(instance, &id, &chat_jid(number), content);
@@ -826,6 +834,7 @@ fn send_media(state: &mut State, instance: &str, body: &Map<String, Value>) -> C
     }
     let id = new_message_id();
     state.instance(instance).known_messages.insert(id.clone());
+    state.instance(instance).sent_ids.push(id.clone());
     let voice = media_type == "audio" && is_voice.unwrap_or(true);
     let kind = if voice { "ptt" } else { media_type };
     let mime = mime_type.filter(|m| !m.is_empty()).unwrap_or(match media_type {

@@ -2,6 +2,7 @@
 
 mod integrations;
 mod ops;
+mod webhooks;
 
 use std::future::{Ready, ready};
 
@@ -17,7 +18,7 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// Registers every route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.configure(ops::configure).configure(integrations::configure);
+    cfg.configure(ops::configure).configure(integrations::configure).configure(webhooks::configure);
 }
 
 /// Logs every request by its route *pattern* (`/v1/webhooks/chatwoot/{id}/{secret}`), never its raw

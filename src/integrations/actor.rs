@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use actix::io::{SinkWrite, WriteHandler};
 use actix::prelude::*;
-use actix_http::ws::Item;
+use actix_http::ws::Item as Fragment;
 use awc::error::WsProtocolError;
 use awc::ws::{Frame, Message as WsMessage};
 use bytes::{Bytes, BytesMut};
@@ -24,6 +24,7 @@ use super::status;
 use crate::config::LinkTiming;
 use crate::relay::Outcome;
 use crate::relay::inbound::{self, RelayContext};
+use crate::relay::outbound;
 use crate::retry::Backoff;
 use crate::ryzeapi::event::Envelope;
 use crate::ryzeapi::link::{self, Link, LinkError, MAX_FRAME_BYTES};
@@ -91,6 +92,35 @@ struct Ingest {
 struct Received {
     event: NewEvent,
     event_id: Option<String>,
+}
+
+/// Work handed to a running integration.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub enum Work {
+    /// A stored outbound job (its conversation orders it).
+    Job { id: i64, conversation_id: i64 },
+    /// An agent's typing indicator (best-effort, not stored).
+    Typing { conversation_id: i64, on: bool },
+}
+
+impl Handler<Work> for IntegrationActor {
+    type Result = ();
+
+    fn handle(&mut self, work: Work, ctx: &mut Context<Self>) {
+        match work {
+            Work::Job { id, conversation_id } => {
+                self.queue.push(conversation_key(conversation_id), Item::Job(id));
+                self.pump(ctx);
+            }
+            Work::Typing { conversation_id, on } => {
+                let (shared, relay, http) = (self.shared.clone(), self.relay.clone(), self.http.clone());
+                ctx.spawn(
+                    async move { outbound::typing(shared, relay, http, conversation_id, on).await }.into_actor(self),
+                );
+            }
+        }
+    }
 }
 
 /// Stop for good (sent by the manager after it dropped its address, so the supervisor does not restart).
@@ -298,7 +328,7 @@ impl IntegrationActor {
                         act.acknowledge(&event_id, ctx);
                     }
                     if let Stored::New(row) = stored {
-                        act.queue.push(chat, row);
+                        act.queue.push(chat, Item::Event(row));
                         act.pump(ctx);
                     }
                 }
@@ -333,7 +363,12 @@ impl IntegrationActor {
         while self.queue.in_flight < MAX_IN_FLIGHT {
             let Some((chat, row)) = self.queue.next() else { break };
             let (shared, relay, http) = (self.shared.clone(), self.relay.clone(), self.http.clone());
-            let work = async move { inbound::process(shared, relay, http, row).await };
+            let work = async move {
+                match row {
+                    Item::Event(id) => inbound::process(shared, relay, http, id).await,
+                    Item::Job(id) => outbound::process(shared, relay, http, id).await,
+                }
+            };
             ctx.spawn(work.into_actor(self).map(move |outcome, act, ctx| act.finished_item(chat, row, outcome, ctx)));
         }
         if self.queue.is_idle() && self.queue.overflowed {
@@ -341,16 +376,16 @@ impl IntegrationActor {
         }
     }
 
-    fn finished_item(&mut self, chat: String, row: i64, outcome: Outcome, ctx: &mut Context<Self>) {
+    fn finished_item(&mut self, chat: String, row: Item, outcome: Outcome, ctx: &mut Context<Self>) {
         match outcome {
             Outcome::Done | Outcome::Failed(_) => {
                 if let Outcome::Failed(error) = &outcome {
-                    tracing::warn!(integration_id = %self.cfg.id, row, %error, "event failed for good");
+                    tracing::warn!(integration_id = %self.cfg.id, ?row, %error, "failed for good");
                 }
                 self.queue.release(&chat);
             }
             Outcome::Retry { after, error } => {
-                tracing::info!(integration_id = %self.cfg.id, row, %error, retry_in_ms = after.as_millis() as u64, "event will be retried");
+                tracing::info!(integration_id = %self.cfg.id, ?row, %error, retry_in_ms = after.as_millis() as u64, "will be retried");
                 self.queue.park(&chat, row);
                 ctx.run_later(after, move |act, ctx| {
                     act.queue.unpark(&chat);
@@ -372,28 +407,49 @@ impl IntegrationActor {
         let id = self.cfg.id.clone();
         self.queue.overflowed = false;
         self.loading = true;
-        ctx.spawn(async move { store::events::pending(&db, &id).await }.into_actor(self).map(|pending, act, ctx| {
+        let load = async move {
+            let events = store::events::pending(&db, &id).await?;
+            let jobs = store::jobs::pending(&db, &id).await?;
+            Ok::<_, store::StoreError>((events, jobs))
+        };
+        ctx.spawn(load.into_actor(self).map(|pending, act, ctx| {
             act.loading = false;
             match pending {
-                Ok(rows) => {
-                    if !rows.is_empty() {
-                        tracing::info!(integration_id = %act.cfg.id, count = rows.len(), "resuming stored events");
+                Ok((events, jobs)) => {
+                    if !events.is_empty() || !jobs.is_empty() {
+                        tracing::info!(integration_id = %act.cfg.id, events = events.len(), jobs = jobs.len(), "resuming stored work");
                     }
-                    for (row, chat) in rows {
-                        act.queue.push(chat, row);
+                    for (row, chat) in events {
+                        act.queue.push(chat, Item::Event(row));
+                    }
+                    for (job, conversation) in jobs {
+                        act.queue.push(conversation_key(conversation), Item::Job(job));
                     }
                     act.pump(ctx);
                 }
-                Err(error) => tracing::error!(integration_id = %act.cfg.id, %error, "loading stored events failed"),
+                Err(error) => tracing::error!(integration_id = %act.cfg.id, %error, "loading stored work failed"),
             }
         }));
     }
 }
 
+/// A queued piece of work: a stored RyzeAPI event or a stored Chatwoot webhook job (each numbered in
+/// arrival order; one queue never mixes the two).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Item {
+    Event(i64),
+    Job(i64),
+}
+
+/// The queue key of a Chatwoot conversation's outbound jobs.
+fn conversation_key(conversation_id: i64) -> String {
+    format!("chatwoot:{conversation_id}")
+}
+
 /// Chat-keyed FIFO queues with one item in flight per chat.
 #[derive(Default)]
 struct ChatQueues {
-    queues: HashMap<String, VecDeque<i64>>,
+    queues: HashMap<String, VecDeque<Item>>,
     /// Chats with queued items, none in flight, not parked: in the order they became ready.
     ready: VecDeque<String>,
     busy: HashSet<String>,
@@ -405,7 +461,7 @@ struct ChatQueues {
 }
 
 impl ChatQueues {
-    fn push(&mut self, chat: String, row: i64) {
+    fn push(&mut self, chat: String, row: Item) {
         if self.queued >= MAX_QUEUED {
             self.overflowed = true;
             return;
@@ -423,7 +479,7 @@ impl ChatQueues {
         }
     }
 
-    fn next(&mut self) -> Option<(String, i64)> {
+    fn next(&mut self) -> Option<(String, Item)> {
         while let Some(chat) = self.ready.pop_front() {
             let Some(queue) = self.queues.get_mut(&chat) else { continue };
             let Some(row) = queue.pop_front() else {
@@ -451,7 +507,7 @@ impl ChatQueues {
     }
 
     /// The chat's in-flight item goes back to the front, and the chat waits.
-    fn park(&mut self, chat: &str, row: i64) {
+    fn park(&mut self, chat: &str, row: Item) {
         self.busy.remove(chat);
         self.in_flight = self.in_flight.saturating_sub(1);
         self.queues.entry(chat.to_owned()).or_default().push_front(row);
@@ -566,12 +622,12 @@ impl StreamHandler<Result<Frame, WsProtocolError>> for IntegrationActor {
 
 impl IntegrationActor {
     /// Reassembles fragmented text frames (up to the frame size limit).
-    fn on_continuation(&mut self, item: Item, ctx: &mut Context<Self>) {
-        let last = matches!(item, Item::Last(_));
+    fn on_continuation(&mut self, item: Fragment, ctx: &mut Context<Self>) {
+        let last = matches!(item, Fragment::Last(_));
         match item {
-            Item::FirstText(bytes) => self.partial_frame = Some(BytesMut::from(&bytes[..])),
-            Item::FirstBinary(_) => self.partial_frame = None,
-            Item::Continue(bytes) | Item::Last(bytes) => {
+            Fragment::FirstText(bytes) => self.partial_frame = Some(BytesMut::from(&bytes[..])),
+            Fragment::FirstBinary(_) => self.partial_frame = None,
+            Fragment::Continue(bytes) | Fragment::Last(bytes) => {
                 let Some(buffer) = self.partial_frame.as_mut() else { return };
                 if buffer.len() + bytes.len() > MAX_FRAME_BYTES {
                     tracing::warn!(integration_id = %self.cfg.id, "skipped a fragmented frame over 64 MiB");
@@ -595,21 +651,21 @@ mod tests {
     fn one_item_per_chat_in_order_and_chats_interleave() {
         let mut q = ChatQueues::default();
         for (chat, row) in [("a", 1), ("a", 2), ("b", 3), ("a", 4), ("b", 5)] {
-            q.push(chat.into(), row);
+            q.push(chat.into(), Item::Event(row));
         }
-        assert_eq!(q.next(), Some(("a".into(), 1)));
-        assert_eq!(q.next(), Some(("b".into(), 3)));
+        assert_eq!(q.next(), Some(("a".into(), Item::Event(1))));
+        assert_eq!(q.next(), Some(("b".into(), Item::Event(3))));
         assert_eq!(q.next(), None, "both chats busy");
         q.release("a");
-        assert_eq!(q.next(), Some(("a".into(), 2)));
-        q.park("b", 3);
+        assert_eq!(q.next(), Some(("a".into(), Item::Event(2))));
+        q.park("b", Item::Event(3));
         assert_eq!(q.next(), None, "b parked, a busy");
         q.unpark("b");
-        assert_eq!(q.next(), Some(("b".into(), 3)), "the parked item comes first again");
+        assert_eq!(q.next(), Some(("b".into(), Item::Event(3))), "the parked item comes first again");
         q.release("a");
         q.release("b");
-        assert_eq!(q.next(), Some(("a".into(), 4)));
-        assert_eq!(q.next(), Some(("b".into(), 5)));
+        assert_eq!(q.next(), Some(("a".into(), Item::Event(4))));
+        assert_eq!(q.next(), Some(("b".into(), Item::Event(5))));
         q.release("a");
         q.release("b");
         assert!(q.is_idle());
@@ -618,9 +674,9 @@ mod tests {
     #[test]
     fn a_row_is_never_queued_twice() {
         let mut q = ChatQueues::default();
-        q.push("a".into(), 1);
-        q.push("a".into(), 1);
-        assert_eq!(q.next(), Some(("a".into(), 1)));
+        q.push("a".into(), Item::Event(1));
+        q.push("a".into(), Item::Event(1));
+        assert_eq!(q.next(), Some(("a".into(), Item::Event(1))));
         q.release("a");
         assert_eq!(q.next(), None);
     }

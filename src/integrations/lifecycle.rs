@@ -39,6 +39,7 @@ pub async fn deactivate(
         delete_inbox(shared, http, &model).await
     };
     store::events::delete_for(&services.db, &model.id).await?;
+    store::jobs::delete_for(&services.db, &model.id).await?;
     store::messages::delete_for(&services.db, &model.id).await?;
     store::chats::delete_for(&services.db, &model.id).await?;
     store::integrations::delete(&services.db, &model.id).await?;

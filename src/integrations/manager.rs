@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
-use super::actor::{ActorConfig, IntegrationActor, Shutdown};
+use super::actor::{self, ActorConfig, IntegrationActor, Shutdown};
 use super::{open_sealed, sealed, status};
 use crate::chatwoot::ChatwootTarget;
 use crate::relay::inbound::RelayContext;
@@ -36,6 +36,24 @@ pub struct Start(pub String);
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Stop(pub String);
+
+/// A stored outbound job for a running integration (from the webhook route).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct QueueJob {
+    pub integration_id: String,
+    pub job_id: i64,
+    pub conversation_id: i64,
+}
+
+/// An agent started or stopped typing in a conversation.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AgentTyping {
+    pub integration_id: String,
+    pub conversation_id: i64,
+    pub on: bool,
+}
 
 /// Start every active integration (at boot).
 #[derive(Message)]
@@ -125,6 +143,14 @@ impl Handler<Start> for Manager {
                         return None;
                     }
                 };
+                let instance_token =
+                    match open_sealed(&services.sealer, &model.instance_token_sealed, &model.id, sealed::INSTANCE_TOKEN) {
+                        Ok(token) => token,
+                        Err(error) => {
+                            tracing::error!(integration_id = %id, %error, "cannot open the stored instance token; not starting");
+                            return None;
+                        }
+                    };
                 let relay = RelayContext {
                     integration_id: model.id.clone(),
                     instance: model.instance.clone(),
@@ -137,6 +163,10 @@ impl Handler<Start> for Manager {
                     ignore_groups: model.ignore_groups,
                     start_as_pending: model.start_as_pending,
                     reopen_resolved: model.reopen_resolved,
+                    sign_messages: model.sign_messages,
+                    ryzeapi_url: model.ryzeapi_url.clone(),
+                    instance_token,
+                    ticks: model.chatwoot_version.as_deref().is_none_or(|v| crate::chatwoot::version_at_least(v, (4, 2))),
                     live: shared.live.entry(&model.id),
                 };
                 Some(ActorConfig {
@@ -163,6 +193,27 @@ impl Handler<Stop> for Manager {
 
     fn handle(&mut self, Stop(id): Stop, _ctx: &mut Context<Self>) {
         self.stop(&id, true);
+    }
+}
+
+impl Handler<QueueJob> for Manager {
+    type Result = ();
+
+    /// Not running (paused): the job waits in the database and is loaded when the actor starts.
+    fn handle(&mut self, job: QueueJob, _ctx: &mut Context<Self>) {
+        if let Some(addr) = self.running.get(&job.integration_id) {
+            addr.do_send(actor::Work::Job { id: job.job_id, conversation_id: job.conversation_id });
+        }
+    }
+}
+
+impl Handler<AgentTyping> for Manager {
+    type Result = ();
+
+    fn handle(&mut self, typing: AgentTyping, _ctx: &mut Context<Self>) {
+        if let Some(addr) = self.running.get(&typing.integration_id) {
+            addr.do_send(actor::Work::Typing { conversation_id: typing.conversation_id, on: typing.on });
+        }
     }
 }
 

@@ -9,6 +9,7 @@ pub mod lifecycle;
 pub mod live;
 pub mod manager;
 pub mod view;
+pub mod webhooks;
 
 use std::time::Instant;
 

@@ -64,8 +64,13 @@ impl LiveState {
         use std::sync::atomic::Ordering;
         let services = shared.services()?;
         let counts = crate::store::events::counts(&services.db, id).await?;
+        let (jobs_pending, jobs_failed) = crate::store::jobs::counts(&services.db, id).await?;
         let mut state = Self {
-            queues: QueuesView { to_chatwoot_pending: counts.pending, to_whatsapp_pending: 0, failed: counts.failed },
+            queues: QueuesView {
+                to_chatwoot_pending: counts.pending,
+                to_whatsapp_pending: jobs_pending,
+                failed: counts.failed + jobs_failed,
+            },
             totals: TotalsView { events_received: counts.total, ..TotalsView::default() },
             ..Self::default()
         };

@@ -3,6 +3,61 @@
 //! WhatsApp marks `*bold*`, `_italic_`, `~strike~` and ```` ```mono``` ````; Chatwoot renders Markdown, where
 //! bold is `**b**` and strike `~~s~~` (`_i_` and code already agree).
 
+/// Chatwoot Markdown → WhatsApp formatting (contract §5): `**b**`/`__b__` → `*b*`, `*i*`/`_i_` → `_i_`,
+/// `~~s~~` → `~s~`, `[text](url)` → the URL. Code spans are left as they are.
+pub fn markdown_to_whatsapp(markdown: &str) -> String {
+    let chars: Vec<char> = markdown.chars().collect();
+    let mut out = String::with_capacity(markdown.len());
+    let mut i = 0;
+    while i < chars.len() {
+        let rest = &chars[i..];
+        if rest.starts_with(&['`', '`', '`']) {
+            let end = find(&chars, i + 3, &['`', '`', '`']).map_or(chars.len(), |e| e + 3);
+            out.extend(&chars[i..end]);
+            i = end;
+            continue;
+        }
+        if rest.starts_with(&['`']) {
+            let end = find(&chars, i + 1, &['`']).map_or(chars.len(), |e| e + 1);
+            out.extend(&chars[i..end]);
+            i = end;
+            continue;
+        }
+        if rest.starts_with(&['['])
+            && let Some(close) = find(&chars, i + 1, &[']', '('])
+            && let Some(end) = find(&chars, close + 2, &[')'])
+        {
+            out.extend(&chars[close + 2..end]);
+            i = end + 1;
+            continue;
+        }
+        let spans: [(&[char], &str); 5] =
+            [(&['*', '*'], "*"), (&['_', '_'], "*"), (&['~', '~'], "~"), (&['*'], "_"), (&['_'], "_")];
+        if let Some((marker, replacement, end)) = spans.iter().find_map(|(marker, replacement)| {
+            let inner_start = i + marker.len();
+            (rest.starts_with(marker) && chars.get(inner_start).is_some_and(|c| !c.is_whitespace()))
+                .then(|| find(&chars, inner_start, marker))
+                .flatten()
+                .filter(|end| *end > inner_start && !chars[inner_start..*end].contains(&'\n'))
+                .map(|end| (marker.len(), *replacement, end))
+        }) {
+            out.push_str(replacement);
+            out.push_str(&markdown_to_whatsapp(&chars[i + marker..end].iter().collect::<String>()));
+            out.push_str(replacement);
+            i = end + marker;
+            continue;
+        }
+        out.push(chars[i]);
+        i += 1;
+    }
+    out
+}
+
+/// Index of the first occurrence of `needle` at or after `from`.
+fn find(chars: &[char], from: usize, needle: &[char]) -> Option<usize> {
+    (from..chars.len()).find(|&j| chars[j..].starts_with(needle))
+}
+
 /// WhatsApp text → Markdown for Chatwoot.
 pub fn whatsapp_to_markdown(text: &str) -> String {
     let doubled = double_markers(text, '*');
@@ -75,6 +130,20 @@ fn closing(chars: &[char], open: usize, marker: char) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn converts_markdown_for_whatsapp() {
+        assert_eq!(
+            markdown_to_whatsapp("**negrito** e *itálico* e _também_ e ~~riscado~~"),
+            "*negrito* e _itálico_ e _também_ e ~riscado~"
+        );
+        assert_eq!(markdown_to_whatsapp("veja [o site](https://x.com/a?b=1)"), "veja https://x.com/a?b=1");
+        assert_eq!(markdown_to_whatsapp("`**code**` fica"), "`**code**` fica");
+        assert_eq!(markdown_to_whatsapp("__forte__"), "*forte*");
+        assert_eq!(markdown_to_whatsapp("2 * 3 = 6"), "2 * 3 = 6");
+        assert_eq!(markdown_to_whatsapp("**_ambos_**"), "*_ambos_*");
+        assert_eq!(markdown_to_whatsapp("linha\nnova"), "linha\nnova");
+    }
 
     #[test]
     fn converts_whatsapp_markers() {

@@ -37,6 +37,11 @@ pub struct RelayContext {
     pub ignore_groups: bool,
     pub start_as_pending: bool,
     pub reopen_resolved: bool,
+    pub sign_messages: bool,
+    pub ryzeapi_url: String,
+    pub instance_token: crate::secret::Secret,
+    /// Chatwoot ≥ 4.2: message ticks can be set (`PATCH …/messages/{id}`).
+    pub ticks: bool,
     pub live: Arc<Live>,
 }
 
@@ -113,6 +118,7 @@ async fn relay_event(
 ) -> Outcome {
     match envelope.event.as_str() {
         "message.exchange" => relay_message(db, relay, chatwoot, &MessageExchange::from_data(&envelope.data)).await,
+        "message.status" => relay_receipt(db, relay, chatwoot, &envelope.data).await,
         other => {
             tracing::debug!(integration_id = %relay.integration_id, event = other, "event kind not relayed yet");
             Outcome::Done
@@ -120,9 +126,63 @@ async fn relay_event(
     }
 }
 
+/// `message.status` → the tick of every Chatwoot message it covers (ticks only move forward).
+async fn relay_receipt(
+    db: &DatabaseConnection,
+    relay: &RelayContext,
+    chatwoot: &ChatwootClient,
+    data: &Value,
+) -> Outcome {
+    let status = match data.get("status").and_then(Value::as_str).unwrap_or_default() {
+        "delivered" | "received" => "delivered",
+        "read" | "played" => "read",
+        "error" | "failed" | "server_error" => "failed",
+        _ => return Outcome::Done,
+    };
+    if !relay.ticks {
+        return Outcome::Done;
+    }
+    let ids: Vec<&str> = data
+        .get("messageIds")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    for wa_id in ids {
+        let mapped = match store::messages::find_by_wa_id(db, &relay.integration_id, wa_id).await {
+            Ok(Some(mapped)) => mapped,
+            Ok(None) => continue,
+            Err(e) => return store_failed(e),
+        };
+        let (Some(conversation), Some(message)) = (mapped.conversation_id, mapped.chatwoot_message_id) else {
+            continue;
+        };
+        let rank = |s: Option<&str>| match s {
+            Some("sent") => 1,
+            Some("delivered") => 2,
+            Some("read") => 3,
+            _ => 0,
+        };
+        if mapped.direction != "outgoing"
+            || (status != "failed" && rank(Some(status)) <= rank(mapped.last_status.as_deref()))
+        {
+            continue;
+        }
+        let error = (status == "failed").then_some("WhatsApp reported that the message could not be delivered");
+        match chatwoot.set_message_status(conversation, message, status, error).await {
+            Ok(()) => {}
+            Err(e) if e.failure() == Failure::NotFound => continue,
+            Err(e) => return on_chatwoot_error(&e),
+        }
+        if let Err(e) = store::messages::set_last_status(db, mapped.id, status).await {
+            return store_failed(e);
+        }
+    }
+    Outcome::Done
+}
+
 /// A Chatwoot failure as an outcome: wait and retry what can recover, halt on a refused token, record
 /// the rest as failed.
-fn on_chatwoot_error(error: &ChatwootError) -> Outcome {
+pub(crate) fn on_chatwoot_error(error: &ChatwootError) -> Outcome {
     match error.failure() {
         Failure::Unauthorized | Failure::Forbidden => Outcome::Halt(format!(
             "Chatwoot rejected the API token — re-activate the integration with a valid chatwootApiToken. Detail: {}",
@@ -136,9 +196,9 @@ fn on_chatwoot_error(error: &ChatwootError) -> Outcome {
 }
 
 /// Short-circuits a step: `Err(outcome)` ends processing with that outcome.
-type Step<T> = Result<T, Outcome>;
+pub(crate) type Step<T> = Result<T, Outcome>;
 
-fn store_failed(e: store::StoreError) -> Outcome {
+pub(crate) fn store_failed(e: store::StoreError) -> Outcome {
     Outcome::Retry { after: Duration::from_secs(1), error: e.to_string() }
 }
 

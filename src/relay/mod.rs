@@ -4,6 +4,7 @@
 pub mod format;
 pub mod identity;
 pub mod inbound;
+pub mod outbound;
 
 use std::time::Duration;
 

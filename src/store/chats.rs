@@ -101,6 +101,36 @@ pub async fn add_aliases(
     Ok(())
 }
 
+/// The chat whose current conversation is `conversation_id`.
+pub async fn find_by_conversation(
+    db: &DatabaseConnection,
+    integration_id: &str,
+    conversation_id: i64,
+) -> Result<Option<chat::Model>, StoreError> {
+    Ok(chat::Entity::find()
+        .filter(chat::Column::IntegrationId.eq(integration_id))
+        .filter(chat::Column::ConversationId.eq(conversation_id))
+        .one(db)
+        .await?)
+}
+
+/// Records a conversation's new status (learned from Chatwoot's webhook).
+pub async fn set_conversation_status(
+    db: &DatabaseConnection,
+    integration_id: &str,
+    conversation_id: i64,
+    status: &str,
+) -> Result<(), StoreError> {
+    chat::Entity::update_many()
+        .col_expr(chat::Column::ConversationStatus, sea_orm::sea_query::Expr::value(status))
+        .col_expr(chat::Column::UpdatedAt, sea_orm::sea_query::Expr::value(Utc::now()))
+        .filter(chat::Column::IntegrationId.eq(integration_id))
+        .filter(chat::Column::ConversationId.eq(conversation_id))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
 pub async fn set_contact(
     db: &DatabaseConnection,
     chat_id: i64,

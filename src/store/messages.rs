@@ -89,3 +89,65 @@ pub async fn delete_for(db: &DatabaseConnection, integration_id: &str) -> Result
     Entity::delete_many().filter(Column::IntegrationId.eq(integration_id)).exec(db).await?;
     Ok(())
 }
+
+/// The mapping of a Chatwoot message.
+pub async fn find_by_chatwoot_id(
+    db: &DatabaseConnection,
+    integration_id: &str,
+    chatwoot_message_id: i64,
+) -> Result<Option<Model>, StoreError> {
+    Ok(Entity::find()
+        .filter(Column::IntegrationId.eq(integration_id))
+        .filter(Column::ChatwootMessageId.eq(chatwoot_message_id))
+        .one(db)
+        .await?)
+}
+
+/// Records a message RyzeAPI accepted for an agent's Chatwoot message (`chatwoot_message_id` only on the
+/// first part of a multi-part message: the others map to WhatsApp ids only).
+pub async fn record_outgoing(
+    db: &DatabaseConnection,
+    integration_id: &str,
+    wa_id: &str,
+    chatwoot_message_id: Option<i64>,
+    conversation_id: i64,
+    chat_id: i64,
+) -> Result<(), StoreError> {
+    let row = ActiveModel {
+        integration_id: Set(integration_id.to_owned()),
+        wa_id: Set(wa_id.to_owned()),
+        chatwoot_message_id: Set(chatwoot_message_id),
+        conversation_id: Set(Some(conversation_id)),
+        chat_id: Set(chat_id),
+        direction: Set("outgoing".to_owned()),
+        state: Set(CREATED.to_owned()),
+        last_status: Set(Some("sent".to_owned())),
+        created_at: Set(Utc::now()),
+        ..Default::default()
+    };
+    match row.insert(db).await {
+        Ok(_) => Ok(()),
+        Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => Ok(()),
+        Err(e) => Err(StoreError::Db(e)),
+    }
+}
+
+/// Remembers the last tick set on the Chatwoot message.
+pub async fn set_last_status(db: &DatabaseConnection, row_id: i64, status: &str) -> Result<(), StoreError> {
+    let row =
+        ActiveModel { id: sea_orm::Unchanged(row_id), last_status: Set(Some(status.to_owned())), ..Default::default() };
+    row.update(db).await?;
+    Ok(())
+}
+
+/// The WhatsApp id of the newest message the customer sent in the chat.
+pub async fn last_incoming(db: &DatabaseConnection, chat_id: i64) -> Result<Option<String>, StoreError> {
+    use sea_orm::QueryOrder as _;
+    Ok(Entity::find()
+        .filter(Column::ChatId.eq(chat_id))
+        .filter(Column::Direction.eq("incoming"))
+        .order_by_desc(Column::Id)
+        .one(db)
+        .await?
+        .map(|m| m.wa_id))
+}

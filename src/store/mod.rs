@@ -4,6 +4,7 @@
 pub mod chats;
 pub mod events;
 pub mod integrations;
+pub mod jobs;
 pub mod messages;
 
 use std::time::Duration;

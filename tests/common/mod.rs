@@ -352,7 +352,11 @@ impl Stack {
         let db = TestDb::new().await;
         let token = BridgeOptions::default().token;
         let ryzeapi = RyzeApiSim::start(token.as_deref().unwrap_or_default()).unwrap();
+        // A known port, so that Chatwoot's webhooks can be pointed at the bridge.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let mut env = fast_timings();
+        env.push(("BIND".into(), format!("127.0.0.1:{port}")));
+        env.push(("BRIDGE_PUBLIC_URL".into(), format!("http://127.0.0.1:{port}")));
         env.extend(extra_env);
         let bridge = Bridge::start_with(&db, BridgeOptions { extra_env: env, ..Default::default() }).await;
         Self { bridge, chatwoot: fake_chatwoot(), ryzeapi, db }

@@ -1,0 +1,339 @@
+//! Chatwoot webhook jobs → WhatsApp through RyzeAPI's REST API (contract §4, §5), with honest ticks.
+//!
+//! A `send` (or `retry-N`) job sends the agent's text, or each attachment as media (text as the caption
+//! of the first), records the WhatsApp id ↔ Chatwoot id mapping, sets the `sent` tick and marks the
+//! customer's messages read. Parts already accepted are remembered on the job, so a replay resumes after
+//! them. Retryable failures wait and try again (up to [`MAX_ATTEMPTS`]); a final failure sets the
+//! `failed` tick with the reason in plain words. A `delete` job revokes the message on WhatsApp.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use base64::Engine as _;
+use entity::outbound_job;
+use sea_orm::DatabaseConnection;
+
+use super::Outcome;
+use super::format::markdown_to_whatsapp;
+use super::inbound::{RelayContext, Step, on_chatwoot_error, store_failed};
+use crate::chatwoot::webhook::{WebhookAttachment, WebhookEvent, WebhookMessage};
+use crate::chatwoot::{ChatwootClient, Failure};
+use crate::ryzeapi::client::{Media, RyzeApiClient, SendError};
+use crate::ryzeapi::event::canonical_jid;
+use crate::state::Shared;
+use crate::store;
+use crate::store::jobs::{DONE, FAILED, PENDING};
+
+/// Attempts before a retryable failure becomes final (with the default delays: about four minutes).
+pub const MAX_ATTEMPTS: i32 = 8;
+/// Largest attachment forwarded to WhatsApp.
+const MAX_ATTACHMENT_BYTES: usize = 64 * 1024 * 1024;
+
+/// Processes the outbound job `job_id` and records the outcome.
+pub async fn process(shared: Arc<Shared>, relay: Arc<RelayContext>, http: Option<awc::Client>, job_id: i64) -> Outcome {
+    let Ok(services) = shared.services() else { return Outcome::Halt("bridge is not booted".into()) };
+    let db = &services.db;
+    let job = match store::jobs::find(db, job_id).await {
+        Ok(Some(job)) if job.state == PENDING => job,
+        Ok(_) => return Outcome::Done,
+        Err(e) => return store_failed(e),
+    };
+    let Some(http) = http else {
+        return Outcome::Retry { after: Duration::from_secs(1), error: "no HTTP client".into() };
+    };
+    let timeout = shared.settings.chatwoot_timeout;
+    let chatwoot = ChatwootClient::new(http.clone(), relay.chatwoot.clone(), timeout, shared.metrics.clone());
+    let ryzeapi = RyzeApiClient::new(
+        http,
+        &relay.ryzeapi_url,
+        &relay.instance,
+        relay.instance_token.clone(),
+        timeout,
+        shared.metrics.clone(),
+    );
+    let message = WebhookEvent::parse(job.payload.as_bytes()).ok().and_then(|e| e.message());
+    let Some(message) = message else {
+        return finish(db, &job, Outcome::Failed("stored webhook is unreadable".into())).await;
+    };
+    let result = if job.kind == "delete" {
+        revoke(db, &relay, &ryzeapi, &message).await
+    } else {
+        send(db, &relay, &chatwoot, &ryzeapi, &job, &message).await
+    };
+    let outcome = match result {
+        Ok(()) | Err(Outcome::Done) => Outcome::Done,
+        Err(outcome) => outcome,
+    };
+    // A retryable failure that keeps failing becomes final.
+    let outcome = match outcome {
+        Outcome::Retry { error, .. } if job.attempts + 1 >= MAX_ATTEMPTS => Outcome::Failed(error),
+        Outcome::Retry { after, error } => {
+            let (min, max) = shared.settings.relay_retry;
+            let exponent = u32::try_from(job.attempts.clamp(0, 16)).unwrap_or(16);
+            let backoff = min.saturating_mul(2u32.saturating_pow(exponent)).min(max);
+            if let Err(e) = store::jobs::record_attempt(db, job.id, job.attempts + 1, &error).await {
+                return store_failed(e);
+            }
+            return Outcome::Retry { after: after.max(backoff), error };
+        }
+        other => other,
+    };
+    if let Outcome::Failed(reason) = &outcome
+        && job.kind != "delete"
+        && relay.ticks
+    {
+        let shown = plain_reason(reason);
+        match chatwoot.set_message_status(message.conversation_id, message.id, "failed", Some(&shown)).await {
+            Ok(()) => {}
+            Err(e) if e.failure() == Failure::NotFound => {}
+            Err(e) => return on_chatwoot_error(&e),
+        }
+    }
+    finish(db, &job, outcome).await
+}
+
+/// Retryable failures that ran out of attempts carry technical details; say it plainly.
+fn plain_reason(reason: &str) -> String {
+    if reason.starts_with("HTTP ") || reason.contains("error") && !reason.contains(' ') {
+        SendError::Retryable { detail: reason.to_owned(), after: None }.reason()
+    } else {
+        reason.to_owned()
+    }
+}
+
+async fn finish(db: &DatabaseConnection, job: &outbound_job::Model, outcome: Outcome) -> Outcome {
+    let (state, error) = match &outcome {
+        Outcome::Failed(reason) => (FAILED, reason.as_str()),
+        _ => (DONE, ""),
+    };
+    match store::jobs::finish(db, job.id, state, error).await {
+        Ok(()) => outcome,
+        Err(e) => store_failed(e),
+    }
+}
+
+fn send_failed(error: SendError) -> Outcome {
+    match error {
+        SendError::Retryable { detail, after } => Outcome::Retry { after: after.unwrap_or_default(), error: detail },
+        SendError::Final { reason } => Outcome::Failed(reason),
+    }
+}
+
+/// Where the conversation's messages go: the chat the bridge knows, else the contact_inbox source id
+/// (a JID the bridge set), else the contact's phone number.
+async fn destination(db: &DatabaseConnection, relay: &RelayContext, message: &WebhookMessage) -> Step<(i64, String)> {
+    if let Some(chat) = store::chats::find_by_conversation(db, &relay.integration_id, message.conversation_id)
+        .await
+        .map_err(store_failed)?
+    {
+        return Ok((chat.id, chat.chat_key));
+    }
+    let jid = message
+        .contact_source_id
+        .as_deref()
+        .filter(|s| s.contains('@'))
+        .map(canonical_jid)
+        .or_else(|| message.contact_phone.as_deref().map(|p| canonical_jid(p.trim_start_matches('+'))))
+        .ok_or_else(|| Outcome::Failed("This conversation has no WhatsApp number".into()))?;
+    let aliases = vec![jid.clone()];
+    if let Some((chat, _)) =
+        store::chats::find_by_aliases(db, &relay.integration_id, &aliases).await.map_err(store_failed)?
+    {
+        return Ok((chat.id, chat.chat_key));
+    }
+    let kind = if jid.ends_with("@g.us") { "group" } else { "private" };
+    let chat = store::chats::create(db, &relay.integration_id, &jid, kind, "", &aliases).await.map_err(store_failed)?;
+    Ok((chat.id, chat.chat_key))
+}
+
+/// RyzeAPI's `number`: digits for a phone JID, the whole JID otherwise (groups, LIDs).
+fn number_of(jid: &str) -> String {
+    jid.strip_suffix("@s.whatsapp.net").map_or_else(|| jid.to_owned(), str::to_owned)
+}
+
+async fn send(
+    db: &DatabaseConnection,
+    relay: &RelayContext,
+    chatwoot: &ChatwootClient,
+    ryzeapi: &RyzeApiClient,
+    job: &outbound_job::Model,
+    message: &WebhookMessage,
+) -> Step<()> {
+    let (chat_id, jid) = destination(db, relay, message).await?;
+    let number = number_of(&jid);
+    let reply_to = match message.in_reply_to() {
+        Some(quoted) => store::messages::find_by_chatwoot_id(db, &relay.integration_id, quoted)
+            .await
+            .map_err(store_failed)?
+            .map(|m| m.wa_id),
+        None => None,
+    };
+    let mut text = message.content.as_deref().map(markdown_to_whatsapp).unwrap_or_default();
+    if relay.sign_messages
+        && let Some(agent) = message.sender_name.as_deref().filter(|n| !n.is_empty())
+    {
+        text = if text.is_empty() { format!("*{agent}:*") } else { format!("*{agent}:*\n{text}") };
+    }
+    if message.attachments.is_empty() {
+        if text.trim().is_empty() {
+            return Err(Outcome::Failed("The message is empty".into()));
+        }
+        let wa_id = ryzeapi.send_text(&number, &text, reply_to.as_deref()).await.map_err(send_failed)?;
+        store::messages::record_outgoing(
+            db,
+            &relay.integration_id,
+            &wa_id,
+            Some(message.id),
+            message.conversation_id,
+            chat_id,
+        )
+        .await
+        .map_err(store_failed)?;
+    } else {
+        let already = usize::try_from(job.parts_sent).unwrap_or(0);
+        for (index, attachment) in message.attachments.iter().enumerate().skip(already) {
+            let caption = (index == 0).then_some(text.as_str());
+            let wa_id = send_attachment(chatwoot, ryzeapi, &number, attachment, caption, reply_to.as_deref()).await?;
+            let mapped = (index == 0).then_some(message.id);
+            store::messages::record_outgoing(
+                db,
+                &relay.integration_id,
+                &wa_id,
+                mapped,
+                message.conversation_id,
+                chat_id,
+            )
+            .await
+            .map_err(store_failed)?;
+            let parts = i32::try_from(index + 1).unwrap_or(i32::MAX);
+            store::jobs::set_parts_sent(db, job.id, parts).await.map_err(store_failed)?;
+        }
+    }
+    relay.live.messages_to_whatsapp.fetch_add(1, Ordering::Relaxed);
+    if relay.ticks {
+        match chatwoot.set_message_status(message.conversation_id, message.id, "sent", None).await {
+            Ok(()) => {}
+            Err(e) => tracing::warn!(integration_id = %relay.integration_id, error = %e, "could not set the sent tick"),
+        }
+    }
+    // The agent answered: the customer's messages are read.
+    if let Ok(Some(last)) = store::messages::last_incoming(db, chat_id).await
+        && let Err(e) = ryzeapi.mark_read(&last, &number).await
+    {
+        tracing::debug!(integration_id = %relay.integration_id, error = %e, "could not mark the chat read");
+    }
+    Ok(())
+}
+
+/// Downloads one attachment from Chatwoot (retrying the brief 404 right after an upload) and sends it.
+async fn send_attachment(
+    chatwoot: &ChatwootClient,
+    ryzeapi: &RyzeApiClient,
+    number: &str,
+    attachment: &WebhookAttachment,
+    caption: Option<&str>,
+    reply_to: Option<&str>,
+) -> Step<String> {
+    let mut tries = 0;
+    let (bytes, served_type) = loop {
+        match chatwoot.download(&attachment.data_url, MAX_ATTACHMENT_BYTES).await {
+            Ok(downloaded) => break downloaded,
+            Err(e) if e.failure() == Failure::NotFound && tries < 3 => {
+                tries += 1;
+                actix_web::rt::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) if e.failure() == Failure::NotFound => {
+                return Err(Outcome::Failed("The attachment could not be downloaded from Chatwoot".into()));
+            }
+            Err(e) => return Err(on_chatwoot_error(&e)),
+        }
+    };
+    let mime = attachment
+        .content_type
+        .clone()
+        .or(served_type)
+        .map(|m| m.split(';').next().unwrap_or(&m).trim().to_owned())
+        .unwrap_or_else(|| "application/octet-stream".into());
+    let (media_type, voice) = match attachment.file_type.as_str() {
+        "image" => ("image", false),
+        "video" => ("video", false),
+        "audio" => ("audio", true),
+        _ => ("document", false),
+    };
+    let file_name = file_name_of(&attachment.data_url, attachment.extension.as_deref());
+    let data_url = format!("data:{mime};base64,{}", base64::engine::general_purpose::STANDARD.encode(&bytes));
+    let media = Media { media_type, media: &data_url, mime_type: &mime, file_name: &file_name, caption, voice };
+    ryzeapi.send_media(number, &media, reply_to).await.map_err(send_failed)
+}
+
+/// The file name at the end of a `data_url` (percent-decoded), without path tricks.
+fn file_name_of(data_url: &str, extension: Option<&str>) -> String {
+    let last = data_url.split('?').next().unwrap_or(data_url).rsplit('/').next().unwrap_or_default();
+    let decoded = url::form_urlencoded::parse(format!("n={last}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default();
+    let safe: String = decoded.chars().filter(|c| !matches!(c, '/' | '\\' | '\0')).collect();
+    let safe = safe.trim_start_matches('.').to_owned();
+    if safe.is_empty() { format!("file.{}", extension.unwrap_or("bin")) } else { safe }
+}
+
+/// The agent deleted a message the bridge had sent: delete it on WhatsApp too.
+async fn revoke(
+    db: &DatabaseConnection,
+    relay: &RelayContext,
+    ryzeapi: &RyzeApiClient,
+    message: &WebhookMessage,
+) -> Step<()> {
+    let Some(mapped) =
+        store::messages::find_by_chatwoot_id(db, &relay.integration_id, message.id).await.map_err(store_failed)?
+    else {
+        return Ok(());
+    };
+    ryzeapi.revoke(&mapped.wa_id).await.map_err(send_failed)
+}
+
+/// An agent's typing indicator → WhatsApp presence (best-effort: failures are only logged).
+pub async fn typing(
+    shared: Arc<Shared>,
+    relay: Arc<RelayContext>,
+    http: Option<awc::Client>,
+    conversation_id: i64,
+    on: bool,
+) {
+    let (Ok(services), Some(http)) = (shared.services(), http) else { return };
+    let Ok(Some(chat)) = store::chats::find_by_conversation(&services.db, &relay.integration_id, conversation_id).await
+    else {
+        return;
+    };
+    let ryzeapi = RyzeApiClient::new(
+        http,
+        &relay.ryzeapi_url,
+        &relay.instance,
+        relay.instance_token.clone(),
+        shared.settings.chatwoot_timeout,
+        shared.metrics.clone(),
+    );
+    let state = if on { "typing" } else { "paused" };
+    if let Err(e) = ryzeapi.presence(&number_of(&chat.chat_key), state).await {
+        tracing::debug!(integration_id = %relay.integration_id, error = %e, "typing presence failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_and_file_names() {
+        assert_eq!(number_of("5511999998888@s.whatsapp.net"), "5511999998888");
+        assert_eq!(number_of("120363@g.us"), "120363@g.us");
+        assert_eq!(
+            file_name_of("http://cw/rails/active_storage/blobs/redirect/abc/relat%C3%B3rio%20final.pdf", Some("pdf")),
+            "relatório final.pdf"
+        );
+        assert_eq!(file_name_of("http://cw/x/..%2F..%2Fetc%2Fpasswd", None), "etcpasswd");
+        assert_eq!(file_name_of("http://cw/x/", Some("jpg")), "file.jpg");
+    }
+}

@@ -1,0 +1,143 @@
+//! Queries on `outbound_jobs`.
+
+use chrono::Utc;
+use entity::outbound_job::{ActiveModel, Column, Entity, Model};
+use sea_orm::ExprTrait as _;
+use sea_orm::{
+    ActiveModelTrait as _, ColumnTrait as _, DatabaseConnection, EntityTrait as _, QueryFilter as _, QueryOrder as _,
+    QuerySelect as _, Set, SqlErr,
+};
+
+use super::StoreError;
+pub use super::events::{DONE, FAILED, PENDING};
+
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub integration_id: String,
+    pub chatwoot_message_id: i64,
+    pub kind: String,
+    pub conversation_id: i64,
+    pub payload: String,
+}
+
+/// Stores a job; `None` when the same (message, kind) is already stored (a duplicate webhook).
+pub async fn insert(db: &DatabaseConnection, job: NewJob) -> Result<Option<i64>, StoreError> {
+    let row = ActiveModel {
+        integration_id: Set(job.integration_id),
+        chatwoot_message_id: Set(job.chatwoot_message_id),
+        kind: Set(job.kind),
+        conversation_id: Set(job.conversation_id),
+        payload: Set(job.payload),
+        state: Set(PENDING.to_owned()),
+        attempts: Set(0),
+        parts_sent: Set(0),
+        last_error: Set(String::new()),
+        created_at: Set(Utc::now()),
+        processed_at: Set(None),
+        ..Default::default()
+    };
+    match Entity::insert(row).exec(db).await {
+        Ok(result) => Ok(Some(result.last_insert_id)),
+        Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => Ok(None),
+        Err(e) => Err(StoreError::Db(e)),
+    }
+}
+
+pub async fn find(db: &DatabaseConnection, id: i64) -> Result<Option<Model>, StoreError> {
+    Ok(Entity::find_by_id(id).one(db).await?)
+}
+
+/// `(id, conversation id)` of every pending job, oldest first.
+pub async fn pending(db: &DatabaseConnection, integration_id: &str) -> Result<Vec<(i64, i64)>, StoreError> {
+    Ok(Entity::find()
+        .select_only()
+        .column(Column::Id)
+        .column(Column::ConversationId)
+        .filter(Column::IntegrationId.eq(integration_id))
+        .filter(Column::State.eq(PENDING))
+        .order_by_asc(Column::Id)
+        .into_tuple::<(i64, i64)>()
+        .all(db)
+        .await?)
+}
+
+/// How many retries of this Chatwoot message were stored so far.
+pub async fn count_kind_prefix(
+    db: &DatabaseConnection,
+    integration_id: &str,
+    chatwoot_message_id: i64,
+    prefix: &str,
+) -> Result<u64, StoreError> {
+    use sea_orm::PaginatorTrait as _;
+    Ok(Entity::find()
+        .filter(Column::IntegrationId.eq(integration_id))
+        .filter(Column::ChatwootMessageId.eq(chatwoot_message_id))
+        .filter(Column::Kind.starts_with(prefix))
+        .count(db)
+        .await?)
+}
+
+pub async fn finish(db: &DatabaseConnection, id: i64, state: &str, error: &str) -> Result<(), StoreError> {
+    let row = ActiveModel {
+        id: sea_orm::Unchanged(id),
+        state: Set(state.to_owned()),
+        last_error: Set(error.to_owned()),
+        processed_at: Set(Some(Utc::now())),
+        ..Default::default()
+    };
+    row.update(db).await?;
+    Ok(())
+}
+
+pub async fn record_attempt(db: &DatabaseConnection, id: i64, attempts: i32, error: &str) -> Result<(), StoreError> {
+    let row = ActiveModel {
+        id: sea_orm::Unchanged(id),
+        attempts: Set(attempts),
+        last_error: Set(error.to_owned()),
+        ..Default::default()
+    };
+    row.update(db).await?;
+    Ok(())
+}
+
+/// Records that `parts` parts of the job's message were accepted by RyzeAPI.
+pub async fn set_parts_sent(db: &DatabaseConnection, id: i64, parts: i32) -> Result<(), StoreError> {
+    let row = ActiveModel { id: sea_orm::Unchanged(id), parts_sent: Set(parts), ..Default::default() };
+    row.update(db).await?;
+    Ok(())
+}
+
+/// The newest `send`/`retry-*` job of a Chatwoot message.
+pub async fn latest_send(
+    db: &DatabaseConnection,
+    integration_id: &str,
+    chatwoot_message_id: i64,
+) -> Result<Option<Model>, StoreError> {
+    Ok(Entity::find()
+        .filter(Column::IntegrationId.eq(integration_id))
+        .filter(Column::ChatwootMessageId.eq(chatwoot_message_id))
+        .filter(Column::Kind.eq("send").or(Column::Kind.starts_with("retry-")))
+        .order_by_desc(Column::Id)
+        .one(db)
+        .await?)
+}
+
+/// Pending and failed counts for one integration.
+pub async fn counts(db: &DatabaseConnection, integration_id: &str) -> Result<(u64, u64), StoreError> {
+    let rows = Entity::find()
+        .select_only()
+        .column(Column::State)
+        .column_as(Column::Id.count(), "n")
+        .filter(Column::IntegrationId.eq(integration_id))
+        .group_by(Column::State)
+        .into_tuple::<(String, i64)>()
+        .all(db)
+        .await?;
+    let get = |state: &str| rows.iter().find(|(s, _)| s == state).map_or(0, |(_, n)| u64::try_from(*n).unwrap_or(0));
+    Ok((get(PENDING), get(FAILED)))
+}
+
+pub async fn delete_for(db: &DatabaseConnection, integration_id: &str) -> Result<(), StoreError> {
+    Entity::delete_many().filter(Column::IntegrationId.eq(integration_id)).exec(db).await?;
+    Ok(())
+}

@@ -1,0 +1,334 @@
+//! Chatwoot → WhatsApp (contract §4, §5): agent replies arrive once, with honest ticks — real signed
+//! webhooks from the fake Chatwoot into the bridge, sends into the RyzeAPI simulator.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::{Value, json};
+
+const MARIA: &str = "5511999998888@s.whatsapp.net";
+const WAIT: Duration = Duration::from_secs(6);
+
+/// A connected integration with one customer conversation. Returns the stack, the integration id and
+/// the conversation's display id.
+async fn conversation(changes: Value) -> (Stack, String, i64) {
+    let stack = Stack::start().await;
+    let id = stack.activate_with("suporte", changes).await;
+    stack.wait_link(&id, "connected", Duration::from_secs(2)).await;
+    stack.ryzeapi.send_event("suporte", sim::text_message("suporte", "3EB0CUST01", MARIA, "Maria", "preciso de ajuda"));
+    let chatwoot = &stack.chatwoot;
+    eventually("the customer's message", WAIT, || chatwoot.message_count() == 1).await;
+    let display_id = stack.chatwoot.conversations()[0].display_id;
+    (stack, id, display_id)
+}
+
+fn sends(stack: &Stack) -> Vec<Value> {
+    stack
+        .ryzeapi
+        .requests("suporte")
+        .into_iter()
+        .filter(|c| c.path.starts_with("/api/message/") && c.status == 200)
+        .map(|c| c.body)
+        .collect()
+}
+
+async fn wait_sends(stack: &Stack, count: usize) -> Vec<Value> {
+    let sim = &stack.ryzeapi;
+    eventually(&format!("{count} sends"), WAIT, || {
+        sim.requests("suporte").iter().filter(|c| c.path.starts_with("/api/message/") && c.status == 200).count()
+            >= count
+    })
+    .await;
+    sends(stack)
+}
+
+/// Waits until the bridge set the tick with `PATCH …/messages/{id}` (a new agent message already reads
+/// `sent` in Chatwoot, so the status alone proves nothing for `sent`).
+async fn wait_tick_request(stack: &Stack, message_id: i64, status: &str) {
+    let chatwoot = &stack.chatwoot;
+    let suffix = format!("/messages/{message_id}");
+    eventually(&format!("PATCH {status}"), WAIT, || {
+        chatwoot.requests().iter().any(|r| {
+            r.method == "PATCH" && r.path.ends_with(&suffix) && r.body.as_ref().is_some_and(|b| b["status"] == status)
+        })
+    })
+    .await;
+    wait_status(stack, message_id, status).await;
+}
+
+async fn wait_status(stack: &Stack, message_id: i64, status: &str) {
+    let chatwoot = &stack.chatwoot;
+    eventually(&format!("tick {status}"), WAIT, || chatwoot.message(message_id).is_some_and(|m| m.status == status))
+        .await;
+}
+
+#[actix_web::test]
+async fn an_agent_reply_goes_out_once_with_a_sent_tick_and_marks_the_chat_read() {
+    let (stack, _id, display_id) = conversation(json!({})).await;
+    let reply = stack.chatwoot.agent_reply(display_id, "**Olá** Maria, veja [aqui](https://x.com/a)", false).unwrap();
+    let sent = wait_sends(&stack, 1).await;
+    assert_eq!(
+        sent[0],
+        json!({"number": "5511999998888", "message": "*Olá* Maria, veja https://x.com/a", "source": "chatwoot"})
+    );
+    wait_tick_request(&stack, reply, "sent").await;
+    let sim = &stack.ryzeapi;
+    eventually("mark read", WAIT, || sim.requests("suporte").iter().any(|c| c.path.starts_with("/api/chat/markRead/")))
+        .await;
+    let mark =
+        stack.ryzeapi.requests("suporte").into_iter().find(|c| c.path.starts_with("/api/chat/markRead/")).unwrap();
+    assert_eq!(mark.body["messageId"], "3EB0CUST01");
+    // The echo of the send comes back over the link and is not posted to Chatwoot again.
+    actix_web::rt::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(stack.chatwoot.message_count(), 2);
+    assert_eq!(sends(&stack).len(), 1);
+}
+
+#[actix_web::test]
+async fn private_notes_and_the_bridges_own_messages_are_not_sent() {
+    let (stack, _id, display_id) = conversation(json!({})).await;
+    stack.chatwoot.agent_reply(display_id, "nota interna", true).unwrap();
+    stack.chatwoot.agent_reply(display_id, "para o cliente", false).unwrap();
+    let sent = wait_sends(&stack, 1).await;
+    actix_web::rt::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(sends(&stack).len(), 1);
+    assert_eq!(sent[0]["message"], "para o cliente");
+}
+
+#[actix_web::test]
+async fn duplicate_webhooks_send_once() {
+    let (stack, _id, display_id) = conversation(json!({})).await;
+    stack.chatwoot.set_webhook_duplicates(true);
+    stack.chatwoot.agent_reply(display_id, "uma vez só", false).unwrap();
+    wait_sends(&stack, 1).await;
+    actix_web::rt::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(sends(&stack).len(), 1);
+}
+
+#[actix_web::test]
+async fn signed_messages_quotes_and_attachments() {
+    let (stack, _id, display_id) = conversation(json!({"signMessages": true})).await;
+    let customer_message = stack.chatwoot.messages(display_id)[0].id;
+    stack.chatwoot.agent_reply_to(display_id, "respondendo", customer_message).unwrap();
+    let png = [0x89, b'P', b'N', b'G', 1, 2, 3];
+    stack.chatwoot.agent_reply_with_attachment(display_id, "a foto", false, "foto.png", "image/png", &png).unwrap();
+    let sent = wait_sends(&stack, 2).await;
+    let agent = stack.chatwoot.messages(display_id)[1].sender.clone();
+    let agent_name = match agent {
+        ryze_integrations::fakes::chatwoot::FakeSender::User { name, .. } => name,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(sent[0]["message"], format!("*{agent_name}:*\nrespondendo"));
+    assert_eq!(sent[0]["replyTo"], "3EB0CUST01");
+    assert_eq!(sent[1]["mediaType"], "image");
+    assert_eq!(sent[1]["mimeType"], "image/png");
+    assert_eq!(sent[1]["fileName"], "foto.png");
+    assert_eq!(sent[1]["message"], format!("*{agent_name}:*\na foto"));
+    use base64::Engine as _;
+    let expected = format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(png));
+    assert_eq!(sent[1]["mediaUrl"], expected, "the bytes downloaded through Chatwoot's redirect");
+}
+
+#[actix_web::test]
+async fn ryzeapi_down_for_a_while_delivers_in_order_afterwards() {
+    let (stack, id, display_id) = conversation(json!({})).await;
+    stack.ryzeapi.fail_next_sends(3, 503);
+    let replies: Vec<i64> =
+        (0..3).map(|n| stack.chatwoot.agent_reply(display_id, &format!("r{n}"), false).unwrap()).collect();
+    let sent = wait_sends(&stack, 3).await;
+    let texts: Vec<&str> = sent.iter().map(|s| s["message"].as_str().unwrap()).collect();
+    assert_eq!(texts, vec!["r0", "r1", "r2"]);
+    for reply in replies {
+        wait_tick_request(&stack, reply, "sent").await;
+    }
+    assert_eq!(stack.view(&id).await["queues"]["to_whatsapp_pending"], 0);
+}
+
+#[actix_web::test]
+async fn a_final_failure_shows_why_and_a_retry_sends_once_more() {
+    let (stack, id, display_id) = conversation(json!({})).await;
+    stack.ryzeapi.fail_next_sends(1, 400);
+    let reply = stack.chatwoot.agent_reply(display_id, "não vai", false).unwrap();
+    wait_status(&stack, reply, "failed").await;
+    assert_eq!(
+        stack.chatwoot.message(reply).unwrap().external_error.as_deref(),
+        Some("This number is not on WhatsApp")
+    );
+    assert_eq!(stack.view(&id).await["queues"]["failed"], 1);
+
+    assert!(stack.chatwoot.agent_retry(reply));
+    wait_tick_request(&stack, reply, "sent").await;
+    let sent = wait_sends(&stack, 1).await;
+    actix_web::rt::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(sends(&stack).len(), 1, "one more send, not two");
+    assert_eq!(sent[0]["message"], "não vai");
+}
+
+#[actix_web::test]
+async fn retries_run_out_into_a_plain_words_failure() {
+    let (stack, _id, display_id) = conversation(json!({})).await;
+    stack.ryzeapi.fail_next_sends(100, 503);
+    let reply = stack.chatwoot.agent_reply(display_id, "instância caída", false).unwrap();
+    wait_status(&stack, reply, "failed").await;
+    assert_eq!(
+        stack.chatwoot.message(reply).unwrap().external_error.as_deref(),
+        Some("The WhatsApp number is disconnected from RyzeAPI — reconnect it, then retry")
+    );
+}
+
+#[actix_web::test]
+async fn an_agent_delete_revokes_on_whatsapp() {
+    let (stack, _id, display_id) = conversation(json!({})).await;
+    let reply = stack.chatwoot.agent_reply(display_id, "apagar depois", false).unwrap();
+    wait_sends(&stack, 1).await;
+    wait_tick_request(&stack, reply, "sent").await;
+    let wa_id =
+        stack.ryzeapi.requests("suporte").into_iter().find(|c| c.path.starts_with("/api/message/text/")).unwrap();
+    assert!(stack.chatwoot.agent_delete(reply));
+    let sim = &stack.ryzeapi;
+    eventually("revoke", WAIT, || {
+        sim.requests("suporte").iter().any(|c| c.method == "DELETE" && c.path.starts_with("/api/chat/delete/"))
+    })
+    .await;
+    let revoke = stack.ryzeapi.requests("suporte").into_iter().find(|c| c.method == "DELETE").unwrap();
+    assert_eq!(revoke.body["deleteForEveryone"], true);
+    assert!(revoke.body["messageId"].as_str().unwrap().starts_with("3EB0"), "{wa_id:?}");
+    assert_eq!(revoke.status, 200, "the simulator knew that id");
+}
+
+#[actix_web::test]
+async fn typing_becomes_presence_and_receipts_become_ticks() {
+    let (stack, _id, display_id) = conversation(json!({})).await;
+    stack.chatwoot.agent_typing(display_id, true);
+    let sim = &stack.ryzeapi;
+    eventually("presence", WAIT, || sim.requests("suporte").iter().any(|c| c.path.starts_with("/api/chat/presence/")))
+        .await;
+    let presence =
+        stack.ryzeapi.requests("suporte").into_iter().find(|c| c.path.starts_with("/api/chat/presence/")).unwrap();
+    assert_eq!(
+        (presence.body["number"].as_str(), presence.body["state"].as_str()),
+        (Some("5511999998888"), Some("typing"))
+    );
+
+    let reply = stack.chatwoot.agent_reply(display_id, "recebeu?", false).unwrap();
+    wait_tick_request(&stack, reply, "sent").await;
+    let sent_id = stack
+        .ryzeapi
+        .sent_message_ids("suporte")
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("{:?}", stack.ryzeapi.requests("suporte")));
+    stack.ryzeapi.send_event("suporte", sim::status_event("suporte", &[&sent_id], "delivered", MARIA));
+    wait_tick_request(&stack, reply, "delivered").await;
+    stack.ryzeapi.send_event("suporte", sim::status_event("suporte", &[&sent_id], "read", MARIA));
+    wait_tick_request(&stack, reply, "read").await;
+    stack.ryzeapi.send_event("suporte", sim::status_event("suporte", &[&sent_id], "delivered", MARIA));
+    actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(stack.chatwoot.message(reply).unwrap().status, "read", "ticks never go backwards");
+}
+
+#[actix_web::test]
+async fn replies_while_paused_wait_and_go_out_on_resume() {
+    let (stack, id, display_id) = conversation(json!({})).await;
+    stack.bridge.call("POST", &format!("/v1/integrations/{id}/pause"), None).await;
+    stack.chatwoot.agent_reply(display_id, "durante a pausa", false).unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    while stack.view(&id).await["queues"]["to_whatsapp_pending"] != 1 {
+        assert!(std::time::Instant::now() < deadline, "stored while paused");
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+    assert!(sends(&stack).is_empty());
+    stack.bridge.call("POST", &format!("/v1/integrations/{id}/resume"), None).await;
+    let sent = wait_sends(&stack, 1).await;
+    assert_eq!(sent[0]["message"], "durante a pausa");
+}
+
+#[actix_web::test]
+async fn a_reply_acknowledged_before_a_crash_goes_out_exactly_once() {
+    let (mut stack, _id, display_id) = conversation(json!({})).await;
+    stack.ryzeapi.fail_next_sends(1000, 503);
+    let reply = stack.chatwoot.agent_reply(display_id, "sobrevive ao kill -9", false).unwrap();
+    let chatwoot = &stack.chatwoot;
+    eventually("webhook answered 200", WAIT, || {
+        chatwoot
+            .webhook_deliveries()
+            .iter()
+            .any(|d| d.event == "message_created" && d.body["id"] == reply && d.status == Some(200))
+    })
+    .await;
+    stack.bridge.kill();
+    stack.ryzeapi.fail_next_sends(0, 503);
+    stack.bridge.restart().await;
+    wait_sends(&stack, 1).await;
+    wait_tick_request(&stack, reply, "sent").await;
+    actix_web::rt::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(sends(&stack).len(), 1);
+}
+
+#[actix_web::test]
+async fn the_webhook_route_checks_id_secret_and_signature() {
+    let (stack, id, _display_id) = conversation(json!({})).await;
+    let inbox = stack.chatwoot.inboxes().into_iter().next().unwrap();
+    let secret = inbox.webhook_url.rsplit('/').next().unwrap().to_owned();
+    let body = json!({"event": "conversation_status_changed", "id": 1, "status": "resolved"}).to_string();
+    let post = |path: String, headers: Vec<(&'static str, String)>, body: String| async move {
+        let mut req = awc::Client::default().post(path).insert_header(("content-type", "application/json"));
+        for (k, v) in headers {
+            req = req.insert_header((k, v));
+        }
+        req.send_body(body).await.unwrap().status().as_u16()
+    };
+    let url = |id: &str, secret: &str| format!("{}/v1/webhooks/chatwoot/{id}/{secret}", stack.bridge.url);
+    let now = chrono::Utc::now().timestamp().to_string();
+    let good = ryze_integrations::fakes::chatwoot::sign_webhook(&inbox.secret, &now, body.as_bytes());
+    assert_eq!(
+        post(
+            url(&id, &secret),
+            vec![("x-chatwoot-timestamp", now.clone()), ("x-chatwoot-signature", good.clone())],
+            body.clone()
+        )
+        .await,
+        200
+    );
+    assert_eq!(
+        post(
+            url(&id, "wrong-secret"),
+            vec![("x-chatwoot-timestamp", now.clone()), ("x-chatwoot-signature", good.clone())],
+            body.clone()
+        )
+        .await,
+        404
+    );
+    assert_eq!(post(url("int_unknown", &secret), vec![], body.clone()).await, 404);
+    assert_eq!(post(url(&id, &secret), vec![], body.clone()).await, 401, "unsigned");
+    let bad = ryze_integrations::fakes::chatwoot::sign_webhook("not-the-secret", &now, body.as_bytes());
+    assert_eq!(
+        post(
+            url(&id, &secret),
+            vec![("x-chatwoot-timestamp", now.clone()), ("x-chatwoot-signature", bad)],
+            body.clone()
+        )
+        .await,
+        401
+    );
+    let stale = (chrono::Utc::now().timestamp() - 600).to_string();
+    let stale_sig = ryze_integrations::fakes::chatwoot::sign_webhook(&inbox.secret, &stale, body.as_bytes());
+    assert_eq!(
+        post(
+            url(&id, &secret),
+            vec![("x-chatwoot-timestamp", stale), ("x-chatwoot-signature", stale_sig)],
+            body.clone()
+        )
+        .await,
+        401
+    );
+    let tampered = body.replace("resolved", "open");
+    assert_eq!(
+        post(url(&id, &secret), vec![("x-chatwoot-timestamp", now), ("x-chatwoot-signature", good)], tampered).await,
+        401
+    );
+}
