@@ -332,3 +332,27 @@ async fn the_webhook_route_checks_id_secret_and_signature() {
         401
     );
 }
+
+#[actix_web::test]
+async fn while_ryzeapi_is_down_altogether_replies_wait_without_failing() {
+    let (stack, id, display_id) = conversation(json!({})).await;
+    // RyzeAPI goes away: the link drops and sends fail, longer than the attempts would last.
+    stack.ryzeapi.refuse_upgrades(Some(503));
+    stack.ryzeapi.drop_connections("suporte");
+    stack.ryzeapi.fail_next_sends(1000, 503);
+    let deadline = std::time::Instant::now() + WAIT;
+    while stack.view(&id).await["connection"]["state"] == "connected" {
+        assert!(std::time::Instant::now() < deadline, "the link notices RyzeAPI is gone");
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    let reply = stack.chatwoot.agent_reply(display_id, "espera o RyzeAPI", false).unwrap();
+    actix_web::rt::time::sleep(Duration::from_millis(3500)).await;
+    assert_eq!(stack.chatwoot.message(reply).unwrap().status, "sent", "not failed while RyzeAPI is down");
+    assert_eq!(stack.view(&id).await["queues"]["to_whatsapp_pending"], 1);
+    // RyzeAPI is back.
+    stack.ryzeapi.fail_next_sends(0, 503);
+    stack.ryzeapi.refuse_upgrades(None);
+    let sent = wait_sends(&stack, 1).await;
+    assert_eq!(sent[0]["message"], "espera o RyzeAPI");
+    wait_tick_request(&stack, reply, "sent").await;
+}

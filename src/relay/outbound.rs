@@ -3,7 +3,8 @@
 //! A `send` (or `retry-N`) job sends the agent's text, or each attachment as media (text as the caption
 //! of the first), records the WhatsApp id ↔ Chatwoot id mapping, sets the `sent` tick and marks the
 //! customer's messages read. Parts already accepted are remembered on the job, so a replay resumes after
-//! them. Retryable failures wait and try again (up to [`MAX_ATTEMPTS`]); a final failure sets the
+//! them. Retryable failures wait and try again (up to [`MAX_ATTEMPTS`] while the RyzeAPI link is up;
+//! without limit while RyzeAPI is down altogether); a final failure sets the
 //! `failed` tick with the reason in plain words. A `delete` job revokes the message on WhatsApp.
 
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use super::format::markdown_to_whatsapp;
 use super::inbound::{RelayContext, Step, on_chatwoot_error, store_failed};
 use crate::chatwoot::webhook::{WebhookAttachment, WebhookEvent, WebhookMessage};
 use crate::chatwoot::{ChatwootClient, Failure};
+use crate::integrations::live::LinkState;
 use crate::ryzeapi::client::{Media, RyzeApiClient, SendError};
 use crate::ryzeapi::event::canonical_jid;
 use crate::state::Shared;
@@ -65,14 +67,17 @@ pub async fn process(shared: Arc<Shared>, relay: Arc<RelayContext>, http: Option
         Ok(()) | Err(Outcome::Done) => Outcome::Done,
         Err(outcome) => outcome,
     };
-    // A retryable failure that keeps failing becomes final.
+    // A retryable failure that keeps failing becomes final — but not while RyzeAPI is unreachable as a
+    // whole (its link is down too): then replies wait, however long the outage, and go out in order.
+    let ryzeapi_down = relay.live.snapshot().state != LinkState::Connected;
     let outcome = match outcome {
-        Outcome::Retry { error, .. } if job.attempts + 1 >= MAX_ATTEMPTS => Outcome::Failed(error),
+        Outcome::Retry { error, .. } if !ryzeapi_down && job.attempts + 1 >= MAX_ATTEMPTS => Outcome::Failed(error),
         Outcome::Retry { after, error } => {
             let (min, max) = shared.settings.relay_retry;
-            let exponent = u32::try_from(job.attempts.clamp(0, 16)).unwrap_or(16);
+            let attempts = if ryzeapi_down { job.attempts } else { job.attempts + 1 };
+            let exponent = u32::try_from(attempts.clamp(0, 16)).unwrap_or(16);
             let backoff = min.saturating_mul(2u32.saturating_pow(exponent)).min(max);
-            if let Err(e) = store::jobs::record_attempt(db, job.id, job.attempts + 1, &error).await {
+            if let Err(e) = store::jobs::record_attempt(db, job.id, attempts, &error).await {
                 return store_failed(e);
             }
             return Outcome::Retry { after: after.max(backoff), error };
