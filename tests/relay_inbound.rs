@@ -372,3 +372,65 @@ async fn an_existing_contact_is_linked_not_duplicated() {
     assert_eq!(stack.chatwoot.contact_count(), 1, "linked to the existing contact");
     assert_eq!(stack.chatwoot.conversations()[0].contact_id, stack.chatwoot.contacts()[0].id);
 }
+
+#[actix_web::test]
+async fn media_arrives_as_real_attachments() {
+    use base64::Engine as _;
+    let (stack, _id) = connected_stack(json!({})).await;
+    let jpeg = [0xFF, 0xD8, 0xFF, 0xE0, 1, 2, 3, 4];
+    let image = json!({"type": "image", "media": {"type": "image", "mimeType": "image/jpeg", "caption": "*nota* fiscal",
+        "base64": base64::engine::general_purpose::STANDARD.encode(jpeg)}});
+    let message = |id: &str, body: Value| {
+        sim::message(
+            "suporte",
+            json!({"id": id, "direction": "incoming", "chat": {"jid": MARIA, "type": "private"},
+            "sender": {"jid": MARIA, "name": "Maria"}, "message": body}),
+        )
+    };
+    stack.ryzeapi.send_event("suporte", message("3EB0M001", image));
+    // A voice note whose bytes RyzeAPI has not stored yet: fetched from its base64 endpoint on a retry.
+    stack.ryzeapi.send_event(
+        "suporte",
+        message(
+            "3EB0M002",
+            json!({"type": "ptt", "media": {"mimetype": "audio/ogg; codecs=opus", "isVoiceNote": true}}),
+        ),
+    );
+    actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+    let ogg = b"OggS-voice";
+    stack.ryzeapi.put_media("suporte", "3EB0M002", &base64::engine::general_purpose::STANDARD.encode(ogg), "audio/ogg");
+    let pdf = b"%PDF-1.7 test";
+    stack.ryzeapi.send_event(
+        "suporte",
+        message(
+            "3EB0M003",
+            json!({"type": "document", "media": {"mimeType": "application/pdf",
+        "fileName": "boleto ../../x.pdf", "base64": base64::engine::general_purpose::STANDARD.encode(pdf)}}),
+        ),
+    );
+    wait_messages(&stack, 3).await;
+    let conversation = stack.chatwoot.conversations().into_iter().next().unwrap();
+    let messages = stack.chatwoot.messages(conversation.display_id);
+    assert_eq!(messages[0].content.as_deref(), Some("**nota** fiscal"), "the caption is the text");
+    let photo = &messages[0].attachments[0];
+    assert_eq!(
+        (photo.file_type.as_str(), photo.content_type.as_str(), photo.byte_size),
+        ("image", "image/jpeg", jpeg.len())
+    );
+    let voice = &messages[1].attachments[0];
+    assert_eq!(
+        (voice.file_type.as_str(), voice.content_type.as_str(), voice.byte_size),
+        ("audio", "audio/ogg", ogg.len())
+    );
+    assert!(
+        stack
+            .ryzeapi
+            .requests("suporte")
+            .iter()
+            .any(|c| c.path.starts_with("/api/chat/base64/suporte?messageId=3EB0M002") && c.status == 404)
+    );
+    let document = &messages[2].attachments[0];
+    assert_eq!((document.file_type.as_str(), document.byte_size), ("file", pdf.len()));
+    assert_eq!(document.file_name, "boleto ....x.pdf", "no path separators survive");
+    assert!(stack.chatwoot.violations().is_empty(), "{:?}", stack.chatwoot.violations());
+}

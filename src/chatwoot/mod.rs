@@ -6,7 +6,7 @@ pub mod dto;
 mod error;
 pub mod webhook;
 
-pub use client::{ChatwootClient, ChatwootTarget};
+pub use client::{ChatwootClient, ChatwootTarget, Upload};
 pub use error::{ChatwootError, Failure};
 
 /// Whether a dotted Chatwoot version (`4.15.1`) is at least `(major, minor)`. Unparsable parts count as 0.

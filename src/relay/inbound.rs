@@ -63,10 +63,15 @@ pub async fn process(shared: Arc<Shared>, relay: Arc<RelayContext>, http: Option
     let Some(http) = http else {
         return Outcome::Retry { after: Duration::from_secs(1), error: "no HTTP client".into() };
     };
-    let chatwoot =
-        ChatwootClient::new(http, relay.chatwoot.clone(), shared.settings.chatwoot_timeout, shared.metrics.clone());
+    let chatwoot = ChatwootClient::new(
+        http.clone(),
+        relay.chatwoot.clone(),
+        shared.settings.chatwoot_timeout,
+        shared.metrics.clone(),
+    );
+    let media = MediaSource { http: &http, relay: &relay, shared: &shared, attempts: row.attempts };
     let outcome = match Envelope::parse(&row.payload) {
-        Ok(envelope) => relay_event(&services.db, &relay, &chatwoot, &envelope).await,
+        Ok(envelope) => relay_event(&services.db, &relay, &chatwoot, &media, &envelope).await,
         Err(e) => Outcome::Failed(format!("stored frame is unreadable: {e}")),
     };
     record(shared.as_ref(), services, &relay, row.id, row.attempts, outcome).await
@@ -114,10 +119,13 @@ async fn relay_event(
     db: &DatabaseConnection,
     relay: &RelayContext,
     chatwoot: &ChatwootClient,
+    media: &MediaSource<'_>,
     envelope: &Envelope,
 ) -> Outcome {
     match envelope.event.as_str() {
-        "message.exchange" => relay_message(db, relay, chatwoot, &MessageExchange::from_data(&envelope.data)).await,
+        "message.exchange" => {
+            relay_message(db, relay, chatwoot, media, &MessageExchange::from_data(&envelope.data)).await
+        }
         "message.status" => relay_receipt(db, relay, chatwoot, &envelope.data).await,
         other => {
             tracing::debug!(integration_id = %relay.integration_id, event = other, "event kind not relayed yet");
@@ -206,9 +214,10 @@ async fn relay_message(
     db: &DatabaseConnection,
     relay: &RelayContext,
     chatwoot: &ChatwootClient,
+    media: &MediaSource<'_>,
     message: &MessageExchange,
 ) -> Outcome {
-    match relay_message_steps(db, relay, chatwoot, message).await {
+    match relay_message_steps(db, relay, chatwoot, media, message).await {
         Ok(()) | Err(Outcome::Done) => Outcome::Done,
         Err(outcome) => outcome,
     }
@@ -218,6 +227,7 @@ async fn relay_message_steps(
     db: &DatabaseConnection,
     relay: &RelayContext,
     chatwoot: &ChatwootClient,
+    media: &MediaSource<'_>,
     message: &MessageExchange,
 ) -> Step<()> {
     if message.is_own_echo() {
@@ -248,6 +258,12 @@ async fn relay_message_steps(
     }
     let Action::Post(rendered) = action else { return Ok(()) };
 
+    // The file, when the message carries one (fetched before anything is created, so that "not stored
+    // yet" simply retries).
+    let file = match &rendered.media_caption {
+        Some(_) => media.fetch(message).await?,
+        None => None,
+    };
     let chat = ensure_chat(db, relay, message, &chat_key, is_group).await?;
     let chat = ensure_contact(db, relay, chatwoot, chat, message).await?;
     let (mut conversation_id, was_resolved) = ensure_conversation(db, relay, chatwoot, &chat).await?;
@@ -274,22 +290,35 @@ async fn relay_message_steps(
     if let Some(quoted) = &rendered.reply_to {
         attributes.insert("in_reply_to_external_id".into(), json!(format!("{SOURCE_PREFIX}{quoted}")));
     }
+    let content = match (&file, &rendered.media_caption) {
+        (Some(_), Some(caption)) => caption.as_str(),
+        _ => rendered.content.as_str(),
+    };
     let body = NewMessage {
-        content: &rendered.content,
+        content,
         message_type: direction,
         private: false,
         source_id: &source_id,
         content_attributes: attributes,
     };
     store::messages::mark_attempted(db, mapping.id, conversation_id).await.map_err(store_failed)?;
-    let created = match chatwoot.create_message(conversation_id, &body).await {
+    let post = |conversation_id: i64| {
+        let (body, file) = (&body, &file);
+        async move {
+            match file {
+                Some(file) => chatwoot.create_message_with_file(conversation_id, body, &file.upload()).await,
+                None => chatwoot.create_message(conversation_id, body).await,
+            }
+        }
+    };
+    let created = match post(conversation_id).await {
         Ok(created) => created,
         Err(e) if e.failure() == Failure::NotFound => {
             // The conversation was deleted in Chatwoot: forget it, open a new one, try once more.
             let chat = store::chats::set_conversation(db, chat.id, None).await.map_err(store_failed)?;
             conversation_id = ensure_conversation(db, relay, chatwoot, &chat).await?.0;
             store::messages::mark_attempted(db, mapping.id, conversation_id).await.map_err(store_failed)?;
-            chatwoot.create_message(conversation_id, &body).await.map_err(|e| on_chatwoot_error(&e))?
+            post(conversation_id).await.map_err(|e| on_chatwoot_error(&e))?
         }
         Err(e) => return Err(on_chatwoot_error(&e)),
     };
@@ -428,6 +457,136 @@ async fn revoke(db: &DatabaseConnection, relay: &RelayContext, chatwoot: &Chatwo
     }
 }
 
+/// Where a message's media comes from: inline base64, a plain `s3Url`, or RyzeAPI's base64 endpoint.
+pub(crate) struct MediaSource<'a> {
+    pub http: &'a awc::Client,
+    pub relay: &'a RelayContext,
+    pub shared: &'a Shared,
+    /// Attempts so far for this event: after [`MEDIA_ATTEMPTS`] the message is posted without its file.
+    pub attempts: i32,
+}
+
+/// Attempts to get a message's media before posting it as a labelled placeholder instead.
+const MEDIA_ATTEMPTS: i32 = 6;
+const MAX_MEDIA_BYTES: usize = 64 * 1024 * 1024;
+
+/// A downloaded file.
+pub(crate) struct MediaFile {
+    bytes: Vec<u8>,
+    mime: String,
+    file_name: String,
+    voice: bool,
+}
+
+impl MediaFile {
+    fn upload(&self) -> crate::chatwoot::Upload<'_> {
+        crate::chatwoot::Upload {
+            file_name: &self.file_name,
+            content_type: &self.mime,
+            bytes: &self.bytes,
+            voice: self.voice,
+        }
+    }
+}
+
+impl MediaSource<'_> {
+    /// The message's file; `Ok(None)` when it cannot be had (then the labelled placeholder is posted).
+    async fn fetch(&self, message: &MessageExchange) -> Step<Option<MediaFile>> {
+        use base64::Engine as _;
+        let media = message.body.get("media").cloned().unwrap_or(Value::Null);
+        let text = |keys: &[&str]| {
+            keys.iter().find_map(|k| media.get(*k).and_then(Value::as_str)).filter(|s| !s.is_empty()).map(str::to_owned)
+        };
+        let mut mime = text(&["mimeType", "mimetype", "mime_type"]);
+        let bytes = if let Some(inline) = text(&["base64"]) {
+            let data = inline.split_once("base64,").map_or(inline.as_str(), |(_, d)| d);
+            base64::engine::general_purpose::STANDARD.decode(data.trim()).ok()
+        } else {
+            None
+        };
+        let bytes = match bytes {
+            Some(bytes) => Some(bytes),
+            None => match text(&["s3Url"]) {
+                Some(url) => self.download(&url).await,
+                None => None,
+            },
+        };
+        let bytes = match bytes {
+            Some(bytes) => bytes,
+            None => {
+                let ryzeapi = crate::ryzeapi::client::RyzeApiClient::new(
+                    self.http.clone(),
+                    &self.relay.ryzeapi_url,
+                    &self.relay.instance,
+                    self.relay.instance_token.clone(),
+                    self.shared.settings.chatwoot_timeout,
+                    self.shared.metrics.clone(),
+                );
+                match ryzeapi.fetch_media(&message.id).await {
+                    Ok((bytes, reported)) => {
+                        mime = mime.or(reported);
+                        bytes
+                    }
+                    Err(e @ crate::ryzeapi::client::SendError::Retryable { .. })
+                        if self.attempts + 1 < MEDIA_ATTEMPTS =>
+                    {
+                        return Err(Outcome::Retry { after: Duration::ZERO, error: format!("media: {e}") });
+                    }
+                    Err(e) => {
+                        tracing::warn!(integration_id = %self.relay.integration_id, error = %e, "media unavailable; posting a placeholder");
+                        return Ok(None);
+                    }
+                }
+            }
+        };
+        if bytes.is_empty() || bytes.len() > MAX_MEDIA_BYTES {
+            return Ok(None);
+        }
+        let mime = mime
+            .map(|m| m.split(';').next().unwrap_or(&m).trim().to_owned())
+            .unwrap_or_else(|| default_mime(&message.kind).to_owned());
+        let voice = message.kind == "ptt" || media.get("isVoiceNote").and_then(Value::as_bool) == Some(true);
+        let file_name = text(&["fileName", "filename", "file_name"])
+            .map(|n| n.chars().filter(|c| !matches!(c, '/' | '\\' | '\0')).collect::<String>())
+            .filter(|n| !n.trim_start_matches('.').is_empty())
+            .unwrap_or_else(|| format!("{}.{}", message.kind, extension(&mime)));
+        Ok(Some(MediaFile { bytes, mime, file_name, voice }))
+    }
+
+    async fn download(&self, url: &str) -> Option<Vec<u8>> {
+        let mut response = self.http.get(url).timeout(self.shared.settings.chatwoot_timeout).send().await.ok()?;
+        if !response.status().is_success() {
+            return None;
+        }
+        response.body().limit(MAX_MEDIA_BYTES).await.ok().map(|b| b.to_vec())
+    }
+}
+
+fn default_mime(kind: &str) -> &'static str {
+    match kind {
+        "image" => "image/jpeg",
+        "sticker" => "image/webp",
+        "video" | "ptv" => "video/mp4",
+        "audio" | "ptt" => "audio/ogg",
+        _ => "application/octet-stream",
+    }
+}
+
+fn extension(mime: &str) -> &'static str {
+    match mime {
+        "image/jpeg" => "jpg",
+        "image/png" => "png",
+        "image/webp" => "webp",
+        "image/gif" => "gif",
+        "video/mp4" => "mp4",
+        "audio/ogg" => "ogg",
+        "audio/mpeg" => "mp3",
+        "audio/mp4" => "m4a",
+        "application/pdf" => "pdf",
+        _ => "bin",
+    }
+}
+
 /// What a WhatsApp message becomes in Chatwoot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -438,9 +597,12 @@ pub enum Action {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rendered {
+    /// The text when no file is attached (for media: a label and the caption).
     pub content: String,
     /// WhatsApp id of the message this one answers, reacts to or edits.
     pub reply_to: Option<String>,
+    /// For media: the text to send *with* the file (the caption, after any group sender line).
+    pub media_caption: Option<String>,
 }
 
 /// Renders any message type as Chatwoot text; nothing is dropped (unknown types become a placeholder).
@@ -455,6 +617,7 @@ pub fn render(message: &MessageExchange, is_group: bool) -> Action {
         value.as_str().filter(|s| !s.is_empty()).map(str::to_owned)
     };
     let mut reply_to = message.quoted_id.clone();
+    let mut media_caption = None;
     let content = match message.kind.as_str() {
         "text" | "extended_text" => text.unwrap_or_default(),
         "image" | "video" | "audio" | "ptt" | "ptv" | "document" | "sticker" => {
@@ -471,6 +634,7 @@ pub fn render(message: &MessageExchange, is_group: bool) -> Action {
                 ),
             };
             let caption = str_at(&["media", "caption"]).map(|c| whatsapp_to_markdown(&c)).or(text);
+            media_caption = Some(caption.clone().unwrap_or_default());
             match caption {
                 Some(caption) => format!("{label}\n{caption}"),
                 None => label,
@@ -512,7 +676,11 @@ pub fn render(message: &MessageExchange, is_group: bool) -> Action {
                 str_at(&["edit", "original_id"]).or_else(|| str_at(&["edit", "messageId"])).or(reply_to.clone());
             return match target {
                 Some(target) => Action::Revoke(target),
-                None => Action::Post(Rendered { content: "🚫 A message was deleted".into(), reply_to: None }),
+                None => Action::Post(Rendered {
+                    content: "🚫 A message was deleted".into(),
+                    reply_to: None,
+                    media_caption: None,
+                }),
             };
         }
         "poll" | "poll_creation" => {
@@ -545,16 +713,19 @@ pub fn render(message: &MessageExchange, is_group: bool) -> Action {
             format!("[WhatsApp message of type `{other}`]{shown}")
         }
     };
-    let content = if is_group && message.direction != "outgoing" {
+    let sender_line = (is_group && message.direction != "outgoing").then(|| {
         let sender = message.sender.name.clone().unwrap_or_else(|| "Unknown".into());
         match message.sender.jid.as_deref().and_then(identity::phone_number) {
-            Some(phone) => format!("**{sender}** ({phone}):\n{content}"),
-            None => format!("**{sender}**:\n{content}"),
+            Some(phone) => format!("**{sender}** ({phone}):"),
+            None => format!("**{sender}**:"),
         }
-    } else {
-        content
+    });
+    let with_sender = |text: String| match &sender_line {
+        Some(line) if text.is_empty() => line.clone(),
+        Some(line) => format!("{line}\n{text}"),
+        None => text,
     };
-    Action::Post(Rendered { content, reply_to })
+    Action::Post(Rendered { content: with_sender(content), reply_to, media_caption: media_caption.map(with_sender) })
 }
 
 /// vCards (one or several) as readable text: name and numbers.

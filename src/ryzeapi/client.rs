@@ -133,6 +133,41 @@ impl RyzeApiClient {
         self.call("presence", Method::POST, &format!("/api/chat/presence/{}", self.instance), body).await.map(|_| ())
     }
 
+    /// A received message's media from `GET /api/chat/base64/<instance>?messageId=` (404: not stored yet,
+    /// retryable). Returns the bytes and the MIME type RyzeAPI reports.
+    pub async fn fetch_media(&self, message_id: &str) -> Result<(Vec<u8>, Option<String>), SendError> {
+        use base64::Engine as _;
+        let query: String =
+            url::form_urlencoded::Serializer::new(String::new()).append_pair("messageId", message_id).finish();
+        let path = format!("/api/chat/base64/{}?{query}", self.instance);
+        let started = Instant::now();
+        let url = format!("{}{path}", self.base_url);
+        let sent = self.http.get(&url).insert_header(("token", self.token.expose())).timeout(self.timeout).send().await;
+        let mut response = sent.map_err(|e| SendError::Retryable { detail: e.to_string(), after: None })?;
+        let status = response.status().as_u16();
+        let bytes = response.body().limit(96 * 1024 * 1024).await.map_err(|e| SendError::Retryable {
+            detail: format!("reading RyzeAPI's answer failed: {e}"),
+            after: None,
+        })?;
+        self.metrics.observe_call("ryzeapi", "fetch_media", &status.to_string(), started.elapsed());
+        if status == 404 {
+            return Err(SendError::Retryable { detail: "media not stored yet (HTTP 404)".into(), after: None });
+        }
+        let answer: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        if !(200..300).contains(&status) {
+            let text = answer.get("error").and_then(|e| e.get("message")).and_then(Value::as_str).unwrap_or("");
+            return Err(classify(status, text, None));
+        }
+        let pick =
+            |key: &str| answer.get("data").and_then(|d| d.get(key)).or_else(|| answer.get(key)).and_then(Value::as_str);
+        let encoded = pick("base64").ok_or_else(|| SendError::Final { reason: "RyzeAPI returned no media".into() })?;
+        let encoded = encoded.split_once("base64,").map_or(encoded, |(_, data)| data);
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded.trim())
+            .map_err(|e| SendError::Final { reason: format!("RyzeAPI returned unreadable media ({e})") })?;
+        Ok((decoded, pick("mimetype").or_else(|| pick("mime_type")).map(str::to_owned)))
+    }
+
     async fn call(&self, operation: &'static str, method: Method, path: &str, body: Value) -> Result<Value, SendError> {
         let started = Instant::now();
         let result = self.exchange(method, path, body).await;
