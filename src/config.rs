@@ -12,8 +12,10 @@ use std::time::Duration;
 use crate::crypto::EncryptionKey;
 use crate::secret::Secret;
 
-const TOKEN_FILE: &str = "bridge.token";
-const KEY_FILE: &str = "bridge.key";
+/// File in the data dir holding the generated bridge token.
+pub const TOKEN_FILE: &str = "bridge.token";
+/// File in the data dir holding the generated encryption key.
+pub const KEY_FILE: &str = "bridge.key";
 const DEFAULT_PORT: u16 = 8080;
 
 /// Everything the bridge reads from its environment.
@@ -153,7 +155,7 @@ impl Settings {
         let ryzeapi_url = get("RYZEAPI_URL").map(|u| parse_http_url("RYZEAPI_URL", &u)).transpose()?;
         let database_url = match get("DATABASE_URL") {
             Some(url) => validate_database_url(&url)?,
-            None => format!("sqlite://{}?mode=rwc", data_dir.join("bridge.db").display()),
+            None => default_database_url(&data_dir),
         };
 
         let encryption_key =
@@ -217,6 +219,11 @@ impl Settings {
             generated,
         })
     }
+}
+
+/// The embedded default database: a SQLite file in the data dir.
+pub fn default_database_url(data_dir: &Path) -> String {
+    format!("sqlite://{}?mode=rwc", data_dir.join("bridge.db").display())
 }
 
 /// Validates an http(s) base URL and removes one trailing `/`.

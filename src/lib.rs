@@ -8,6 +8,7 @@
 pub mod chatwoot;
 pub mod config;
 pub mod crypto;
+pub mod doctor;
 pub mod error;
 pub mod fakes;
 pub mod http;

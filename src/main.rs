@@ -1,4 +1,5 @@
-//! The `ryze-integrations` binary: load settings, set up logging, run.
+//! The `ryze-integrations` binary: load settings, set up logging, run. `ryze-integrations doctor …` checks
+//! the wiring instead (see `docs/doctor.md`).
 
 use std::process::ExitCode;
 
@@ -8,6 +9,12 @@ use ryze_integrations::config::Settings;
 async fn main() -> ExitCode {
     // One TLS provider for the whole process (see docs: awc's connector needs one to be chosen).
     let _ = rustls::crypto::ring::default_provider().install_default();
+    // `args_os`: arguments other than `doctor` stay ignored, whatever their encoding.
+    let mut args = std::env::args_os().skip(1);
+    if args.next().is_some_and(|first| first == "doctor") {
+        let rest: Vec<String> = args.map(|a| a.to_string_lossy().into_owned()).collect();
+        return ryze_integrations::doctor::run(&rest).await;
+    }
     let settings = match Settings::from_env() {
         Ok(settings) => settings,
         Err(e) => {
