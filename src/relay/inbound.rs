@@ -22,7 +22,7 @@ use crate::chatwoot::{ChatwootClient, ChatwootError, ChatwootTarget, Failure};
 use crate::integrations::live::Live;
 use crate::integrations::status;
 use crate::relay::Outcome;
-use crate::ryzeapi::event::{Envelope, MessageExchange};
+use crate::ryzeapi::event::{Envelope, MessageExchange, Party};
 use crate::state::{Services, Shared};
 use crate::store;
 use crate::store::events::PENDING;
@@ -71,7 +71,7 @@ pub async fn process(shared: Arc<Shared>, relay: Arc<RelayContext>, http: Option
     );
     let media = MediaSource { http: &http, relay: &relay, shared: &shared, attempts: row.attempts };
     let outcome = match Envelope::parse(&row.payload) {
-        Ok(envelope) => relay_event(&services.db, &relay, &chatwoot, &media, &envelope).await,
+        Ok(envelope) => relay_event(&services.db, &relay, &chatwoot, &media, &envelope, row.id).await,
         Err(e) => Outcome::Failed(format!("stored frame is unreadable: {e}")),
     };
     record(shared.as_ref(), services, &relay, row.id, row.attempts, outcome).await
@@ -121,8 +121,10 @@ async fn relay_event(
     chatwoot: &ChatwootClient,
     media: &MediaSource<'_>,
     envelope: &Envelope,
+    row_id: i64,
 ) -> Outcome {
     match envelope.event.as_str() {
+        "instance.state" => super::status::instance_state(db, relay, chatwoot, &envelope.data, row_id).await,
         "message.exchange" => {
             relay_message(db, relay, chatwoot, media, &MessageExchange::from_data(&envelope.data)).await
         }
@@ -265,16 +267,48 @@ async fn relay_message_steps(
         None => None,
     };
     let chat = ensure_chat(db, relay, message, &chat_key, is_group).await?;
-    let chat = ensure_contact(db, relay, chatwoot, chat, message).await?;
-    let (mut conversation_id, was_resolved) = ensure_conversation(db, relay, chatwoot, &chat).await?;
+    let chat = ensure_contact(db, relay, chatwoot, chat, &message.chat).await?;
+    let mut attributes = Map::new();
+    if let Some(quoted) = &rendered.reply_to {
+        attributes.insert("in_reply_to_external_id".into(), json!(format!("{SOURCE_PREFIX}{quoted}")));
+    }
+    let content = match (&file, &rendered.media_caption) {
+        (Some(_), Some(caption)) => caption.as_str(),
+        _ => rendered.content.as_str(),
+    };
     let direction = if message.direction == "outgoing" { "outgoing" } else { "incoming" };
-    let mapping = store::messages::begin(db, &relay.integration_id, &message.id, chat.id, direction, conversation_id)
-        .await
-        .map_err(store_failed)?;
+    let post = Post { wa_id: &message.id, direction, content, attributes, file: file.as_ref() };
+    post_once(db, relay, chatwoot, &chat, post).await
+}
+
+/// One message to create in a chat's conversation.
+pub(crate) struct Post<'a> {
+    /// The WhatsApp id (or another unique key) the message is created under, once.
+    pub wa_id: &'a str,
+    pub direction: &'a str,
+    pub content: &'a str,
+    pub attributes: Map<String, Value>,
+    pub file: Option<&'a MediaFile>,
+}
+
+/// Creates the message in the chat's conversation exactly once: a `message_map` row is written first; a
+/// replay of a creation whose outcome is unknown looks the message up by `source_id` before posting.
+pub(crate) async fn post_once(
+    db: &DatabaseConnection,
+    relay: &RelayContext,
+    chatwoot: &ChatwootClient,
+    chat: &chat::Model,
+    post: Post<'_>,
+) -> Step<()> {
+    let (mut conversation_id, was_resolved) = ensure_conversation(db, relay, chatwoot, chat).await?;
+    let mapping =
+        store::messages::begin(db, &relay.integration_id, post.wa_id, chat.id, post.direction, conversation_id)
+            .await
+            .map_err(store_failed)?;
     if mapping.state == store::messages::CREATED {
         return Ok(());
     }
-    let source_id = format!("{SOURCE_PREFIX}{}", message.id);
+    let source_id = format!("{SOURCE_PREFIX}{}", post.wa_id);
     // A replay of a message whose creation may have happened: look before creating again.
     if let Some(previous_conversation) = mapping.conversation_id.filter(|_| mapping.state == store::messages::ATTEMPTED)
     {
@@ -286,24 +320,16 @@ async fn relay_message_steps(
             return Ok(());
         }
     }
-    let mut attributes = Map::new();
-    if let Some(quoted) = &rendered.reply_to {
-        attributes.insert("in_reply_to_external_id".into(), json!(format!("{SOURCE_PREFIX}{quoted}")));
-    }
-    let content = match (&file, &rendered.media_caption) {
-        (Some(_), Some(caption)) => caption.as_str(),
-        _ => rendered.content.as_str(),
-    };
     let body = NewMessage {
-        content,
-        message_type: direction,
+        content: post.content,
+        message_type: post.direction,
         private: false,
         source_id: &source_id,
-        content_attributes: attributes,
+        content_attributes: post.attributes,
     };
     store::messages::mark_attempted(db, mapping.id, conversation_id).await.map_err(store_failed)?;
-    let post = |conversation_id: i64| {
-        let (body, file) = (&body, &file);
+    let create = |conversation_id: i64| {
+        let (body, file) = (&body, post.file);
         async move {
             match file {
                 Some(file) => chatwoot.create_message_with_file(conversation_id, body, &file.upload()).await,
@@ -311,19 +337,19 @@ async fn relay_message_steps(
             }
         }
     };
-    let created = match post(conversation_id).await {
+    let created = match create(conversation_id).await {
         Ok(created) => created,
         Err(e) if e.failure() == Failure::NotFound => {
             // The conversation was deleted in Chatwoot: forget it, open a new one, try once more.
             let chat = store::chats::set_conversation(db, chat.id, None).await.map_err(store_failed)?;
             conversation_id = ensure_conversation(db, relay, chatwoot, &chat).await?.0;
             store::messages::mark_attempted(db, mapping.id, conversation_id).await.map_err(store_failed)?;
-            post(conversation_id).await.map_err(|e| on_chatwoot_error(&e))?
+            create(conversation_id).await.map_err(|e| on_chatwoot_error(&e))?
         }
         Err(e) => return Err(on_chatwoot_error(&e)),
     };
     store::messages::complete(db, mapping.id, created.id, conversation_id).await.map_err(store_failed)?;
-    if was_resolved && direction == "incoming" {
+    if was_resolved && post.direction == "incoming" {
         // Chatwoot reopens a resolved conversation on an incoming message.
         store::chats::set_conversation(db, chat.id, Some((conversation_id, "open"))).await.map_err(store_failed)?;
     }
@@ -360,12 +386,12 @@ async fn ensure_chat(
 
 /// The chat's Chatwoot contact (and contact_inbox), created once. A contact Chatwoot already has (same
 /// phone or identifier, e.g. from another inbox) is linked instead.
-async fn ensure_contact(
+pub(crate) async fn ensure_contact(
     db: &DatabaseConnection,
     relay: &RelayContext,
     chatwoot: &ChatwootClient,
     chat: chat::Model,
-    message: &MessageExchange,
+    party: &Party,
 ) -> Step<chat::Model> {
     if chat.contact_id.is_some() {
         return Ok(chat);
@@ -373,10 +399,10 @@ async fn ensure_contact(
     let source_id = chat.chat_key.clone();
     let phone = (chat.kind == "private").then(|| identity::phone_number(&chat.chat_key)).flatten();
     let mut custom = Map::new();
-    if let Some(jid) = &message.chat.jid {
+    if let Some(jid) = &party.jid {
         custom.insert("whatsapp_jid".into(), json!(jid));
     }
-    if let Some(lid) = &message.chat.lid {
+    if let Some(lid) = &party.lid {
         custom.insert("whatsapp_lid".into(), json!(lid));
     }
     let new_contact = NewContact {
@@ -413,7 +439,7 @@ async fn ensure_contact(
 
 /// The conversation to post into: the chat's last one unless it is resolved (then `reopenResolved`
 /// decides), else a new one. Returns it and whether it was resolved.
-async fn ensure_conversation(
+pub(crate) async fn ensure_conversation(
     db: &DatabaseConnection,
     relay: &RelayContext,
     chatwoot: &ChatwootClient,
@@ -421,7 +447,8 @@ async fn ensure_conversation(
 ) -> Step<(i64, bool)> {
     if let Some(id) = chat.conversation_id {
         let resolved = chat.conversation_status.as_deref() == Some("resolved");
-        if !resolved || relay.reopen_resolved {
+        // The status conversation receives notices even when resolved.
+        if !resolved || relay.reopen_resolved || chat.kind == super::status::KIND {
             return Ok((id, resolved));
         }
     }
@@ -479,7 +506,11 @@ pub(crate) struct MediaFile {
 }
 
 impl MediaFile {
-    fn upload(&self) -> crate::chatwoot::Upload<'_> {
+    pub(crate) fn new(bytes: Vec<u8>, mime: &str, file_name: &str, voice: bool) -> Self {
+        Self { bytes, mime: mime.to_owned(), file_name: file_name.to_owned(), voice }
+    }
+
+    pub(crate) fn upload(&self) -> crate::chatwoot::Upload<'_> {
         crate::chatwoot::Upload {
             file_name: &self.file_name,
             content_type: &self.mime,

@@ -5,6 +5,8 @@ pub mod format;
 pub mod identity;
 pub mod inbound;
 pub mod outbound;
+pub mod qr_png;
+pub mod status;
 
 use std::time::Duration;
 

@@ -18,6 +18,7 @@ use sea_orm::DatabaseConnection;
 use super::Outcome;
 use super::format::markdown_to_whatsapp;
 use super::inbound::{RelayContext, Step, on_chatwoot_error, store_failed};
+use super::status;
 use crate::chatwoot::webhook::{WebhookAttachment, WebhookEvent, WebhookMessage};
 use crate::chatwoot::{ChatwootClient, Failure};
 use crate::integrations::live::LinkState;
@@ -58,10 +59,23 @@ pub async fn process(shared: Arc<Shared>, relay: Arc<RelayContext>, http: Option
     let Some(message) = message else {
         return finish(db, &job, Outcome::Failed("stored webhook is unreadable".into())).await;
     };
-    let result = if job.kind == "delete" {
-        revoke(db, &relay, &ryzeapi, &message).await
-    } else {
-        send(db, &relay, &chatwoot, &ryzeapi, &job, &message).await
+    let status_chat = match store::chats::find_by_conversation(db, &relay.integration_id, message.conversation_id).await
+    {
+        Ok(chat) => chat.filter(status::is_status_chat),
+        Err(e) => return store_failed(e),
+    };
+    let result = match (&status_chat, job.kind.as_str()) {
+        // Agents' messages in the status conversation are commands for the bridge, never WhatsApp sends.
+        (Some(chat), _) => {
+            let text = message.content.clone().unwrap_or_default();
+            if job.kind == "send" {
+                status::command(&shared, db, &relay, &chatwoot, chat, message.id, &text).await
+            } else {
+                Ok(())
+            }
+        }
+        (None, "delete") => revoke(db, &relay, &ryzeapi, &message).await,
+        (None, _) => send(db, &relay, &chatwoot, &ryzeapi, &job, &message).await,
     };
     let outcome = match result {
         Ok(()) | Err(Outcome::Done) => Outcome::Done,

@@ -1,0 +1,169 @@
+//! The status conversation: one per inbox (contact "WhatsApp status", identifier
+//! `ryze-status:<instance>`), where the bridge tells agents about the WhatsApp connection in plain words,
+//! shows the pairing QR code as a scannable image, and answers `/status` and `/help`. It receives notices
+//! even when resolved.
+
+use std::sync::Arc;
+
+use entity::chat;
+use sea_orm::DatabaseConnection;
+use serde_json::{Map, Value};
+
+use super::Outcome;
+use super::inbound::{MediaFile, Post, RelayContext, Step, ensure_contact, post_once, store_failed};
+use super::qr_png::qr_png;
+use crate::chatwoot::ChatwootClient;
+use crate::ryzeapi::event::Party;
+use crate::state::Shared;
+use crate::store;
+
+/// `chats.kind` of a status conversation.
+pub const KIND: &str = "status";
+const NAME: &str = "WhatsApp status";
+
+fn chat_key(instance: &str) -> String {
+    format!("ryze-status:{instance}")
+}
+
+/// What an `instance.state` means, in words an agent understands.
+pub fn notice(state: &str) -> String {
+    match state {
+        "connected" => "✅ WhatsApp is connected. Messages flow normally.".into(),
+        "connecting" | "manual_reconnect" => "🔄 WhatsApp is connecting…".into(),
+        "disconnected" | "keepalive_timeout" | "stream_error" | "connect_failure" => {
+            "⚠️ WhatsApp is disconnected. Messages wait and go out when it reconnects.".into()
+        }
+        "keepalive_restored" => "✅ The WhatsApp connection recovered.".into(),
+        "logged_out" => "🚪 WhatsApp logged out this number. Pair it again in RyzeAPI (scan a new QR code).".into(),
+        "qr_ready" => "📷 Scan this QR code with WhatsApp (Settings → Linked devices → Link a device).".into(),
+        "pair_success" => "🔗 The number was paired.".into(),
+        "pair_error" => "❌ Pairing failed. Try again with a new QR code.".into(),
+        "temp_banned" => "⛔ WhatsApp temporarily banned this number. Wait before sending again.".into(),
+        "stream_replaced" => "⚠️ This number was opened in another session, which took over the connection.".into(),
+        "client_outdated" => "⚠️ WhatsApp reports the client as outdated: update RyzeAPI.".into(),
+        other => format!("ℹ️ WhatsApp state: {other}"),
+    }
+}
+
+/// The instance's status chat, created (with its contact) on first use.
+async fn status_chat(db: &DatabaseConnection, relay: &RelayContext, chatwoot: &ChatwootClient) -> Step<chat::Model> {
+    let key = chat_key(&relay.instance);
+    let aliases = vec![key.clone()];
+    let chat = match store::chats::find_by_aliases(db, &relay.integration_id, &aliases).await.map_err(store_failed)? {
+        Some((chat, _)) => chat,
+        None => {
+            store::chats::create(db, &relay.integration_id, &key, KIND, NAME, &aliases).await.map_err(store_failed)?
+        }
+    };
+    ensure_contact(db, relay, chatwoot, chat, &Party::default()).await
+}
+
+/// `instance.state` → a notice (and the QR code as a PNG for `qr_ready`) in the status conversation.
+pub(crate) async fn instance_state(
+    db: &DatabaseConnection,
+    relay: &RelayContext,
+    chatwoot: &ChatwootClient,
+    data: &Value,
+    row_id: i64,
+) -> Outcome {
+    let state = data.get("state").and_then(Value::as_str).unwrap_or("unknown");
+    let qr = data.get("qrCode").or_else(|| data.get("qrcode")).and_then(Value::as_str).filter(|q| !q.is_empty());
+    let file = match (state, qr) {
+        ("qr_ready", Some(qr)) => qr_file(qr),
+        _ => None,
+    };
+    let result = async {
+        let chat = status_chat(db, relay, chatwoot).await?;
+        let key = format!("ryze-event:{row_id}");
+        let text = notice(state);
+        let post =
+            Post { wa_id: &key, direction: "incoming", content: &text, attributes: Map::new(), file: file.as_ref() };
+        post_once(db, relay, chatwoot, &chat, post).await
+    }
+    .await;
+    match result {
+        Ok(()) | Err(Outcome::Done) => Outcome::Done,
+        Err(outcome) => outcome,
+    }
+}
+
+/// The QR code as a PNG file: RyzeAPI sends either a PNG data URL or the QR text itself.
+fn qr_file(qr: &str) -> Option<MediaFile> {
+    use base64::Engine as _;
+    let bytes = match qr.strip_prefix("data:image/png;base64,") {
+        Some(encoded) => base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?,
+        None => match qr_png(qr) {
+            Ok(png) => png,
+            Err(error) => {
+                tracing::warn!(%error, "QR code not rendered");
+                return None;
+            }
+        },
+    };
+    Some(MediaFile::new(bytes, "image/png", "whatsapp-qr.png", false))
+}
+
+/// Whether the chat is a status conversation (agents' messages there are commands, not WhatsApp sends).
+pub fn is_status_chat(chat: &chat::Model) -> bool {
+    chat.kind == KIND
+}
+
+/// An agent typed in the status conversation: answer `/status` and `/help` there.
+pub(crate) async fn command(
+    shared: &Arc<Shared>,
+    db: &DatabaseConnection,
+    relay: &RelayContext,
+    chatwoot: &ChatwootClient,
+    chat: &chat::Model,
+    chatwoot_message_id: i64,
+    text: &str,
+) -> Step<()> {
+    let answer = match text.split_whitespace().next().unwrap_or_default() {
+        "/status" => summary(shared, relay).await,
+        "/help" => "Commands here:\n- `/status`: the WhatsApp connection, queues and totals\n- `/help`: this list\n\nThis conversation receives WhatsApp connection notices; messages typed here are not sent to WhatsApp.".to_owned(),
+        _ => "Messages here are not sent to WhatsApp. Type `/help` for the commands.".to_owned(),
+    };
+    let key = format!("ryze-command:{chatwoot_message_id}");
+    let post = Post { wa_id: &key, direction: "incoming", content: &answer, attributes: Map::new(), file: None };
+    post_once(db, relay, chatwoot, chat, post).await
+}
+
+async fn summary(shared: &Arc<Shared>, relay: &RelayContext) -> String {
+    let live = match crate::integrations::view::LiveState::of(shared, &relay.integration_id).await {
+        Ok(live) => live,
+        Err(e) => return format!("Status unavailable: {e}"),
+    };
+    let since = live.connection.since.as_deref().unwrap_or("-");
+    format!(
+        "**{}** — link to RyzeAPI: {} since {since} ({} reconnects)\nTo Chatwoot: {} pending · To WhatsApp: {} pending · Failed: {}\nTotals: {} events received, {} messages to Chatwoot, {} to WhatsApp",
+        relay.instance,
+        live.connection.state,
+        live.connection.reconnects,
+        live.queues.to_chatwoot_pending,
+        live.queues.to_whatsapp_pending,
+        live.queues.failed,
+        live.totals.events_received,
+        live.totals.messages_to_chatwoot,
+        live.totals.messages_to_whatsapp,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notices_are_plain_words() {
+        assert!(notice("logged_out").contains("Pair it again"));
+        assert!(notice("temp_banned").contains("banned"));
+        assert_eq!(notice("weird_state"), "ℹ️ WhatsApp state: weird_state");
+    }
+
+    #[test]
+    fn qr_from_text_or_data_url() {
+        let from_text = qr_file("2@abc").unwrap();
+        assert!(from_text.upload().bytes.starts_with(b"\x89PNG"));
+        let from_url = qr_file("data:image/png;base64,iVBORw0KGgo=").unwrap();
+        assert_eq!(from_url.upload().bytes, b"\x89PNG\r\n\x1a\n");
+    }
+}
