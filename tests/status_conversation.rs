@@ -28,7 +28,10 @@ async fn notices_qr_codes_and_commands() {
     let messages = stack.chatwoot.messages(conversation.display_id);
     assert!(messages[0].content.as_deref().unwrap().starts_with("📷 Scan this QR code"));
     let qr = &messages[0].attachments[0];
-    assert_eq!((qr.file_type.as_str(), qr.content_type.as_str(), qr.file_name.as_str()), ("image", "image/png", "whatsapp-qr.png"));
+    assert_eq!(
+        (qr.file_type.as_str(), qr.content_type.as_str(), qr.file_name.as_str()),
+        ("image", "image/png", "whatsapp-qr.png")
+    );
     assert!(qr.byte_size > 1000, "a real image");
     assert!(messages[1].content.as_deref().unwrap().contains("logged out"));
 
@@ -38,7 +41,10 @@ async fn notices_qr_codes_and_commands() {
     stack.ryzeapi.send_event("suporte", sim::instance_state("suporte", "connected", None));
     eventually("notice while resolved", WAIT, || chatwoot.message_count() == 3).await;
     assert_eq!(stack.chatwoot.conversation_count(), 1);
-    assert_eq!(stack.chatwoot.messages(conversation.display_id)[2].content.as_deref(), Some("✅ WhatsApp is connected. Messages flow normally."));
+    assert_eq!(
+        stack.chatwoot.messages(conversation.display_id)[2].content.as_deref(),
+        Some("✅ WhatsApp is connected. Messages flow normally.")
+    );
 
     // Commands.
     stack.chatwoot.agent_reply(conversation.display_id, "/status", false).unwrap();
@@ -54,4 +60,25 @@ async fn notices_qr_codes_and_commands() {
         !stack.ryzeapi.requests("suporte").iter().any(|c| c.path.starts_with("/api/message/")),
         "nothing typed in the status conversation goes to WhatsApp"
     );
+}
+
+#[actix_web::test]
+async fn an_incoming_call_is_a_notice_in_the_callers_conversation() {
+    let stack = Stack::start().await;
+    let id = stack.activate("suporte").await;
+    stack.wait_link(&id, "connected", Duration::from_secs(2)).await;
+    let call = serde_json::json!({"event": "call.update", "data": {"type": "offer", "from": "5511999998888@s.whatsapp.net", "isVideo": false}});
+    stack.ryzeapi.send_event("suporte", call);
+    let ended = serde_json::json!({"event": "call.update", "data": {"type": "terminated", "from": "5511999998888@s.whatsapp.net"}});
+    stack.ryzeapi.send_event("suporte", ended);
+    let chatwoot = &stack.chatwoot;
+    eventually("call notice", WAIT, || chatwoot.message_count() == 1).await;
+    actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(stack.chatwoot.message_count(), 1, "only the offer is shown");
+    let conversation = stack.chatwoot.conversations().into_iter().next().unwrap();
+    assert_eq!(
+        stack.chatwoot.messages(conversation.display_id)[0].content.as_deref(),
+        Some("📞 Incoming WhatsApp voice call")
+    );
+    assert_eq!(stack.chatwoot.contacts()[0].phone_number.as_deref(), Some("+5511999998888"));
 }

@@ -125,6 +125,7 @@ async fn relay_event(
 ) -> Outcome {
     match envelope.event.as_str() {
         "instance.state" => super::status::instance_state(db, relay, chatwoot, &envelope.data, row_id).await,
+        "call.update" => relay_call(db, relay, chatwoot, &envelope.data, row_id).await,
         "message.exchange" => {
             relay_message(db, relay, chatwoot, media, &MessageExchange::from_data(&envelope.data)).await
         }
@@ -133,6 +134,43 @@ async fn relay_event(
             tracing::debug!(integration_id = %relay.integration_id, event = other, "event kind not relayed yet");
             Outcome::Done
         }
+    }
+}
+
+/// A call offer → a one-line notice in the caller's conversation (other call events are not shown).
+async fn relay_call(
+    db: &DatabaseConnection,
+    relay: &RelayContext,
+    chatwoot: &ChatwootClient,
+    data: &Value,
+    row_id: i64,
+) -> Outcome {
+    if data.get("type").and_then(Value::as_str) != Some("offer") {
+        return Outcome::Done;
+    }
+    let Some(from) = data.get("from").and_then(Value::as_str).filter(|f| !f.is_empty()) else { return Outcome::Done };
+    let caller = Party { jid: Some(crate::ryzeapi::event::canonical_jid(from)), ..Party::default() };
+    let video = data.get("isVideo").and_then(Value::as_bool) == Some(true);
+    let text = if video { "📹 Incoming WhatsApp video call" } else { "📞 Incoming WhatsApp voice call" };
+    let result = async {
+        let message = MessageExchange { chat: caller.clone(), sender: caller.clone(), ..MessageExchange::default() };
+        let key = caller.key().unwrap_or_default();
+        let chat = ensure_chat(db, relay, &message, &key, key.ends_with("@g.us")).await?;
+        let chat = ensure_contact(db, relay, chatwoot, chat, &caller).await?;
+        let wa_id = format!("ryze-call:{row_id}");
+        post_once(
+            db,
+            relay,
+            chatwoot,
+            &chat,
+            Post { wa_id: &wa_id, direction: "incoming", content: text, attributes: Map::new(), file: None },
+        )
+        .await
+    }
+    .await;
+    match result {
+        Ok(()) | Err(Outcome::Done) => Outcome::Done,
+        Err(outcome) => outcome,
     }
 }
 
