@@ -28,7 +28,7 @@ use actix_web::{App, HttpServer, web};
 use actix::Actor as _;
 
 use crate::config::Settings;
-use crate::integrations::manager::{Manager, StartAll};
+use crate::integrations::manager::{Manager, StartAll, StopAll};
 use crate::state::Shared;
 
 /// Why the bridge stopped with an error.
@@ -61,6 +61,8 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
             .default_service(web::to(http::not_found))
             .wrap_fn(http::log_request)
     })
+    // Graceful stop: requests in flight get a few seconds, well inside the 10 s an orchestrator waits.
+    .shutdown_timeout(5)
     .bind(bind)
     .map_err(|source| RunError::Bind { addr: bind, source })?;
     for addr in server.addrs() {
@@ -74,6 +76,15 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
     match booted {
         Ok(db) => {
             shared.finish_boot(db);
+            if let Ok(services) = shared.services() {
+                match integrations::rotation::reseal_all(services).await {
+                    Ok(0) => {}
+                    Ok(count) => tracing::info!(count, "re-sealed stored secrets with the current encryption key"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "re-sealing stored secrets failed; keep BRIDGE_ENCRYPTION_KEY_PREVIOUS set")
+                    }
+                }
+            }
             let threads = std::thread::available_parallelism().map_or(2, usize::from);
             let manager = Manager::new(shared.clone().into_inner(), threads).start();
             shared.set_manager(manager.clone());
@@ -85,7 +96,15 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
             return Err(RunError::Database(e));
         }
     }
-    match serving.await {
+    let served = serving.await;
+    // SIGTERM/SIGINT: the HTTP server has drained (within its shutdown timeout); now close every RyzeAPI
+    // link cleanly. Anything acknowledged is stored, and resumes at the next start.
+    if let Some(manager) = shared.manager() {
+        let stopped = manager.send(StopAll).await.unwrap_or(0);
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(300)).await;
+        tracing::info!(integrations = stopped, "stopped");
+    }
+    match served {
         Ok(result) => result.map_err(RunError::Server),
         Err(join) => Err(RunError::Server(std::io::Error::other(join.to_string()))),
     }

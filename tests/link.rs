@@ -239,3 +239,46 @@ async fn two_hundred_integrations_connect_at_once() {
     let (_, metrics) = request(&format!("{}/metrics", stack.bridge.url), "GET", None, None).await;
     assert!(metrics.as_str().unwrap().contains("bridge_ryzeapi_links{state=\"connected\"} 200"), "{metrics}");
 }
+
+#[actix_web::test]
+async fn sigterm_during_a_stream_loses_nothing() {
+    let mut stack = Stack::start().await;
+    let id = stack.activate("suporte").await;
+    stack.wait_link(&id, "connected", Duration::from_secs(2)).await;
+    let customers = ["5511900000001@s.whatsapp.net", "5511900000002@s.whatsapp.net"];
+    for n in 0..40 {
+        stack.ryzeapi.send_event(
+            "suporte",
+            sim::text_message("suporte", &format!("3EB0TERM{n:03}"), customers[n % 2], "Cliente", &format!("t{n}")),
+        );
+        if n == 20 {
+            let started = Instant::now();
+            let status = stack.bridge.terminate(Duration::from_secs(10)).expect("exits within 10 s");
+            assert!(status.success(), "{status:?}");
+            assert!(started.elapsed() < Duration::from_secs(10));
+            assert!(
+                stack.bridge.output().contains(" stopped "),
+                "links closed on the way out: {}",
+                stack.bridge.output()
+            );
+            let sim = &stack.ryzeapi;
+            eventually("link closed", Duration::from_secs(2), || sim.connections("suporte") == 0).await;
+        }
+    }
+    stack.bridge.restart().await;
+    let chatwoot = &stack.chatwoot;
+    eventually("all 40 delivered", Duration::from_secs(10), || chatwoot.message_count() >= 40).await;
+    actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(stack.chatwoot.message_count(), 40, "exactly once");
+    for conversation in stack.chatwoot.conversations() {
+        let numbers: Vec<usize> = stack
+            .chatwoot
+            .messages(conversation.display_id)
+            .into_iter()
+            .filter_map(|m| m.content?.strip_prefix('t')?.parse().ok())
+            .collect();
+        let mut sorted = numbers.clone();
+        sorted.sort_unstable();
+        assert_eq!(numbers, sorted);
+    }
+}

@@ -156,3 +156,50 @@ async fn bad_configuration_stops_startup_with_one_line() {
     assert_eq!(stderr.trim(), "configuration error: BRIDGE_ENCRYPTION_KEY: must decode to 32 bytes, got 9");
     assert!(output.stdout.is_empty());
 }
+
+#[actix_web::test]
+async fn rotating_the_key_reseals_everything_so_the_old_key_can_go() {
+    let db = TestDb::new().await;
+    let mut bridge = Bridge::start_with(
+        &db,
+        BridgeOptions { extra_env: vec![("BRIDGE_ENCRYPTION_KEY".into(), KEY_A.into())], ..Default::default() },
+    )
+    .await;
+    let fake = fake_chatwoot();
+    let id = activated(&bridge, &fake).await;
+    let before = database_dump(&db).await;
+
+    // Step 1: new key current, old key previous. Boot re-seals every stored secret.
+    bridge
+        .restart_with(&[("BRIDGE_ENCRYPTION_KEY", Some(KEY_B)), ("BRIDGE_ENCRYPTION_KEY_PREVIOUS", Some(KEY_A))])
+        .await;
+    assert!(
+        bridge.output().contains("re-sealed stored secrets with the current encryption key"),
+        "{}",
+        bridge.output()
+    );
+    let after = database_dump(&db).await;
+    assert_ne!(before, after);
+
+    // Step 2: the previous key is dropped; everything still opens.
+    bridge.restart_with(&[("BRIDGE_ENCRYPTION_KEY_PREVIOUS", None)]).await;
+    let (status, body) =
+        bridge.call("POST", "/v1/integrations/activate", Some(activation("suporte", fake.url()))).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, deleted) = bridge.call("DELETE", &format!("/v1/integrations/{id}"), None).await;
+    assert_eq!((status, deleted["inbox_deleted"].as_bool()), (200, Some(true)), "{deleted}");
+}
+
+#[actix_web::test]
+async fn rotating_the_bridge_token_keeps_the_integrations() {
+    let db = TestDb::new().await;
+    let mut bridge = Bridge::start(&db).await;
+    let fake = fake_chatwoot();
+    let id = activated(&bridge, &fake).await;
+    let old = bridge.token.clone();
+    bridge.restart_with(&[("BRIDGE_TOKEN", Some("rotated-bridge-token-9876543210"))]).await;
+    let (status, _) = request(&format!("{}/v1/integrations/{id}", bridge.url), "GET", Some(&old), None).await;
+    assert_eq!(status, 401, "the old token is refused");
+    let (status, shown) = bridge.call("GET", &format!("/v1/integrations/{id}"), None).await;
+    assert_eq!((status, shown["instance"].as_str()), (200, Some("suporte")));
+}

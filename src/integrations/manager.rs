@@ -60,6 +60,12 @@ pub struct AgentTyping {
 #[rtype(result = "usize")]
 pub struct StartAll;
 
+/// Stop every integration (process shutdown): links are closed with a close frame; unfinished work stays
+/// stored and resumes at the next start.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct StopAll;
+
 /// How many integration actors are running.
 #[derive(Message)]
 #[rtype(result = "usize")]
@@ -240,6 +246,18 @@ impl Handler<StartAll> for Manager {
                 count
             }),
         )
+    }
+}
+
+impl Handler<StopAll> for Manager {
+    type Result = usize;
+
+    fn handle(&mut self, _: StopAll, _ctx: &mut Context<Self>) -> usize {
+        let ids: Vec<String> = self.running.keys().cloned().collect();
+        for id in &ids {
+            self.stop(id, true);
+        }
+        ids.len()
     }
 }
 

@@ -103,3 +103,24 @@ pub async fn count_by_status(db: &DatabaseConnection) -> Result<Vec<(String, i64
         .all(db)
         .await?)
 }
+
+/// Rewrites the sealed columns of one integration (key rotation). Only those columns change.
+pub async fn set_sealed(
+    db: &DatabaseConnection,
+    id: &str,
+    instance_token: String,
+    chatwoot_token: String,
+    webhook_secret: String,
+    signing_secret: Option<String>,
+) -> Result<(), StoreError> {
+    let row = ActiveModel {
+        id: sea_orm::Unchanged(id.to_owned()),
+        instance_token_sealed: sea_orm::Set(instance_token),
+        chatwoot_token_sealed: sea_orm::Set(chatwoot_token),
+        webhook_secret_sealed: sea_orm::Set(webhook_secret),
+        signing_secret_sealed: sea_orm::Set(signing_secret),
+        ..Default::default()
+    };
+    row.update(db).await?;
+    Ok(())
+}
