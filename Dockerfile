@@ -6,7 +6,7 @@ RUN cargo build --release --locked --bins
 
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates && rm -rf /var/lib/apt/lists/*
-COPY --from=build /src/target/release/ryze-integrations /src/target/release/fake-chatwoot /usr/local/bin/
+COPY --from=build /src/target/release/ryze-integrations /src/target/release/fake-chatwoot /src/target/release/ryzeapi-sim /usr/local/bin/
 ENV BRIDGE_DATA_DIR=/data BIND=0.0.0.0:8080
 VOLUME /data
 EXPOSE 8080
