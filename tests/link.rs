@@ -282,3 +282,25 @@ async fn sigterm_during_a_stream_loses_nothing() {
         assert_eq!(numbers, sorted);
     }
 }
+
+#[actix_web::test]
+async fn the_link_survives_ryzeapi_restarting() {
+    let mut stack = Stack::start().await;
+    let id = stack.activate("suporte").await;
+    stack.wait_link(&id, "connected", Duration::from_secs(2)).await;
+    let address = stack.ryzeapi.url().trim_start_matches("http://").to_owned();
+    let instance_token = stack.activation("suporte")["instanceToken"].as_str().unwrap().to_owned();
+    stack.ryzeapi.stop().await;
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while stack.view(&id).await["connection"]["state"] == "connected" {
+        assert!(Instant::now() < deadline, "the bridge notices RyzeAPI is gone");
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    // RyzeAPI comes back on the same address (a new process: nothing remembered).
+    stack.ryzeapi = RyzeApiSim::start_on(&address, &stack.bridge.token).unwrap();
+    stack.ryzeapi.add_instance("suporte", &instance_token);
+    stack.wait_link(&id, "connected", Duration::from_secs(3)).await;
+    stack.ryzeapi.send_event("suporte", sim::text_message("suporte", "3EB0BACK", CUSTOMER, "Maria", "de volta"));
+    let chatwoot = &stack.chatwoot;
+    eventually("relayed after the restart", Duration::from_secs(3), || chatwoot.message_count() == 1).await;
+}

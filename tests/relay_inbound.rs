@@ -434,3 +434,89 @@ async fn media_arrives_as_real_attachments() {
     assert_eq!(document.file_name, "boleto ....x.pdf", "no path separators survive");
     assert!(stack.chatwoot.violations().is_empty(), "{:?}", stack.chatwoot.violations());
 }
+
+#[actix_web::test]
+async fn chatwoot_failing_thirty_percent_of_calls_loses_and_duplicates_nothing() {
+    let (stack, id) = connected_stack(json!({})).await;
+    stack.chatwoot.set_fault(Fault::Flaky { percent: 30 });
+    let customers = ["5511900000011@s.whatsapp.net", "5511900000012@s.whatsapp.net", "5511900000013@s.whatsapp.net"];
+    for n in 0..60 {
+        stack.ryzeapi.send_event(
+            "suporte",
+            sim::text_message("suporte", &format!("3EB0X{n:03}"), customers[n % 3], "Cliente", &format!("m{n}")),
+        );
+    }
+    let chatwoot = &stack.chatwoot;
+    eventually("60 messages despite 30 % failures", Duration::from_secs(30), || chatwoot.message_count() >= 60).await;
+    stack.chatwoot.set_fault(Fault::None);
+    actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        stack.chatwoot.requests().iter().filter(|r| r.status == 503 || r.status == 429).count() > 10,
+        "failures were injected"
+    );
+    assert_eq!(stack.chatwoot.message_count(), 60, "exactly once");
+    assert_eq!(stack.chatwoot.contact_count(), 3);
+    assert_eq!(stack.chatwoot.conversation_count(), 3);
+    for conversation in stack.chatwoot.conversations() {
+        let numbers: Vec<usize> = stack
+            .chatwoot
+            .messages(conversation.display_id)
+            .into_iter()
+            .filter_map(|m| m.content?.strip_prefix('m')?.parse().ok())
+            .collect();
+        let mut sorted = numbers.clone();
+        sorted.sort_unstable();
+        assert_eq!(numbers.len(), 20);
+        assert_eq!(numbers, sorted, "order kept within the chat");
+    }
+    assert_eq!(stack.view(&id).await["queues"]["to_chatwoot_pending"], 0);
+}
+
+#[actix_web::test]
+async fn catalog_layout_media_and_a_large_frame() {
+    use base64::Engine as _;
+    let (stack, _id) = connected_stack(json!({})).await;
+    // ~6 MiB of base64 in one frame (events may carry media inline).
+    let big = vec![0xABu8; 4_500_000];
+    let catalog = sim::message(
+        "suporte",
+        json!({"id": "wamid.BIG1", "message": {"id": "wamid.BIG1", "direction": "incoming",
+        "timestamp": "2026-11-21T10:00:00Z", "chat": {"jid": "5511999998888", "type": "private", "name": "Maria"},
+        "sender": {"jid": "5511999998888", "name": "Maria"}, "type": "document",
+        "media": {"type": "document", "mimetype": "application/pdf", "fileName": "grande.pdf", "caption": "segue",
+                  "base64": base64::engine::general_purpose::STANDARD.encode(&big)}}}),
+    );
+    stack.ryzeapi.send_event("suporte", catalog);
+    wait_messages(&stack, 1).await;
+    let conversation = stack.chatwoot.conversations().into_iter().next().unwrap();
+    let message = stack.chatwoot.messages(conversation.display_id).into_iter().next().unwrap();
+    assert_eq!(message.content.as_deref(), Some("segue"));
+    assert_eq!(message.attachments[0].byte_size, big.len());
+    assert_eq!(message.attachments[0].file_name, "grande.pdf");
+}
+
+#[actix_web::test]
+async fn a_deleted_inbox_halts_the_integration_with_a_clear_error() {
+    let (stack, id) = connected_stack(json!({})).await;
+    let inbox = stack.chatwoot.inboxes()[0].id;
+    stack.chatwoot.delete_inbox_directly(inbox);
+    stack.ryzeapi.send_event("suporte", sim::text_message("suporte", "3EB0GONE1", MARIA, "Maria", "alguém?"));
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let view = stack.view(&id).await;
+        if view["status"] == "error" {
+            assert!(
+                view["last_error"].as_str().unwrap().starts_with("The Chatwoot inbox of this integration was deleted"),
+                "{view}"
+            );
+            assert_eq!(view["queues"]["to_chatwoot_pending"], 1, "kept for after re-activation");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{view}");
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Re-activation creates a new inbox; the kept message arrives there.
+    stack.activate("suporte").await;
+    wait_messages(&stack, 1).await;
+    assert_ne!(stack.chatwoot.inboxes()[0].id, inbox);
+}

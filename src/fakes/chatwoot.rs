@@ -59,6 +59,10 @@ pub enum Fault {
     Slow(Duration),
     /// Answer every request with this status and the page a proxy or Rack::Attack would send.
     Status(u16),
+    /// Answer about `percent` % of requests (pseudo-random, reproducible) with 503 or 429, alternately.
+    Flaky {
+        percent: u8,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -108,6 +112,8 @@ struct Actor {
 
 #[derive(Debug)]
 struct State {
+    /// Draws made by [`Fault::Flaky`].
+    flaky_draws: u64,
     version: String,
     /// `FRONTEND_URL`: attachment URLs point here.
     base_url: String,
@@ -198,6 +204,7 @@ impl FakeChatwoot {
             requests: Vec::new(),
             violations: Vec::new(),
             fault: Fault::None,
+            flaky_draws: 0,
             contacts: BTreeMap::new(),
             contact_inboxes: BTreeMap::new(),
             conversations: BTreeMap::new(),
@@ -492,6 +499,19 @@ async fn dispatch(req: HttpRequest, body: web::Bytes, state: web::Data<Mutex<Sta
     let call = Call { http: &req, method: &method, path: &path, json: parsed_body.as_ref(), form: form.as_ref() };
     let (status, response) = match fault {
         Fault::Status(status) => fault_page(status),
+        Fault::Flaky { percent } => {
+            // xorshift over a counter: reproducible, evenly spread.
+            guard.flaky_draws = guard.flaky_draws.wrapping_add(1);
+            let mut x = guard.flaky_draws.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            x ^= x >> 33;
+            x = x.wrapping_mul(0xFF51_AFD7_ED55_8CCD);
+            x ^= x >> 33;
+            if x % 100 < u64::from(percent) {
+                fault_page(if x % 2 == 0 { 503 } else { 429 })
+            } else {
+                route(&mut guard, &call)
+            }
+        }
         _ => route(&mut guard, &call),
     };
     let recorded = parsed_body.or_else(|| form.as_ref().map(multipart::Form::to_json));

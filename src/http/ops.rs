@@ -50,6 +50,23 @@ async fn metrics(shared: web::Data<Shared>) -> Result<HttpResponse, AppError> {
             });
         }
     }
+    if let Ok(services) = shared.services() {
+        let (events_pending, events_failed) = store::events::totals(&services.db).await?;
+        let (jobs_pending, jobs_failed) = store::jobs::totals(&services.db).await?;
+        for (queue, state, value) in [
+            ("to_chatwoot", "pending", events_pending),
+            ("to_chatwoot", "failed", events_failed),
+            ("to_whatsapp", "pending", jobs_pending),
+            ("to_whatsapp", "failed", jobs_failed),
+        ] {
+            gauges.push(Gauge {
+                name: "bridge_queue_items",
+                help: "Stored work by direction and state (pending: not done yet; failed: failed for good).",
+                labels: vec![("queue", queue.to_owned()), ("state", state.to_owned())],
+                value: value as f64,
+            });
+        }
+    }
     for (state, count) in shared.live.count_by_state() {
         gauges.push(Gauge {
             name: "bridge_ryzeapi_links",

@@ -243,6 +243,14 @@ pub(crate) fn on_chatwoot_error(error: &ChatwootError) -> Outcome {
     }
 }
 
+/// Chatwoot answered 404 where only a deleted inbox explains it (creating a contact or conversation in it).
+fn inbox_gone(error: &ChatwootError) -> Outcome {
+    Outcome::Halt(format!(
+        "The Chatwoot inbox of this integration was deleted — re-activate the integration to create a new one. Detail: {}",
+        error.detail()
+    ))
+}
+
 /// Short-circuits a step: `Err(outcome)` ends processing with that outcome.
 pub(crate) type Step<T> = Result<T, Outcome>;
 
@@ -470,6 +478,7 @@ pub(crate) async fn ensure_contact(
                 .map_err(|e| on_chatwoot_error(&e))?;
             contact.id
         }
+        Err(e) if e.failure() == Failure::NotFound => return Err(inbox_gone(&e)),
         Err(e) => return Err(on_chatwoot_error(&e)),
     };
     store::chats::set_contact(db, chat.id, contact_id, &source_id).await.map_err(store_failed)
@@ -499,7 +508,10 @@ pub(crate) async fn ensure_conversation(
         source_id,
         status: relay.start_as_pending.then_some("pending"),
     };
-    let conversation = chatwoot.create_conversation(&request).await.map_err(|e| on_chatwoot_error(&e))?;
+    let conversation = chatwoot.create_conversation(&request).await.map_err(|e| match e.failure() {
+        Failure::NotFound => inbox_gone(&e),
+        _ => on_chatwoot_error(&e),
+    })?;
     store::chats::set_conversation(db, chat.id, Some((conversation.id, conversation.status.as_str())))
         .await
         .map_err(store_failed)?;

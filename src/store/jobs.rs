@@ -141,3 +141,18 @@ pub async fn delete_for(db: &DatabaseConnection, integration_id: &str) -> Result
     Entity::delete_many().filter(Column::IntegrationId.eq(integration_id)).exec(db).await?;
     Ok(())
 }
+
+/// Pending and failed jobs over all integrations (for `/metrics`).
+pub async fn totals(db: &DatabaseConnection) -> Result<(u64, u64), StoreError> {
+    let rows = Entity::find()
+        .select_only()
+        .column(Column::State)
+        .column_as(Column::Id.count(), "n")
+        .filter(Column::State.is_in([PENDING, FAILED]))
+        .group_by(Column::State)
+        .into_tuple::<(String, i64)>()
+        .all(db)
+        .await?;
+    let get = |state: &str| rows.iter().find(|(s, _)| s == state).map_or(0, |(_, n)| u64::try_from(*n).unwrap_or(0));
+    Ok((get(PENDING), get(FAILED)))
+}
