@@ -50,6 +50,9 @@ pub struct Settings {
     /// `BRIDGE_RETRY_MIN_MS` / `BRIDGE_RETRY_MAX_MS`: first and longest wait before retrying a Chatwoot call
     /// that failed for a passing reason (429, 5xx, network). Defaults 2000 and 300000: minutes, not seconds.
     pub relay_retry: (Duration, Duration),
+    /// `BRIDGE_VERSION_CHECK_MS`: how often each integration reads Chatwoot's version again (default 6 h);
+    /// features that depend on it (message ticks from 4.2) follow an upgrade without re-activation.
+    pub version_check_every: Duration,
     /// Timing of the RyzeAPI link (contract §3 defaults; the `BRIDGE_LINK_*_MS` variables exist for tests).
     pub link: LinkTiming,
     /// What was generated on this start (reported once at startup, never again).
@@ -148,6 +151,7 @@ impl Settings {
             rejected_retry: millis("BRIDGE_LINK_REJECTED_RETRY_MS", defaults.rejected_retry)?,
         };
         let chatwoot_timeout = millis("BRIDGE_CHATWOOT_TIMEOUT_MS", Duration::from_secs(10))?;
+        let version_check_every = millis("BRIDGE_VERSION_CHECK_MS", Duration::from_secs(6 * 3600))?;
         let relay_retry = (
             millis("BRIDGE_RETRY_MIN_MS", Duration::from_secs(2))?,
             millis("BRIDGE_RETRY_MAX_MS", Duration::from_secs(300))?,
@@ -215,6 +219,7 @@ impl Settings {
             log_format,
             chatwoot_timeout,
             relay_retry,
+            version_check_every,
             link,
             generated,
         })

@@ -157,7 +157,12 @@ async fn a_final_failure_shows_why_and_a_retry_sends_once_more() {
         stack.chatwoot.message(reply).unwrap().external_error.as_deref(),
         Some("This number is not on WhatsApp")
     );
-    assert_eq!(stack.view(&id).await["queues"]["failed"], 1);
+    // The tick is set just before the job is recorded as failed.
+    let deadline = std::time::Instant::now() + WAIT;
+    while stack.view(&id).await["queues"]["failed"] != 1 {
+        assert!(std::time::Instant::now() < deadline, "the failure counts in queues.failed");
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
 
     assert!(stack.chatwoot.agent_retry(reply));
     wait_tick_request(&stack, reply, "sent").await;
@@ -354,5 +359,30 @@ async fn while_ryzeapi_is_down_altogether_replies_wait_without_failing() {
     stack.ryzeapi.refuse_upgrades(None);
     let sent = wait_sends(&stack, 1).await;
     assert_eq!(sent[0]["message"], "espera o RyzeAPI");
+    wait_tick_request(&stack, reply, "sent").await;
+}
+
+#[actix_web::test]
+async fn ticks_follow_a_chatwoot_upgrade_without_reactivation() {
+    let stack = Stack::start_with(vec![("BRIDGE_VERSION_CHECK_MS".into(), "300".into())]).await;
+    stack.chatwoot.set_version("4.1.0");
+    let id = stack.activate("suporte").await;
+    stack.wait_link(&id, "connected", Duration::from_secs(2)).await;
+    stack.ryzeapi.send_event("suporte", sim::text_message("suporte", "3EB0V001", MARIA, "Maria", "oi"));
+    let chatwoot = &stack.chatwoot;
+    eventually("customer message", WAIT, || chatwoot.message_count() == 1).await;
+    let display_id = stack.chatwoot.conversations()[0].display_id;
+    stack.chatwoot.agent_reply(display_id, "antes do upgrade", false).unwrap();
+    wait_sends(&stack, 1).await;
+    actix_web::rt::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(stack.chatwoot.count("PATCH", "/api/v1/accounts/5/conversations/"), 0, "no ticks before 4.2");
+
+    stack.chatwoot.set_version("4.15.1");
+    let deadline = std::time::Instant::now() + WAIT;
+    while stack.view(&id).await["chatwoot_version"] != "4.15.1" {
+        assert!(std::time::Instant::now() < deadline, "the version is read again");
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    let reply = stack.chatwoot.agent_reply(display_id, "depois do upgrade", false).unwrap();
     wait_tick_request(&stack, reply, "sent").await;
 }

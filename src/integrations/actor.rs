@@ -42,14 +42,16 @@ const MAX_QUEUED: usize = 10_000;
 const MAX_INGEST_BYTES: usize = 128 * 1024 * 1024;
 
 /// Everything an integration actor is started with.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ActorConfig {
     pub id: String,
     pub instance: String,
     pub ryzeapi_url: String,
     pub bridge_token: Secret,
     pub timing: LinkTiming,
-    pub relay: RelayContext,
+    pub relay: Arc<RelayContext>,
+    /// How often the Chatwoot version is read again (features such as ticks follow it).
+    pub version_check_every: Duration,
 }
 
 type LinkSink = SplitSink<Link, WsMessage>;
@@ -130,7 +132,7 @@ pub struct Shutdown;
 
 impl IntegrationActor {
     pub fn new(cfg: ActorConfig, shared: Arc<Shared>, live: Arc<Live>) -> Self {
-        let relay = Arc::new(cfg.relay.clone());
+        let relay = cfg.relay.clone();
         Self {
             backoff: Backoff::reconnect(cfg.timing.reconnect_min, cfg.timing.reconnect_max),
             cfg,
@@ -401,6 +403,28 @@ impl IntegrationActor {
         self.pump(ctx);
     }
 
+    /// Reads Chatwoot's version again; stores it and switches ticks on or off to match.
+    fn check_version(&mut self, ctx: &mut Context<Self>) {
+        let (Some(http), Some(db)) = (self.http.clone(), self.db()) else { return };
+        let (shared, relay) = (self.shared.clone(), self.relay.clone());
+        ctx.spawn(
+            async move {
+                let chatwoot = crate::chatwoot::ChatwootClient::new(
+                    http,
+                    relay.chatwoot.clone(),
+                    shared.settings.chatwoot_timeout,
+                    shared.metrics.clone(),
+                );
+                if let Ok(info) = chatwoot.api_info().await {
+                    let ticks = crate::chatwoot::version_at_least(&info.version, (4, 2));
+                    relay.ticks.store(ticks, std::sync::atomic::Ordering::Relaxed);
+                    let _ = store::integrations::set_chatwoot_version(&db, &relay.integration_id, &info.version).await;
+                }
+            }
+            .into_actor(self),
+        );
+    }
+
     /// Queues every pending event from the database (at start, and after an overflow drained).
     fn reload_pending(&mut self, ctx: &mut Context<Self>) {
         let Some(db) = self.db() else { return };
@@ -549,6 +573,7 @@ impl Actor for IntegrationActor {
         self.connect(ctx);
         let every = self.cfg.timing.ping_every.min(self.cfg.timing.dead_after / 2);
         ctx.run_interval(every, |act, ctx| act.heartbeat(ctx));
+        ctx.run_interval(self.cfg.version_check_every, |act, ctx| act.check_version(ctx));
     }
 
     fn stopped(&mut self, _ctx: &mut Context<Self>) {

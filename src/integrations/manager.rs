@@ -172,7 +172,9 @@ impl Handler<Start> for Manager {
                     sign_messages: model.sign_messages,
                     ryzeapi_url: model.ryzeapi_url.clone(),
                     instance_token,
-                    ticks: model.chatwoot_version.as_deref().is_none_or(|v| crate::chatwoot::version_at_least(v, (4, 2))),
+                    ticks: std::sync::atomic::AtomicBool::new(
+                        model.chatwoot_version.as_deref().is_none_or(|v| crate::chatwoot::version_at_least(v, (4, 2))),
+                    ),
                     live: shared.live.entry(&model.id),
                 };
                 Some(ActorConfig {
@@ -181,7 +183,8 @@ impl Handler<Start> for Manager {
                     ryzeapi_url: model.ryzeapi_url,
                     bridge_token: shared.settings.bridge_token.clone(),
                     timing: shared.settings.link,
-                    relay,
+                    relay: std::sync::Arc::new(relay),
+                    version_check_every: shared.settings.version_check_every,
                 })
             }
             .into_actor(self)

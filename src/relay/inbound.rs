@@ -28,7 +28,7 @@ use crate::store;
 use crate::store::events::PENDING;
 
 /// What the relay needs to know about the integration.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct RelayContext {
     pub integration_id: String,
     pub instance: String,
@@ -40,9 +40,16 @@ pub struct RelayContext {
     pub sign_messages: bool,
     pub ryzeapi_url: String,
     pub instance_token: crate::secret::Secret,
-    /// Chatwoot ≥ 4.2: message ticks can be set (`PATCH …/messages/{id}`).
-    pub ticks: bool,
+    /// Chatwoot ≥ 4.2: message ticks can be set (`PATCH …/messages/{id}`). Refreshed with the version.
+    pub ticks: std::sync::atomic::AtomicBool,
     pub live: Arc<Live>,
+}
+
+impl RelayContext {
+    /// Whether message ticks can be set on this Chatwoot.
+    pub fn ticks(&self) -> bool {
+        self.ticks.load(Ordering::Relaxed)
+    }
 }
 
 /// Prefix of every `source_id` the bridge sets on Chatwoot messages.
@@ -187,7 +194,7 @@ async fn relay_receipt(
         "error" | "failed" | "server_error" => "failed",
         _ => return Outcome::Done,
     };
-    if !relay.ticks {
+    if !relay.ticks() {
         return Outcome::Done;
     }
     let ids: Vec<&str> = data

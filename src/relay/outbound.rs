@@ -100,7 +100,7 @@ pub async fn process(shared: Arc<Shared>, relay: Arc<RelayContext>, http: Option
     };
     if let Outcome::Failed(reason) = &outcome
         && job.kind != "delete"
-        && relay.ticks
+        && relay.ticks()
     {
         let shown = plain_reason(reason);
         match chatwoot.set_message_status(message.conversation_id, message.id, "failed", Some(&shown)).await {
@@ -230,7 +230,7 @@ async fn send(
         }
     }
     relay.live.messages_to_whatsapp.fetch_add(1, Ordering::Relaxed);
-    if relay.ticks {
+    if relay.ticks() {
         match chatwoot.set_message_status(message.conversation_id, message.id, "sent", None).await {
             Ok(()) => {}
             Err(e) => tracing::warn!(integration_id = %relay.integration_id, error = %e, "could not set the sent tick"),

@@ -124,3 +124,14 @@ pub async fn set_sealed(
     row.update(db).await?;
     Ok(())
 }
+
+/// Records the Chatwoot version last read from `GET /api`.
+pub async fn set_chatwoot_version(db: &DatabaseConnection, id: &str, version: &str) -> Result<(), StoreError> {
+    let row = ActiveModel {
+        id: sea_orm::Unchanged(id.to_owned()),
+        chatwoot_version: sea_orm::Set(Some(version.to_owned())),
+        ..Default::default()
+    };
+    row.update(db).await?;
+    Ok(())
+}
