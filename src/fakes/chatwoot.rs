@@ -507,7 +507,7 @@ async fn dispatch(req: HttpRequest, body: web::Bytes, state: web::Data<Mutex<Sta
             x = x.wrapping_mul(0xFF51_AFD7_ED55_8CCD);
             x ^= x >> 33;
             if x % 100 < u64::from(percent) {
-                fault_page(if x % 2 == 0 { 503 } else { 429 })
+                fault_page(if x.is_multiple_of(2) { 503 } else { 429 })
             } else {
                 route(&mut guard, &call)
             }
