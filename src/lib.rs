@@ -75,19 +75,23 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
     let booted = store::connect_and_migrate(&shared.settings.database_url).await;
     match booted {
         Ok(db) => {
-            shared.finish_boot(db);
-            if let Ok(services) = shared.services() {
-                match integrations::rotation::reseal_all(services).await {
-                    Ok(0) => {}
-                    Ok(count) => tracing::info!(count, "re-sealed stored secrets with the current encryption key"),
-                    Err(e) => {
-                        tracing::error!(error = %e, "re-sealing stored secrets failed; keep BRIDGE_ENCRYPTION_KEY_PREVIOUS set")
-                    }
+            // Re-seal before reporting ready: nothing reads a secret sealed with a key about to be dropped.
+            let sealer = crypto::Sealer::new(
+                shared.settings.encryption_key.clone(),
+                shared.settings.previous_encryption_key.clone(),
+            );
+            match integrations::rotation::reseal_all(&db, &sealer).await {
+                Ok(0) => {}
+                Ok(count) => tracing::info!(count, "re-sealed stored secrets with the current encryption key"),
+                Err(e) => {
+                    tracing::error!(error = %e, "re-sealing stored secrets failed; keep BRIDGE_ENCRYPTION_KEY_PREVIOUS set")
                 }
             }
+            // The manager exists before the API reports ready, so no activation can miss it.
             let threads = std::thread::available_parallelism().map_or(2, usize::from);
             let manager = Manager::new(shared.clone().into_inner(), threads).start();
             shared.set_manager(manager.clone());
+            shared.finish_boot(db);
             let started = manager.send(StartAll).await.unwrap_or(0);
             tracing::info!(integrations = started, "ready");
         }

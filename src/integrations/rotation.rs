@@ -3,16 +3,17 @@
 //! as `BRIDGE_ENCRYPTION_KEY` and the old one as `BRIDGE_ENCRYPTION_KEY_PREVIOUS`, restart once, and drop
 //! the previous key at the next restart (docs/operations.md).
 
+use sea_orm::DatabaseConnection;
+
 use super::{open_sealed, sealed};
+use crate::crypto::Sealer;
 use crate::error::AppError;
-use crate::state::Services;
 use crate::store;
 
-/// Re-seals what needs it. Returns how many integrations were re-sealed.
-pub async fn reseal_all(services: &Services) -> Result<usize, AppError> {
-    let sealer = &services.sealer;
+/// Re-seals what needs it (before the bridge reports ready). Returns how many integrations were re-sealed.
+pub async fn reseal_all(db: &DatabaseConnection, sealer: &Sealer) -> Result<usize, AppError> {
     let mut count = 0;
-    for model in store::integrations::list(&services.db, None).await? {
+    for model in store::integrations::list(db, None).await? {
         let columns = [
             Some(&model.instance_token_sealed),
             Some(&model.chatwoot_token_sealed),
@@ -28,7 +29,7 @@ pub async fn reseal_all(services: &Services) -> Result<usize, AppError> {
         };
         let signing = model.signing_secret_sealed.as_deref().map(|v| reseal(v, sealed::SIGNING_SECRET)).transpose()?;
         store::integrations::set_sealed(
-            &services.db,
+            db,
             &model.id,
             reseal(&model.instance_token_sealed, sealed::INSTANCE_TOKEN)?,
             reseal(&model.chatwoot_token_sealed, sealed::CHATWOOT_TOKEN)?,

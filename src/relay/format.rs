@@ -3,22 +3,32 @@
 //! WhatsApp marks `*bold*`, `_italic_`, `~strike~` and ```` ```mono``` ````; Chatwoot renders Markdown, where
 //! bold is `**b**` and strike `~~s~~` (`_i_` and code already agree).
 
+/// Longest formatted span or link looked for, in characters, on one line. Bounds the work per marker:
+/// a 150,000-character message full of `*` or `[` stays linear instead of quadratic.
+const MAX_SPAN: usize = 256;
+/// Deepest nesting of formatting converted (`**_~~x~~_**`); deeper markers are left as they are.
+const MAX_NESTING: usize = 3;
+
 /// Chatwoot Markdown → WhatsApp formatting (contract §5): `**b**`/`__b__` → `*b*`, `*i*`/`_i_` → `_i_`,
 /// `~~s~~` → `~s~`, `[text](url)` → the URL. Code spans are left as they are.
 pub fn markdown_to_whatsapp(markdown: &str) -> String {
+    convert_markdown(markdown, 0)
+}
+
+fn convert_markdown(markdown: &str, nesting: usize) -> String {
     let chars: Vec<char> = markdown.chars().collect();
     let mut out = String::with_capacity(markdown.len());
     let mut i = 0;
     while i < chars.len() {
         let rest = &chars[i..];
         if rest.starts_with(&['`', '`', '`']) {
-            let end = find(&chars, i + 3, &['`', '`', '`']).map_or(chars.len(), |e| e + 3);
+            let end = find_any(&chars, i + 3, &['`', '`', '`']).map_or(chars.len(), |e| e + 3);
             out.extend(&chars[i..end]);
             i = end;
             continue;
         }
         if rest.starts_with(&['`']) {
-            let end = find(&chars, i + 1, &['`']).map_or(chars.len(), |e| e + 1);
+            let end = find_any(&chars, i + 1, &['`']).map_or(chars.len(), |e| e + 1);
             out.extend(&chars[i..end]);
             i = end;
             continue;
@@ -31,18 +41,23 @@ pub fn markdown_to_whatsapp(markdown: &str) -> String {
             i = end + 1;
             continue;
         }
-        let spans: [(&[char], &str); 5] =
-            [(&['*', '*'], "*"), (&['_', '_'], "*"), (&['~', '~'], "~"), (&['*'], "_"), (&['_'], "_")];
+        let spans: [(&[char], &str); 5] = if nesting >= MAX_NESTING {
+            [(&[], ""), (&[], ""), (&[], ""), (&[], ""), (&[], "")]
+        } else {
+            [(&['*', '*'], "*"), (&['_', '_'], "*"), (&['~', '~'], "~"), (&['*'], "_"), (&['_'], "_")]
+        };
         if let Some((marker, replacement, end)) = spans.iter().find_map(|(marker, replacement)| {
             let inner_start = i + marker.len();
-            (rest.starts_with(marker) && chars.get(inner_start).is_some_and(|c| !c.is_whitespace()))
-                .then(|| find(&chars, inner_start, marker))
-                .flatten()
-                .filter(|end| *end > inner_start && !chars[inner_start..*end].contains(&'\n'))
-                .map(|end| (marker.len(), *replacement, end))
+            (!marker.is_empty()
+                && rest.starts_with(marker)
+                && chars.get(inner_start).is_some_and(|c| !c.is_whitespace()))
+            .then(|| find(&chars, inner_start, marker))
+            .flatten()
+            .filter(|end| *end > inner_start && !chars[inner_start..*end].contains(&'\n'))
+            .map(|end| (marker.len(), *replacement, end))
         }) {
             out.push_str(replacement);
-            out.push_str(&markdown_to_whatsapp(&chars[i + marker..end].iter().collect::<String>()));
+            out.push_str(&convert_markdown(&chars[i + marker..end].iter().collect::<String>(), nesting + 1));
             out.push_str(replacement);
             i = end + marker;
             continue;
@@ -53,8 +68,16 @@ pub fn markdown_to_whatsapp(markdown: &str) -> String {
     out
 }
 
-/// Index of the first occurrence of `needle` at or after `from`.
+/// Index of the first occurrence of `needle` at or after `from`, on the same line and within
+/// [`MAX_SPAN`] characters.
 fn find(chars: &[char], from: usize, needle: &[char]) -> Option<usize> {
+    let end = chars.len().min(from.saturating_add(MAX_SPAN));
+    (from..end).take_while(|&j| chars[j] != '\n').find(|&j| chars[j..].starts_with(needle))
+}
+
+/// Like [`find`] without the bounds (code spans may be long; they are skipped as a whole, so each
+/// character is scanned once).
+fn find_any(chars: &[char], from: usize, needle: &[char]) -> Option<usize> {
     (from..chars.len()).find(|&j| chars[j..].starts_with(needle))
 }
 
@@ -110,7 +133,8 @@ fn opens(chars: &[char], i: usize, marker: char) -> bool {
 
 fn closing(chars: &[char], open: usize, marker: char) -> Option<usize> {
     let mut j = open + 1;
-    while j < chars.len() {
+    let end = chars.len().min(open.saturating_add(MAX_SPAN));
+    while j < end {
         let c = chars[j];
         if c == '\n' {
             return None;
@@ -143,6 +167,17 @@ mod tests {
         assert_eq!(markdown_to_whatsapp("2 * 3 = 6"), "2 * 3 = 6");
         assert_eq!(markdown_to_whatsapp("**_ambos_**"), "*_ambos_*");
         assert_eq!(markdown_to_whatsapp("linha\nnova"), "linha\nnova");
+    }
+
+    #[test]
+    fn stays_fast_on_hostile_text() {
+        let started = std::time::Instant::now();
+        for text in ["*".repeat(150_000), "[".repeat(150_000), "**_~".repeat(40_000), "*a ".repeat(50_000)] {
+            let _ = markdown_to_whatsapp(&text);
+            let _ = whatsapp_to_markdown(&text);
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(20), "{:?}", started.elapsed());
+        assert_eq!(markdown_to_whatsapp("**_~~x~~_**"), "*_~x~_*");
     }
 
     #[test]
