@@ -270,17 +270,7 @@ async fn sigterm_during_a_stream_loses_nothing() {
     eventually("all 40 delivered", Duration::from_secs(10), || chatwoot.message_count() >= 40).await;
     actix_web::rt::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(stack.chatwoot.message_count(), 40, "exactly once");
-    for conversation in stack.chatwoot.conversations() {
-        let numbers: Vec<usize> = stack
-            .chatwoot
-            .messages(conversation.display_id)
-            .into_iter()
-            .filter_map(|m| m.content?.strip_prefix('t')?.parse().ok())
-            .collect();
-        let mut sorted = numbers.clone();
-        sorted.sort_unstable();
-        assert_eq!(numbers, sorted);
-    }
+    assert_ordered_per_conversation(&stack.chatwoot, 't');
 }
 
 #[actix_web::test]

@@ -317,17 +317,7 @@ async fn chatwoot_failing_for_a_while_loses_and_duplicates_nothing() {
     assert_eq!(stack.chatwoot.message_count(), 30, "exactly once");
     assert_eq!(stack.chatwoot.contact_count(), 3);
     assert_eq!(stack.chatwoot.conversation_count(), 3);
-    for conversation in stack.chatwoot.conversations() {
-        let numbers: Vec<usize> = stack
-            .chatwoot
-            .messages(conversation.display_id)
-            .into_iter()
-            .filter_map(|m| m.content?.strip_prefix('m')?.parse().ok())
-            .collect();
-        let mut sorted = numbers.clone();
-        sorted.sort_unstable();
-        assert_eq!(numbers, sorted, "order kept within the chat");
-    }
+    assert_ordered_per_conversation(&stack.chatwoot, 'm');
     assert_eq!(stack.view(&id).await["queues"]["to_chatwoot_pending"], 0);
 }
 
@@ -457,18 +447,7 @@ async fn chatwoot_failing_thirty_percent_of_calls_loses_and_duplicates_nothing()
     assert_eq!(stack.chatwoot.message_count(), 60, "exactly once");
     assert_eq!(stack.chatwoot.contact_count(), 3);
     assert_eq!(stack.chatwoot.conversation_count(), 3);
-    for conversation in stack.chatwoot.conversations() {
-        let numbers: Vec<usize> = stack
-            .chatwoot
-            .messages(conversation.display_id)
-            .into_iter()
-            .filter_map(|m| m.content?.strip_prefix('m')?.parse().ok())
-            .collect();
-        let mut sorted = numbers.clone();
-        sorted.sort_unstable();
-        assert_eq!(numbers.len(), 20);
-        assert_eq!(numbers, sorted, "order kept within the chat");
-    }
+    assert_eq!(assert_ordered_per_conversation(&stack.chatwoot, 'm'), vec![20, 20, 20]);
     assert_eq!(stack.view(&id).await["queues"]["to_chatwoot_pending"], 0);
 }
 

@@ -175,10 +175,7 @@ async fn relay_call(
         .await
     }
     .await;
-    match result {
-        Ok(()) | Err(Outcome::Done) => Outcome::Done,
-        Err(outcome) => outcome,
-    }
+    outcome_of(result)
 }
 
 /// `message.status` → the tick of every Chatwoot message it covers (ticks only move forward).
@@ -261,6 +258,14 @@ fn inbox_gone(error: &ChatwootError) -> Outcome {
 /// Short-circuits a step: `Err(outcome)` ends processing with that outcome.
 pub(crate) type Step<T> = Result<T, Outcome>;
 
+/// The outcome of a finished sequence of steps (an early `Done` is a success too).
+pub(crate) fn outcome_of(step: Step<()>) -> Outcome {
+    match step {
+        Ok(()) | Err(Outcome::Done) => Outcome::Done,
+        Err(outcome) => outcome,
+    }
+}
+
 pub(crate) fn store_failed(e: store::StoreError) -> Outcome {
     Outcome::Retry { after: Duration::from_secs(1), error: e.to_string() }
 }
@@ -272,10 +277,7 @@ async fn relay_message(
     media: &MediaSource<'_>,
     message: &MessageExchange,
 ) -> Outcome {
-    match relay_message_steps(db, relay, chatwoot, media, message).await {
-        Ok(()) | Err(Outcome::Done) => Outcome::Done,
-        Err(outcome) => outcome,
-    }
+    outcome_of(relay_message_steps(db, relay, chatwoot, media, message).await)
 }
 
 async fn relay_message_steps(

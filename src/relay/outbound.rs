@@ -17,7 +17,7 @@ use sea_orm::DatabaseConnection;
 
 use super::Outcome;
 use super::format::markdown_to_whatsapp;
-use super::inbound::{RelayContext, Step, on_chatwoot_error, store_failed};
+use super::inbound::{RelayContext, Step, on_chatwoot_error, outcome_of, store_failed};
 use super::status;
 use crate::chatwoot::webhook::{WebhookAttachment, WebhookEvent, WebhookMessage};
 use crate::chatwoot::{ChatwootClient, Failure};
@@ -77,10 +77,7 @@ pub async fn process(shared: Arc<Shared>, relay: Arc<RelayContext>, http: Option
         (None, "delete") => revoke(db, &relay, &ryzeapi, &message).await,
         (None, _) => send(db, &relay, &chatwoot, &ryzeapi, &job, &message).await,
     };
-    let outcome = match result {
-        Ok(()) | Err(Outcome::Done) => Outcome::Done,
-        Err(outcome) => outcome,
-    };
+    let outcome = outcome_of(result);
     // A retryable failure that keeps failing becomes final — but not while RyzeAPI is unreachable as a
     // whole (its link is down too): then replies wait, however long the outage, and go out in order.
     let ryzeapi_down = relay.live.snapshot().state != LinkState::Connected;

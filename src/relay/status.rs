@@ -10,7 +10,7 @@ use sea_orm::DatabaseConnection;
 use serde_json::{Map, Value};
 
 use super::Outcome;
-use super::inbound::{MediaFile, Post, RelayContext, Step, ensure_contact, post_once, store_failed};
+use super::inbound::{MediaFile, Post, RelayContext, Step, ensure_contact, outcome_of, post_once, store_failed};
 use super::qr_png::qr_png;
 use crate::chatwoot::ChatwootClient;
 use crate::ryzeapi::event::Party;
@@ -81,10 +81,7 @@ pub(crate) async fn instance_state(
         post_once(db, relay, chatwoot, &chat, post).await
     }
     .await;
-    match result {
-        Ok(()) | Err(Outcome::Done) => Outcome::Done,
-        Err(outcome) => outcome,
-    }
+    outcome_of(result)
 }
 
 /// The QR code as a PNG file: RyzeAPI sends either a PNG data URL or the QR text itself.

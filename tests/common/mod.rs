@@ -426,3 +426,23 @@ pub async fn eventually(what: &str, within: Duration, mut check: impl FnMut() ->
         actix_web::rt::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Asserts that, in every conversation, the messages whose text is `<prefix><n>` appear in increasing
+/// `n` order, and returns how many each conversation holds.
+pub fn assert_ordered_per_conversation(chatwoot: &FakeChatwoot, prefix: char) -> Vec<usize> {
+    chatwoot
+        .conversations()
+        .into_iter()
+        .map(|conversation| {
+            let numbers: Vec<usize> = chatwoot
+                .messages(conversation.display_id)
+                .into_iter()
+                .filter_map(|m| m.content?.strip_prefix(prefix)?.parse().ok())
+                .collect();
+            let mut sorted = numbers.clone();
+            sorted.sort_unstable();
+            assert_eq!(numbers, sorted, "order kept within conversation {}", conversation.display_id);
+            numbers.len()
+        })
+        .collect()
+}
