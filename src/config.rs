@@ -36,7 +36,8 @@ pub struct Settings {
     /// `BRIDGE_ENCRYPTION_KEY`: 32 bytes, base64; seals secrets at rest. Default: a random key created in
     /// `<data dir>/bridge.key` (mode 0600), with a warning.
     pub encryption_key: EncryptionKey,
-    /// `BRIDGE_ENCRYPTION_KEY_PREVIOUS`: the key before the last rotation; values it sealed still open.
+    /// `BRIDGE_ENCRYPTION_KEY_PREVIOUS`: the key before the last rotation; values it sealed still open, and
+    /// are re-sealed with the current key at boot (then this can be removed).
     pub previous_encryption_key: Option<EncryptionKey>,
     /// `BRIDGE_DATA_DIR`: embedded database, generated key and token. Default `./data`.
     pub data_dir: PathBuf,
@@ -47,8 +48,9 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// `BRIDGE_CHATWOOT_TIMEOUT_MS`: timeout of one Chatwoot call. Default 10000 (the contract's 10 s).
     pub chatwoot_timeout: Duration,
-    /// `BRIDGE_RETRY_MIN_MS` / `BRIDGE_RETRY_MAX_MS`: first and longest wait before retrying a Chatwoot call
-    /// that failed for a passing reason (429, 5xx, network). Defaults 2000 and 300000: minutes, not seconds.
+    /// `BRIDGE_RETRY_MIN_MS` / `BRIDGE_RETRY_MAX_MS`: first and longest wait before retrying a Chatwoot or
+    /// RyzeAPI call that failed for a passing reason (429, 5xx, network). Defaults 2000 and 300000: minutes, not
+    /// seconds.
     pub relay_retry: (Duration, Duration),
     /// `BRIDGE_VERSION_CHECK_MS`: how often each integration reads Chatwoot's version again (default 6 h);
     /// features that depend on it (message ticks from 4.2) follow an upgrade without re-activation.
