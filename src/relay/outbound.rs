@@ -82,7 +82,10 @@ pub async fn process(shared: Arc<Shared>, relay: Arc<RelayContext>, http: Option
     // whole (its link is down too): then replies wait, however long the outage, and go out in order.
     let ryzeapi_down = relay.live.snapshot().state != LinkState::Connected;
     let outcome = match outcome {
-        Outcome::Retry { error, .. } if !ryzeapi_down && job.attempts + 1 >= MAX_ATTEMPTS => Outcome::Failed(error),
+        Outcome::Retry { error, .. } if !ryzeapi_down && job.attempts + 1 >= MAX_ATTEMPTS => {
+            // Out of attempts: say it in words the agent can act on.
+            Outcome::Failed(SendError::Retryable { detail: error, after: None }.reason())
+        }
         Outcome::Retry { after, error } => {
             let (min, max) = shared.settings.relay_retry;
             let attempts = if ryzeapi_down { job.attempts } else { job.attempts + 1 };
@@ -99,23 +102,13 @@ pub async fn process(shared: Arc<Shared>, relay: Arc<RelayContext>, http: Option
         && job.kind != "delete"
         && relay.ticks()
     {
-        let shown = plain_reason(reason);
-        match chatwoot.set_message_status(message.conversation_id, message.id, "failed", Some(&shown)).await {
+        match chatwoot.set_message_status(message.conversation_id, message.id, "failed", Some(reason)).await {
             Ok(()) => {}
             Err(e) if e.failure() == Failure::NotFound => {}
             Err(e) => return on_chatwoot_error(&e),
         }
     }
     finish(db, &job, outcome).await
-}
-
-/// Retryable failures that ran out of attempts carry technical details; say it plainly.
-fn plain_reason(reason: &str) -> String {
-    if reason.starts_with("HTTP ") || reason.contains("error") && !reason.contains(' ') {
-        SendError::Retryable { detail: reason.to_owned(), after: None }.reason()
-    } else {
-        reason.to_owned()
-    }
 }
 
 async fn finish(db: &DatabaseConnection, job: &outbound_job::Model, outcome: Outcome) -> Outcome {
