@@ -305,10 +305,12 @@ async fn chatwoot_failing_for_a_while_loses_and_duplicates_nothing() {
             sim::text_message("suporte", &format!("3EB0F{n:03}"), customer, "Cliente", &format!("m{n}")),
         );
     }
-    actix_web::rt::time::sleep(Duration::from_millis(800)).await;
+    let deadline = std::time::Instant::now() + WAIT;
+    while stack.view(&id).await["queues"]["to_chatwoot_pending"] != 30 {
+        assert!(std::time::Instant::now() < deadline, "all 30 kept while Chatwoot fails");
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(stack.chatwoot.message_count(), 0);
-    let pending = stack.view(&id).await["queues"]["to_chatwoot_pending"].as_u64().unwrap();
-    assert_eq!(pending, 30, "kept while Chatwoot fails");
     stack.chatwoot.set_fault(Fault::Status(429));
     actix_web::rt::time::sleep(Duration::from_millis(400)).await;
     stack.chatwoot.set_fault(Fault::None);

@@ -23,6 +23,8 @@ pub struct Model {
     /// Last tick set on the Chatwoot message (`sent`, `delivered`, `read`, `failed`).
     pub last_status: Option<String>,
     pub created_at: DateTimeUtc,
+    /// When the last Chatwoot call for this message started.
+    pub attempted_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -6,6 +6,7 @@ mod m20261121_000001_create_integrations;
 mod m20261121_000002_create_inbound_events;
 mod m20261121_000003_create_chats_and_message_map;
 mod m20261121_000004_create_outbound_jobs;
+mod m20261121_000005_message_map_attempted_at;
 
 pub struct Migrator;
 
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000002_create_inbound_events::Migration),
             Box::new(m20261121_000003_create_chats_and_message_map::Migration),
             Box::new(m20261121_000004_create_outbound_jobs::Migration),
+            Box::new(m20261121_000005_message_map_attempted_at::Migration),
         ]
     }
 }

@@ -11,8 +11,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::dto::{
-    ApiChannel, ApiInfo, Contact, ContactCreated, ContactList, Conversation, CreateInbox, Inbox, InboxList, Message,
-    MessageList, NewContact, NewConversation, NewMessage, Profile, UpdateApiChannel, UpdateInbox,
+    ApiChannel, ApiInfo, Contact, ContactCreated, ContactList, Conversation, ConversationList, CreateInbox, Inbox,
+    InboxList, Message, MessageList, NewContact, NewConversation, NewMessage, Profile, UpdateApiChannel, UpdateInbox,
 };
 use super::error::{ChatwootError, error_text};
 use crate::secret::Secret;
@@ -53,6 +53,11 @@ impl ChatwootClient {
 
     pub fn target(&self) -> &ChatwootTarget {
         &self.target
+    }
+
+    /// The timeout of one call.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// `GET /api`: version and service health (no authentication).
@@ -132,6 +137,13 @@ impl ChatwootClient {
 
     pub async fn create_conversation(&self, conversation: &NewConversation<'_>) -> Result<Conversation, ChatwootError> {
         self.call("create_conversation", Method::POST, self.account_path("/conversations"), Some(conversation)).await
+    }
+
+    /// The contact's conversations in every inbox, most recent activity first (Chatwoot caps it at 20).
+    pub async fn contact_conversations(&self, contact_id: i64) -> Result<Vec<Conversation>, ChatwootError> {
+        let path = self.account_path(&format!("/contacts/{contact_id}/conversations"));
+        let list: ConversationList = self.call::<(), _>("contact_conversations", Method::GET, path, None).await?;
+        Ok(list.payload)
     }
 
     pub async fn create_message(
@@ -277,6 +289,7 @@ impl ChatwootClient {
         let outcome = match &result {
             Ok(_) => "ok".to_owned(),
             Err(ChatwootError::Transport { .. }) => "transport_error".to_owned(),
+            Err(ChatwootError::OutcomeUnknown { .. }) => "timeout".to_owned(),
             Err(e) => e.upstream_status().map_or_else(|| "error".to_owned(), |s| s.to_string()),
         };
         self.metrics.observe_call("chatwoot", operation, &outcome, started.elapsed());
@@ -318,7 +331,12 @@ impl ChatwootClient {
             }
             Payload::Empty => request.send().await,
         };
-        let mut response = sent.map_err(|e| ChatwootError::Transport { detail: transport_detail(&e, timeout) })?;
+        let mut response = sent.map_err(|e| match e {
+            awc::error::SendRequestError::Timeout => {
+                ChatwootError::OutcomeUnknown { detail: transport_detail(&e, timeout), waited: timeout }
+            }
+            other => ChatwootError::Transport { detail: transport_detail(&other, timeout) },
+        })?;
         let status = response.status().as_u16();
         let retry_after = response
             .headers()
@@ -326,11 +344,10 @@ impl ChatwootClient {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let bytes = response
-            .body()
-            .limit(MAX_BODY)
-            .await
-            .map_err(|e| ChatwootError::Transport { detail: format!("reading Chatwoot's answer failed: {e}") })?;
+        let bytes = response.body().limit(MAX_BODY).await.map_err(|e| ChatwootError::OutcomeUnknown {
+            detail: format!("reading Chatwoot's answer failed: {e}"),
+            waited: timeout,
+        })?;
         if (200..300).contains(&status) {
             Ok((status, bytes))
         } else {

@@ -146,6 +146,14 @@ pub struct Conversation {
     pub id: i64,
     #[serde(default)]
     pub status: String,
+    #[serde(default)]
+    pub inbox_id: Option<i64>,
+}
+
+/// `GET …/contacts/{id}/conversations` answers `{"payload":[conversation…]}` (newest activity first).
+#[derive(Debug, Clone, Deserialize)]
+pub struct ConversationList {
+    pub payload: Vec<Conversation>,
 }
 
 /// `POST …/conversations/{id}/messages` as JSON.

@@ -34,9 +34,13 @@ impl Failure {
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ChatwootError {
-    /// No HTTP answer at all.
+    /// No HTTP answer at all; the request did not reach Chatwoot (refused, DNS, TLS).
     #[error("{detail}")]
     Transport { detail: String },
+    /// The request may or may not have been carried out (timed out, or the answer was cut off): Chatwoot
+    /// may still complete it. Look before doing it again, and not before `waited` has passed once more.
+    #[error("{detail}")]
+    OutcomeUnknown { detail: String, waited: Duration },
     /// Chatwoot answered with a non-success status. `message` is Chatwoot's own error text.
     #[error("HTTP {status}: {message}")]
     Status { status: u16, message: String, retry_after: Option<Duration> },
@@ -49,7 +53,7 @@ impl ChatwootError {
     /// The one classification of Chatwoot failures.
     pub fn failure(&self) -> Failure {
         match self {
-            Self::Transport { .. } => Failure::Unreachable,
+            Self::Transport { .. } | Self::OutcomeUnknown { .. } => Failure::Unreachable,
             Self::Unexpected { .. } => Failure::NotFound,
             Self::Status { status, message, .. } => match *status {
                 401 if message.starts_with("You are not authorized") || message == "Account is suspended" => {
@@ -68,7 +72,7 @@ impl ChatwootError {
     /// Chatwoot's HTTP status, when it answered.
     pub fn upstream_status(&self) -> Option<u16> {
         match self {
-            Self::Transport { .. } => None,
+            Self::Transport { .. } | Self::OutcomeUnknown { .. } => None,
             Self::Status { status, .. } | Self::Unexpected { status, .. } => Some(*status),
         }
     }

@@ -170,7 +170,14 @@ async fn relay_call(
             relay,
             chatwoot,
             &chat,
-            Post { wa_id: &wa_id, direction: "incoming", content: text, attributes: Map::new(), file: None },
+            Post {
+                wa_id: &wa_id,
+                direction: "incoming",
+                content: text,
+                attributes: Map::new(),
+                file: None,
+                retrying: true,
+            },
         )
         .await
     }
@@ -241,9 +248,30 @@ pub(crate) fn on_chatwoot_error(error: &ChatwootError) -> Outcome {
             error.detail()
         )),
         Failure::RateLimited | Failure::ServerError | Failure::Unreachable => {
-            Outcome::Retry { after: error.retry_after().unwrap_or_default(), error: error.detail() }
+            let after = match error {
+                // Chatwoot may still be carrying the request out: give it that long again before the
+                // replay looks for the result (by source_id) instead of repeating it.
+                ChatwootError::OutcomeUnknown { waited, .. } => waited.saturating_mul(2),
+                _ => error.retry_after().unwrap_or_default(),
+            };
+            Outcome::Retry { after, error: error.detail() }
         }
         Failure::NotFound | Failure::Invalid => Outcome::Failed(error.detail()),
+    }
+}
+
+/// Records what a failed create means for its replay, and returns the outcome. A definite refusal
+/// (429, other 4xx, 500) created nothing: the replay creates at once. A proxy's 502–504 is ambiguous: the
+/// replay looks first. A timeout or a cut-off answer may still land: the replay waits for it, then looks.
+async fn after_failed_create(db: &DatabaseConnection, mapping: i64, error: &ChatwootError) -> Outcome {
+    let (state, attempted_at) = match error {
+        ChatwootError::OutcomeUnknown { .. } => return on_chatwoot_error(error),
+        ChatwootError::Status { status: 502..=504, .. } => (store::messages::ATTEMPTED, None),
+        _ => (store::messages::PENDING, None),
+    };
+    match store::messages::set_attempt(db, mapping, state, attempted_at).await {
+        Ok(()) => on_chatwoot_error(error),
+        Err(e) => store_failed(e),
     }
 }
 
@@ -332,7 +360,8 @@ async fn relay_message_steps(
         _ => rendered.content.as_str(),
     };
     let direction = if message.direction == "outgoing" { "outgoing" } else { "incoming" };
-    let post = Post { wa_id: &message.id, direction, content, attributes, file: file.as_ref() };
+    let post =
+        Post { wa_id: &message.id, direction, content, attributes, file: file.as_ref(), retrying: media.attempts > 0 };
     post_once(db, relay, chatwoot, &chat, post).await
 }
 
@@ -344,6 +373,8 @@ pub(crate) struct Post<'a> {
     pub content: &'a str,
     pub attributes: Map<String, Value>,
     pub file: Option<&'a MediaFile>,
+    /// This event was tried before (an earlier outcome may be unknown).
+    pub retrying: bool,
 }
 
 /// Creates the message in the chat's conversation exactly once: a `message_map` row is written first; a
@@ -355,7 +386,7 @@ pub(crate) async fn post_once(
     chat: &chat::Model,
     post: Post<'_>,
 ) -> Step<()> {
-    let (mut conversation_id, was_resolved) = ensure_conversation(db, relay, chatwoot, chat).await?;
+    let (mut conversation_id, was_resolved) = ensure_conversation(db, relay, chatwoot, chat, post.retrying).await?;
     let mapping =
         store::messages::begin(db, &relay.integration_id, post.wa_id, chat.id, post.direction, conversation_id)
             .await
@@ -367,10 +398,21 @@ pub(crate) async fn post_once(
     // A replay of a message whose creation may have happened: look before creating again.
     if let Some(previous_conversation) = mapping.conversation_id.filter(|_| mapping.state == store::messages::ATTEMPTED)
     {
-        let recent = chatwoot.recent_messages(previous_conversation).await;
-        if let Ok(recent) = recent
-            && let Some(found) = recent.iter().find(|m| m.source_id.as_deref() == Some(source_id.as_str()))
-        {
+        // The earlier call may still land (it timed out, or its process died mid-call): look only once it
+        // no longer can, or the lookup could miss it and a second copy be made.
+        let settle = chatwoot.timeout().saturating_mul(2);
+        if let Some(attempted_at) = mapping.attempted_at {
+            let elapsed = (chrono::Utc::now() - attempted_at).to_std().unwrap_or_default();
+            if elapsed < settle {
+                return Err(Outcome::Retry {
+                    after: settle - elapsed,
+                    error: "waiting for an earlier attempt to settle".into(),
+                });
+            }
+        }
+        // If Chatwoot cannot be asked, do not guess: creating now could make a second copy.
+        let recent = chatwoot.recent_messages(previous_conversation).await.map_err(|e| on_chatwoot_error(&e))?;
+        if let Some(found) = recent.iter().find(|m| m.source_id.as_deref() == Some(source_id.as_str())) {
             store::messages::complete(db, mapping.id, found.id, previous_conversation).await.map_err(store_failed)?;
             return Ok(());
         }
@@ -397,11 +439,14 @@ pub(crate) async fn post_once(
         Err(e) if e.failure() == Failure::NotFound => {
             // The conversation was deleted in Chatwoot: forget it, open a new one, try once more.
             let chat = store::chats::set_conversation(db, chat.id, None).await.map_err(store_failed)?;
-            conversation_id = ensure_conversation(db, relay, chatwoot, &chat).await?.0;
+            conversation_id = ensure_conversation(db, relay, chatwoot, &chat, false).await?.0;
             store::messages::mark_attempted(db, mapping.id, conversation_id).await.map_err(store_failed)?;
-            create(conversation_id).await.map_err(|e| on_chatwoot_error(&e))?
+            match create(conversation_id).await {
+                Ok(created) => created,
+                Err(e) => return Err(after_failed_create(db, mapping.id, &e).await),
+            }
         }
-        Err(e) => return Err(on_chatwoot_error(&e)),
+        Err(e) => return Err(after_failed_create(db, mapping.id, &e).await),
     };
     store::messages::complete(db, mapping.id, created.id, conversation_id).await.map_err(store_failed)?;
     if was_resolved && post.direction == "incoming" {
@@ -494,12 +539,14 @@ pub(crate) async fn ensure_contact(
 }
 
 /// The conversation to post into: the chat's last one unless it is resolved (then `reopenResolved`
-/// decides), else a new one. Returns it and whether it was resolved.
+/// decides), else a new one. Returns it and whether it was resolved. When `retrying`, a conversation an
+/// earlier, timed-out attempt may have created is looked for first (new customers cost no extra call).
 pub(crate) async fn ensure_conversation(
     db: &DatabaseConnection,
     relay: &RelayContext,
     chatwoot: &ChatwootClient,
     chat: &chat::Model,
+    retrying: bool,
 ) -> Step<(i64, bool)> {
     if let Some(id) = chat.conversation_id {
         let resolved = chat.conversation_status.as_deref() == Some("resolved");
@@ -511,6 +558,18 @@ pub(crate) async fn ensure_conversation(
     let (Some(contact_id), Some(source_id)) = (chat.contact_id, chat.contact_source_id.as_deref()) else {
         return Err(Outcome::Failed("chat has no contact".into()));
     };
+    if retrying {
+        // An earlier attempt may have created the conversation without our knowing (it timed out).
+        let existing = chatwoot.contact_conversations(contact_id).await.map_err(|e| on_chatwoot_error(&e))?;
+        let usable =
+            existing.into_iter().filter(|c| c.inbox_id == Some(relay.inbox_id)).find(|c| c.status != "resolved");
+        if let Some(conversation) = usable {
+            store::chats::set_conversation(db, chat.id, Some((conversation.id, conversation.status.as_str())))
+                .await
+                .map_err(store_failed)?;
+            return Ok((conversation.id, false));
+        }
+    }
     let request = NewConversation {
         inbox_id: relay.inbox_id,
         contact_id,

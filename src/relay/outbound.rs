@@ -188,17 +188,24 @@ async fn send(
         if text.trim().is_empty() {
             return Err(Outcome::Failed("The message is empty".into()));
         }
-        let wa_id = ryzeapi.send_text(&number, &text, reply_to.as_deref()).await.map_err(send_failed)?;
-        store::messages::record_outgoing(
-            db,
-            &relay.integration_id,
-            &wa_id,
-            Some(message.id),
-            message.conversation_id,
-            chat_id,
-        )
-        .await
-        .map_err(store_failed)?;
+        // A replay after RyzeAPI accepted the text (the mapping is written right then) must not send it again.
+        let already_sent = store::messages::find_by_chatwoot_id(db, &relay.integration_id, message.id)
+            .await
+            .map_err(store_failed)?
+            .is_some_and(|m| m.direction == "outgoing");
+        if !already_sent {
+            let wa_id = ryzeapi.send_text(&number, &text, reply_to.as_deref()).await.map_err(send_failed)?;
+            store::messages::record_outgoing(
+                db,
+                &relay.integration_id,
+                &wa_id,
+                Some(message.id),
+                message.conversation_id,
+                chat_id,
+            )
+            .await
+            .map_err(store_failed)?;
+        }
     } else {
         let already = usize::try_from(job.parts_sent).unwrap_or(0);
         for (index, attachment) in message.attachments.iter().enumerate().skip(already) {

@@ -76,8 +76,14 @@ pub(crate) async fn instance_state(
         let chat = status_chat(db, relay, chatwoot).await?;
         let key = format!("ryze-event:{row_id}");
         let text = notice(state);
-        let post =
-            Post { wa_id: &key, direction: "incoming", content: &text, attributes: Map::new(), file: file.as_ref() };
+        let post = Post {
+            wa_id: &key,
+            direction: "incoming",
+            content: &text,
+            attributes: Map::new(),
+            file: file.as_ref(),
+            retrying: true,
+        };
         post_once(db, relay, chatwoot, &chat, post).await
     }
     .await;
@@ -121,7 +127,14 @@ pub(crate) async fn command(
         _ => "Messages here are not sent to WhatsApp. Type `/help` for the commands.".to_owned(),
     };
     let key = format!("ryze-command:{chatwoot_message_id}");
-    let post = Post { wa_id: &key, direction: "incoming", content: &answer, attributes: Map::new(), file: None };
+    let post = Post {
+        wa_id: &key,
+        direction: "incoming",
+        content: &answer,
+        attributes: Map::new(),
+        file: None,
+        retrying: true,
+    };
     post_once(db, relay, chatwoot, chat, post).await
 }
 

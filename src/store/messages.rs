@@ -43,6 +43,7 @@ pub async fn begin(
         state: Set(PENDING.to_owned()),
         last_status: Set(None),
         created_at: Set(Utc::now()),
+        attempted_at: Set(None),
         ..Default::default()
     };
     match row.insert(db).await {
@@ -60,6 +61,7 @@ pub async fn mark_attempted(db: &DatabaseConnection, row_id: i64, conversation_i
         id: sea_orm::Unchanged(row_id),
         conversation_id: Set(Some(conversation_id)),
         state: Set(ATTEMPTED.to_owned()),
+        attempted_at: Set(Some(Utc::now())),
         ..Default::default()
     };
     row.update(db).await?;
@@ -123,6 +125,7 @@ pub async fn record_outgoing(
         state: Set(CREATED.to_owned()),
         last_status: Set(Some("sent".to_owned())),
         created_at: Set(Utc::now()),
+        attempted_at: Set(None),
         ..Default::default()
     };
     match row.insert(db).await {
@@ -150,4 +153,23 @@ pub async fn last_incoming(db: &DatabaseConnection, chat_id: i64) -> Result<Opti
         .one(db)
         .await?
         .map(|m| m.wa_id))
+}
+
+/// After a failed Chatwoot call: `Some(state)` with the attempt's start kept or cleared. `PENDING` means
+/// nothing was created (a replay creates at once); `ATTEMPTED` without `attempted_at` means "look it up
+/// first, no need to wait"; with `attempted_at`, "wait for the call to settle, then look".
+pub async fn set_attempt(
+    db: &DatabaseConnection,
+    row_id: i64,
+    state: &str,
+    attempted_at: Option<chrono::DateTime<Utc>>,
+) -> Result<(), StoreError> {
+    let row = ActiveModel {
+        id: sea_orm::Unchanged(row_id),
+        state: Set(state.to_owned()),
+        attempted_at: Set(attempted_at),
+        ..Default::default()
+    };
+    row.update(db).await?;
+    Ok(())
 }
