@@ -1,0 +1,232 @@
+//! `bench`: runs the real bridge (`ryze-integrations`, a child process) against the in-process fake
+//! Chatwoot and RyzeAPI simulator on loopback, and prints a table of figures per mode.
+//!
+//! ```text
+//! cargo run --release --bin bench -- [mode] [--seconds N] [--integrations N] [--chats N] [--rate N]
+//! ```
+//!
+//! Modes: `inbound`, `latency`, `outbound`, `calls`, `memory`, `sink`, `all` (default). Each mode gets a
+//! fresh database (SQLite in a temp dir; a new PostgreSQL database, dropped afterwards, when
+//! `DATABASE_URL=postgres://…`) and a fresh bridge, killed at the end. `docs/performance.md` records a run.
+
+#[path = "bench/inbound.rs"]
+mod inbound;
+#[path = "bench/memory.rs"]
+mod memory;
+#[path = "bench/outbound.rs"]
+mod outbound;
+#[path = "bench/report.rs"]
+mod report;
+#[path = "bench/sink.rs"]
+mod sink;
+#[path = "bench/stack.rs"]
+mod stack;
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use report::Table;
+use stack::{BenchDb, Res};
+
+/// Sizes of one mode.
+#[derive(Debug, Clone, Copy)]
+pub struct Opts {
+    pub seconds: u64,
+    pub integrations: usize,
+    pub chats: usize,
+    /// Messages (or replies) per second; 0 for `inbound` means as fast as the bridge takes them.
+    pub rate: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Inbound,
+    Latency,
+    Outbound,
+    Calls,
+    Memory,
+    Sink,
+}
+
+impl Mode {
+    const ALL: [Mode; 6] = [Mode::Calls, Mode::Inbound, Mode::Sink, Mode::Latency, Mode::Outbound, Mode::Memory];
+
+    fn parse(name: &str) -> Option<Vec<Mode>> {
+        Some(match name {
+            "inbound" => vec![Mode::Inbound],
+            "latency" => vec![Mode::Latency],
+            "outbound" => vec![Mode::Outbound],
+            "calls" => vec![Mode::Calls],
+            "memory" => vec![Mode::Memory],
+            "sink" => vec![Mode::Sink],
+            "all" => Mode::ALL.to_vec(),
+            _ => return None,
+        })
+    }
+
+    /// Modest defaults: `all` finishes within about three minutes on a 2-core machine.
+    fn defaults(self) -> Opts {
+        match self {
+            Mode::Inbound | Mode::Sink => Opts { seconds: 20, integrations: 20, chats: 50, rate: 0 },
+            Mode::Latency => Opts { seconds: 10, integrations: 10, chats: 20, rate: 200 },
+            Mode::Outbound => Opts { seconds: 10, integrations: 10, chats: 1, rate: 100 },
+            Mode::Calls => Opts { seconds: 0, integrations: 1, chats: 50, rate: 0 },
+            Mode::Memory => Opts { seconds: 0, integrations: 1000, chats: 0, rate: 0 },
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Args {
+    modes: Vec<Mode>,
+    seconds: Option<u64>,
+    integrations: Option<usize>,
+    chats: Option<usize>,
+    rate: Option<u64>,
+}
+
+const USAGE: &str = "usage: bench [inbound|latency|outbound|calls|memory|sink|all] [--seconds N] [--integrations N] [--chats N] [--rate N]
+
+  inbound   sustained WhatsApp → Chatwoot throughput (closed loop; --rate caps the offered load)
+  latency   event sent → Chatwoot message created, p50/p99/p99.9 at --rate msg/s (default 200)
+  outbound  webhook acknowledgement and webhook → RyzeAPI send latency at --rate replies/s (default 100)
+  calls     Chatwoot calls per inbound message: new customers and steady state
+  memory    VmRSS per connected idle integration (--integrations, default 1000), connect and reconnect times
+  sink      the fake Chatwoot's own capacity, without the bridge
+  all       every mode with modest sizes (default)
+
+Flags override the mode's defaults (with `all`, every mode's). DATABASE_URL=postgres://… runs on a fresh
+PostgreSQL database (created and dropped) instead of SQLite. Build first: cargo build --release --bins";
+
+fn parse_args(args: &[String]) -> Result<Args, String> {
+    let mut parsed = Args::default();
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        let mut number = |name: &str, max: u64| -> Result<u64, String> {
+            let value = iter.next().ok_or_else(|| format!("{name} needs a number"))?;
+            match value.parse::<u64>() {
+                Ok(n) if n <= max => Ok(n),
+                _ => Err(format!("{name}: `{value}` is not a number from 0 to {max}")),
+            }
+        };
+        match arg.as_str() {
+            "-h" | "--help" => return Err(String::new()),
+            "--seconds" => parsed.seconds = Some(number("--seconds", 3600)?.max(1)),
+            "--integrations" => {
+                parsed.integrations = Some(usize::try_from(number("--integrations", 20_000)?.max(1)).unwrap_or(1))
+            }
+            "--chats" => parsed.chats = Some(usize::try_from(number("--chats", 999)?.max(1)).unwrap_or(1)),
+            "--rate" => parsed.rate = Some(number("--rate", 1_000_000)?),
+            name if !name.starts_with('-') && parsed.modes.is_empty() => {
+                parsed.modes = Mode::parse(name).ok_or_else(|| format!("unknown mode `{name}`"))?;
+            }
+            other => return Err(format!("unexpected argument `{other}`")),
+        }
+    }
+    if parsed.modes.is_empty() {
+        parsed.modes = Mode::ALL.to_vec();
+    }
+    Ok(parsed)
+}
+
+impl Args {
+    fn opts(&self, mode: Mode) -> Opts {
+        let d = mode.defaults();
+        Opts {
+            seconds: self.seconds.unwrap_or(d.seconds),
+            integrations: self.integrations.unwrap_or(d.integrations),
+            chats: self.chats.unwrap_or(d.chats),
+            rate: self.rate.unwrap_or(d.rate),
+        }
+    }
+}
+
+/// What a mode hands back: its table and, for `inbound` and `sink`, the throughput (msg/s) and, for
+/// `inbound`, how many messages the fake Chatwoot held at its end.
+type Outcome = Res<(Table, Option<f64>, Option<usize>)>;
+
+async fn run_mode(mode: Mode, opts: &Opts, inbound_stored: Option<usize>) -> Outcome {
+    if mode == Mode::Sink {
+        return sink::sink(opts, inbound_stored).await.map(|(t, x)| (t, Some(x), None));
+    }
+    let db = BenchDb::create().await?;
+    let result = match mode {
+        Mode::Inbound => inbound::inbound(opts, &db).await.map(|(t, x, n)| (t, Some(x), Some(n))),
+        Mode::Latency => inbound::latency(opts, &db).await.map(|t| (t, None, None)),
+        Mode::Calls => inbound::calls(opts, &db).await.map(|t| (t, None, None)),
+        Mode::Outbound => outbound::outbound(opts, &db).await.map(|t| (t, None, None)),
+        Mode::Memory => memory::memory(opts, &db).await.map(|t| (t, None, None)),
+        Mode::Sink => Err("unreachable".to_owned()),
+    };
+    // The mode's bridge was killed when its stack dropped; now the database and temp dir go.
+    db.cleanup().await;
+    result
+}
+
+#[actix_web::main]
+async fn main() -> ExitCode {
+    // One TLS provider for the process (awc's connector needs one chosen), as the bridge does.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let args = match parse_args(&argv) {
+        Ok(args) => args,
+        Err(problem) if problem.is_empty() => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(problem) => {
+            eprintln!("bench: {problem}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    let database = match std::env::var("DATABASE_URL") {
+        Ok(url) if url.starts_with("postgres") => "PostgreSQL (fresh database per mode)",
+        _ => "SQLite (fresh file per mode)",
+    };
+    println!("bench: {cores} cores, {database}, modes: {:?}", args.modes);
+    let started = Instant::now();
+    let mut failures = 0;
+    let mut inbound_rate = None;
+    let mut inbound_stored = None;
+    let mut sink_rate = None;
+    let mut summary = Table::new("summary");
+    for mode in &args.modes {
+        let opts = args.opts(*mode);
+        let mode_started = Instant::now();
+        println!("\nbench: {mode:?} {opts:?} …");
+        match run_mode(*mode, &opts, inbound_stored).await {
+            Ok((table, throughput, stored)) => {
+                print!("{}", table.render());
+                println!("  ({mode:?} took {})", report::secs(mode_started.elapsed()));
+                match mode {
+                    Mode::Inbound => (inbound_rate, inbound_stored) = (throughput, stored),
+                    Mode::Sink => sink_rate = throughput,
+                    _ => {}
+                }
+                summary.rows.extend(table.rows.into_iter().filter(|r| !r.target.is_empty()));
+            }
+            Err(error) => {
+                failures += 1;
+                eprintln!("bench: {mode:?} failed: {error}");
+            }
+        }
+    }
+    if let (Some(bridge), Some(sink)) = (inbound_rate, sink_rate)
+        && sink > 0.0
+    {
+        summary.info(
+            "bridge inbound throughput / sink capacity at the same size",
+            format!("{:.0}% ({bridge:.0} / {sink:.0} msg/s)", 100.0 * bridge / sink),
+        );
+    }
+    if args.modes.len() > 1 {
+        print!("{}", summary.render());
+    }
+    println!("\nbench: finished in {}", report::secs(started.elapsed()));
+    if failures > 0 {
+        eprintln!("bench: {failures} mode(s) failed");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
