@@ -409,12 +409,7 @@ impl IntegrationActor {
         let (shared, relay) = (self.shared.clone(), self.relay.clone());
         ctx.spawn(
             async move {
-                let chatwoot = crate::chatwoot::ChatwootClient::new(
-                    http,
-                    relay.chatwoot.clone(),
-                    shared.settings.chatwoot_timeout,
-                    shared.metrics.clone(),
-                );
+                let chatwoot = relay.chatwoot_client(http, &shared);
                 if let Ok(info) = chatwoot.api_info().await {
                     let ticks = crate::chatwoot::version_at_least(&info.version, (4, 2));
                     relay.ticks.store(ticks, std::sync::atomic::Ordering::Relaxed);

@@ -66,11 +66,6 @@ pub struct StartAll;
 #[rtype(result = "usize")]
 pub struct StopAll;
 
-/// How many integration actors are running.
-#[derive(Message)]
-#[rtype(result = "usize")]
-pub struct Running;
-
 impl Manager {
     pub fn new(shared: Arc<Shared>, threads: usize) -> Self {
         let arbiters = (0..threads.max(1)).map(|_| Arbiter::new()).collect();
@@ -261,13 +256,5 @@ impl Handler<StopAll> for Manager {
             self.stop(id, true);
         }
         ids.len()
-    }
-}
-
-impl Handler<Running> for Manager {
-    type Result = usize;
-
-    fn handle(&mut self, _: Running, _ctx: &mut Context<Self>) -> usize {
-        self.running.len()
     }
 }

@@ -46,6 +46,23 @@ pub struct RelayContext {
 }
 
 impl RelayContext {
+    /// A client for this integration's Chatwoot account.
+    pub fn chatwoot_client(&self, http: awc::Client, shared: &Shared) -> ChatwootClient {
+        ChatwootClient::new(http, self.chatwoot.clone(), shared.settings.chatwoot_timeout, shared.metrics.clone())
+    }
+
+    /// A client for this integration's RyzeAPI instance.
+    pub fn ryzeapi_client(&self, http: awc::Client, shared: &Shared) -> crate::ryzeapi::client::RyzeApiClient {
+        crate::ryzeapi::client::RyzeApiClient::new(
+            http,
+            &self.ryzeapi_url,
+            &self.instance,
+            self.instance_token.clone(),
+            shared.settings.chatwoot_timeout,
+            shared.metrics.clone(),
+        )
+    }
+
     /// Whether message ticks can be set on this Chatwoot.
     pub fn ticks(&self) -> bool {
         self.ticks.load(Ordering::Relaxed)
@@ -70,12 +87,7 @@ pub async fn process(shared: Arc<Shared>, relay: Arc<RelayContext>, http: Option
     let Some(http) = http else {
         return Outcome::Retry { after: Duration::from_secs(1), error: "no HTTP client".into() };
     };
-    let chatwoot = ChatwootClient::new(
-        http.clone(),
-        relay.chatwoot.clone(),
-        shared.settings.chatwoot_timeout,
-        shared.metrics.clone(),
-    );
+    let chatwoot = relay.chatwoot_client(http.clone(), &shared);
     let media = MediaSource { http: &http, relay: &relay, shared: &shared, attempts: row.attempts };
     let outcome = match Envelope::parse(&row.payload) {
         Ok(envelope) => relay_event(&services.db, &relay, &chatwoot, &media, &envelope, row.id).await,
@@ -107,10 +119,7 @@ async fn record(
     }
     match outcome {
         Outcome::Retry { after, error } => {
-            let timing = &shared.settings.relay_retry;
-            let exponent = u32::try_from(attempts.clamp(0, 16)).unwrap_or(16);
-            let backoff = timing.0.saturating_mul(2u32.saturating_pow(exponent)).min(timing.1);
-            Outcome::Retry { after: after.max(backoff), error }
+            Outcome::Retry { after: after.max(super::retry_delay(shared.settings.relay_retry, attempts)), error }
         }
         Outcome::Halt(error) => {
             let _ =
@@ -663,14 +672,7 @@ impl MediaSource<'_> {
         let bytes = match bytes {
             Some(bytes) => bytes,
             None => {
-                let ryzeapi = crate::ryzeapi::client::RyzeApiClient::new(
-                    self.http.clone(),
-                    &self.relay.ryzeapi_url,
-                    &self.relay.instance,
-                    self.relay.instance_token.clone(),
-                    self.shared.settings.chatwoot_timeout,
-                    self.shared.metrics.clone(),
-                );
+                let ryzeapi = self.relay.ryzeapi_client(self.http.clone(), self.shared);
                 match ryzeapi.fetch_media(&message.id).await {
                     Ok((bytes, reported)) => {
                         mime = mime.or(reported);

@@ -10,6 +10,13 @@ pub mod status;
 
 use std::time::Duration;
 
+/// The wait before attempt `attempts + 1` of something that failed for a passing reason: `min` doubling
+/// per attempt, capped at `max` (`BRIDGE_RETRY_MIN_MS` / `BRIDGE_RETRY_MAX_MS`).
+pub(crate) fn retry_delay((min, max): (Duration, Duration), attempts: i32) -> Duration {
+    let exponent = u32::try_from(attempts.clamp(0, 16)).unwrap_or(16);
+    min.saturating_mul(2u32.saturating_pow(exponent)).min(max)
+}
+
 /// What became of one attempt to process a queued item.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {

@@ -45,16 +45,8 @@ pub async fn process(shared: Arc<Shared>, relay: Arc<RelayContext>, http: Option
     let Some(http) = http else {
         return Outcome::Retry { after: Duration::from_secs(1), error: "no HTTP client".into() };
     };
-    let timeout = shared.settings.chatwoot_timeout;
-    let chatwoot = ChatwootClient::new(http.clone(), relay.chatwoot.clone(), timeout, shared.metrics.clone());
-    let ryzeapi = RyzeApiClient::new(
-        http,
-        &relay.ryzeapi_url,
-        &relay.instance,
-        relay.instance_token.clone(),
-        timeout,
-        shared.metrics.clone(),
-    );
+    let chatwoot = relay.chatwoot_client(http.clone(), &shared);
+    let ryzeapi = relay.ryzeapi_client(http, &shared);
     let message = WebhookEvent::parse(job.payload.as_bytes()).ok().and_then(|e| e.message());
     let Some(message) = message else {
         return finish(db, &job, Outcome::Failed("stored webhook is unreadable".into())).await;
@@ -87,10 +79,8 @@ pub async fn process(shared: Arc<Shared>, relay: Arc<RelayContext>, http: Option
             Outcome::Failed(SendError::Retryable { detail: error, after: None }.reason())
         }
         Outcome::Retry { after, error } => {
-            let (min, max) = shared.settings.relay_retry;
             let attempts = if ryzeapi_down { job.attempts } else { job.attempts + 1 };
-            let exponent = u32::try_from(attempts.clamp(0, 16)).unwrap_or(16);
-            let backoff = min.saturating_mul(2u32.saturating_pow(exponent)).min(max);
+            let backoff = super::retry_delay(shared.settings.relay_retry, attempts);
             if let Err(e) = store::jobs::record_attempt(db, job.id, attempts, &error).await {
                 return store_failed(e);
             }
@@ -323,14 +313,7 @@ pub async fn typing(
     else {
         return;
     };
-    let ryzeapi = RyzeApiClient::new(
-        http,
-        &relay.ryzeapi_url,
-        &relay.instance,
-        relay.instance_token.clone(),
-        shared.settings.chatwoot_timeout,
-        shared.metrics.clone(),
-    );
+    let ryzeapi = relay.ryzeapi_client(http, &shared);
     let state = if on { "typing" } else { "paused" };
     if let Err(e) = ryzeapi.presence(&number_of(&chat.chat_key), state).await {
         tracing::debug!(integration_id = %relay.integration_id, error = %e, "typing presence failed");

@@ -3,8 +3,8 @@
 use chrono::{DateTime, Utc};
 use entity::inbound_event::{ActiveModel, Column, Entity, Model};
 use sea_orm::{
-    ActiveModelTrait as _, ColumnTrait as _, DatabaseConnection, EntityTrait as _, PaginatorTrait as _,
-    QueryFilter as _, QueryOrder as _, QuerySelect as _, Set, SqlErr,
+    ActiveModelTrait as _, ColumnTrait as _, DatabaseConnection, EntityTrait as _, QueryFilter as _, QueryOrder as _,
+    QuerySelect as _, Set, SqlErr,
 };
 
 use super::StoreError;
@@ -151,11 +151,6 @@ async fn state_counts(db: &DatabaseConnection, integration_id: Option<&str>) -> 
 /// The count of `state` in `(state, count)` rows.
 pub(crate) fn count_of(rows: &[(String, u64)], state: &str) -> u64 {
     rows.iter().find(|(s, _)| s == state).map_or(0, |(_, n)| *n)
-}
-
-/// Number of events of the integration (all states).
-pub async fn count_all(db: &DatabaseConnection, integration_id: &str) -> Result<u64, StoreError> {
-    Ok(Entity::find().filter(Column::IntegrationId.eq(integration_id)).count(db).await?)
 }
 
 /// Removes every event of an integration (on deactivation).
