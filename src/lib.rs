@@ -87,12 +87,14 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
                     tracing::error!(error = %e, "re-sealing stored secrets failed; keep BRIDGE_ENCRYPTION_KEY_PREVIOUS set")
                 }
             }
-            // The manager exists before the API reports ready, so no activation can miss it.
+            // Boot order: services exist (the manager and actors need them), stored integrations are
+            // started, and only then does the API report ready, so an activation never races that start.
             let threads = std::thread::available_parallelism().map_or(2, usize::from);
             let manager = Manager::new(shared.clone().into_inner(), threads).start();
             shared.set_manager(manager.clone());
             shared.finish_boot(db);
             let started = manager.send(StartAll).await.unwrap_or(0);
+            shared.mark_ready();
             tracing::info!(integrations = started, "ready");
         }
         Err(e) => {

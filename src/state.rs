@@ -4,6 +4,7 @@
 //! parts that need the database ([`Services`]) are set once when boot finishes.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use actix::Addr;
@@ -23,6 +24,8 @@ pub struct Shared {
     pub live: LiveRegistry,
     services: OnceLock<Services>,
     manager: OnceLock<Addr<Manager>>,
+    /// Boot finished, stored integrations started: the API may serve.
+    ready: AtomicBool,
 }
 
 /// What exists once boot has finished.
@@ -40,12 +43,27 @@ impl Shared {
             live: LiveRegistry::default(),
             services: OnceLock::new(),
             manager: OnceLock::new(),
+            ready: AtomicBool::new(false),
         }
     }
 
-    /// The booted services, or `not_ready` while the bridge is starting.
+    /// The services for the API: `not_ready` until boot has finished *and* the stored integrations are
+    /// started (so an activation never races the boot-time start of the same integration).
     pub fn services(&self) -> Result<&Services, AppError> {
+        if !self.ready.load(Ordering::Acquire) {
+            return Err(AppError::NotReady);
+        }
+        self.booted()
+    }
+
+    /// The services for the manager and the actors, available as soon as the database is migrated.
+    pub fn booted(&self) -> Result<&Services, AppError> {
         self.services.get().ok_or(AppError::NotReady)
+    }
+
+    /// Opens the API.
+    pub fn mark_ready(&self) {
+        self.ready.store(true, Ordering::Release);
     }
 
     /// The integration manager, once started.

@@ -154,7 +154,7 @@ impl IntegrationActor {
     }
 
     fn db(&self) -> Option<sea_orm::DatabaseConnection> {
-        self.shared.services().ok().map(|s| s.db.clone())
+        self.shared.booted().ok().map(|s| s.db.clone())
     }
 
     fn connect(&mut self, ctx: &mut Context<Self>) {

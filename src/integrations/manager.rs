@@ -126,7 +126,7 @@ impl Handler<Start> for Manager {
         let runs_here = self.runs_here(&id);
         AtomicResponse::new(Box::pin(
             async move {
-                let services = shared.services().ok()?;
+                let services = shared.booted().ok()?;
                 let model = match store::integrations::find(&services.db, &id).await {
                     Ok(model) => model?,
                     Err(error) => {
@@ -228,7 +228,7 @@ impl Handler<StartAll> for Manager {
         let shared = self.shared.clone();
         Box::pin(
             async move {
-                let Ok(services) = shared.services() else { return Vec::new() };
+                let Ok(services) = shared.booted() else { return Vec::new() };
                 let mut ids =
                     store::integrations::ids_with_status(&services.db, status::ACTIVE).await.unwrap_or_default();
                 // An integration in `error` may recover (e.g. RyzeAPI fixed its token): keep trying.

@@ -75,7 +75,7 @@ pub const SOURCE_PREFIX: &str = "WAID:";
 /// Processes the stored event `row_id` and records the outcome on its row. Safe to call again for the
 /// same row (after a crash or a retry).
 pub async fn process(shared: Arc<Shared>, relay: Arc<RelayContext>, http: Option<awc::Client>, row_id: i64) -> Outcome {
-    let Ok(services) = shared.services() else { return Outcome::Halt("bridge is not booted".into()) };
+    let Ok(services) = shared.booted() else { return Outcome::Halt("bridge is not booted".into()) };
     let row = match store::events::find(&services.db, row_id).await {
         Ok(Some(row)) => row,
         Ok(None) => return Outcome::Done,

@@ -35,7 +35,7 @@ const MAX_ATTACHMENT_BYTES: usize = 64 * 1024 * 1024;
 
 /// Processes the outbound job `job_id` and records the outcome.
 pub async fn process(shared: Arc<Shared>, relay: Arc<RelayContext>, http: Option<awc::Client>, job_id: i64) -> Outcome {
-    let Ok(services) = shared.services() else { return Outcome::Halt("bridge is not booted".into()) };
+    let Ok(services) = shared.booted() else { return Outcome::Halt("bridge is not booted".into()) };
     let db = &services.db;
     let job = match store::jobs::find(db, job_id).await {
         Ok(Some(job)) if job.state == PENDING => job,
@@ -308,7 +308,7 @@ pub async fn typing(
     conversation_id: i64,
     on: bool,
 ) {
-    let (Ok(services), Some(http)) = (shared.services(), http) else { return };
+    let (Ok(services), Some(http)) = (shared.booted(), http) else { return };
     let Ok(Some(chat)) = store::chats::find_by_conversation(&services.db, &relay.integration_id, conversation_id).await
     else {
         return;
