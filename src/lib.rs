@@ -72,9 +72,10 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
     let handle = server.handle();
     let serving = actix_web::rt::spawn(server);
 
-    let booted = store::connect_and_migrate(&shared.settings.database_url).await;
+    let booted = store::open(&shared.settings.database_url).await;
     match booted {
-        Ok(db) => {
+        Ok(opened) => {
+            let db = opened.db.clone();
             // Re-seal before reporting ready: nothing reads a secret sealed with a key about to be dropped.
             let sealer = crypto::Sealer::new(
                 shared.settings.encryption_key.clone(),
@@ -92,7 +93,7 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
             let threads = std::thread::available_parallelism().map_or(2, usize::from);
             let manager = Manager::new(shared.clone().into_inner(), threads).start();
             shared.set_manager(manager.clone());
-            shared.finish_boot(db);
+            shared.finish_boot(opened);
             let started = manager.send(StartAll).await.unwrap_or(0);
             shared.mark_ready();
             tracing::info!(integrations = started, "ready");

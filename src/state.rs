@@ -15,6 +15,7 @@ use crate::crypto::Sealer;
 use crate::error::AppError;
 use crate::integrations::live::LiveRegistry;
 use crate::integrations::manager::Manager;
+use crate::store;
 use crate::telemetry::Metrics;
 
 pub struct Shared {
@@ -31,6 +32,9 @@ pub struct Shared {
 /// What exists once boot has finished.
 pub struct Services {
     pub db: DatabaseConnection,
+    /// Hot-path reads (see [`store::Store::reader`]).
+    pub reader: DatabaseConnection,
+    pub writer: store::writer::Writer,
     pub sealer: Sealer,
     pub instance_locks: InstanceLocks,
 }
@@ -76,9 +80,10 @@ impl Shared {
     }
 
     /// Marks boot as finished. Only the first call has an effect.
-    pub fn finish_boot(&self, db: DatabaseConnection) {
+    pub fn finish_boot(&self, store: store::Store) {
         let sealer = Sealer::new(self.settings.encryption_key.clone(), self.settings.previous_encryption_key.clone());
-        let _ = self.services.set(Services { db, sealer, instance_locks: InstanceLocks::default() });
+        let store::Store { db, reader, writer } = store;
+        let _ = self.services.set(Services { db, reader, writer, sealer, instance_locks: InstanceLocks::default() });
     }
 }
 

@@ -1,6 +1,6 @@
 //! WhatsApp message id ↔ Chatwoot message id, each unique per integration.
 //!
-//! A row is written *before* the Chatwoot message is created (`pending`, then `attempted`) so that a crash between
+//! A row is written *before* the Chatwoot message is created (`attempted`) so that a crash between
 //! the Chatwoot call and the bookkeeping is noticed on replay, and resolved by looking the message up
 //! instead of creating it twice.
 

@@ -40,6 +40,8 @@ const MAX_QUEUED: usize = 10_000;
 /// Bytes of received frames waiting to be stored; beyond this the link is dropped (RyzeAPI re-sends what
 /// was not acknowledged), so a slow database never makes memory grow without bound.
 const MAX_INGEST_BYTES: usize = 128 * 1024 * 1024;
+/// Frames stored in one go (one group commit).
+const MAX_STORE_BATCH: usize = 256;
 
 /// Everything an integration actor is started with.
 #[derive(Debug)]
@@ -76,6 +78,7 @@ pub struct IntegrationActor {
     partial_frame: Option<BytesMut>,
     ingest: Ingest,
     queue: ChatQueues,
+    fresh: FreshPayloads,
     /// Pending events are being loaded from the database: queue, but do not start anything yet.
     loading: bool,
     halted: bool,
@@ -94,6 +97,33 @@ struct Ingest {
 struct Received {
     event: NewEvent,
     event_id: Option<String>,
+}
+
+/// Payloads of events stored by this actor and not yet started, so the first attempt needs no read;
+/// retries, and events loaded at start, read their row.
+#[derive(Default)]
+struct FreshPayloads {
+    payloads: HashMap<i64, String>,
+    bytes: usize,
+}
+
+/// Payload bytes [`FreshPayloads`] keeps at most; larger frames (media) are read back instead.
+const MAX_FRESH_BYTES: usize = 16 * 1024 * 1024;
+const MAX_FRESH_PAYLOAD: usize = 64 * 1024;
+
+impl FreshPayloads {
+    fn remember(&mut self, row: i64, payload: String) {
+        if payload.len() <= MAX_FRESH_PAYLOAD && self.bytes + payload.len() <= MAX_FRESH_BYTES {
+            self.bytes += payload.len();
+            self.payloads.insert(row, payload);
+        }
+    }
+
+    fn take(&mut self, row: i64) -> Option<String> {
+        let payload = self.payloads.remove(&row)?;
+        self.bytes -= payload.len();
+        Some(payload)
+    }
 }
 
 /// Work handed to a running integration.
@@ -147,6 +177,7 @@ impl IntegrationActor {
             partial_frame: None,
             ingest: Ingest::default(),
             queue: ChatQueues::default(),
+            fresh: FreshPayloads::default(),
             loading: false,
             halted: false,
             stopping: false,
@@ -310,38 +341,49 @@ impl IntegrationActor {
         self.store_next(ctx);
     }
 
-    /// Stores the oldest received frame, then acknowledges and queues it; frames are stored one after the
-    /// other, in arrival order, without blocking the actor (other work goes on meanwhile).
+    /// Stores the received frames (those that queued up meanwhile go together, into one group commit),
+    /// then acknowledges and queues them in arrival order; one batch at a time, without blocking the actor
+    /// (other work goes on meanwhile).
     fn store_next(&mut self, ctx: &mut Context<Self>) {
-        if self.ingest.busy {
+        if self.ingest.busy || self.ingest.frames.is_empty() {
             return;
         }
-        let Some(db) = self.db() else { return };
-        let Some(Received { event, event_id }) = self.ingest.frames.pop_front() else { return };
+        let Ok(services) = self.shared.booted() else { return };
+        let writer = services.writer.clone();
+        let count = self.ingest.frames.len().min(MAX_STORE_BATCH);
+        let batch: Vec<Received> = self.ingest.frames.drain(..count).collect();
         self.ingest.busy = true;
-        let (chat, size) = (event.chat_key.clone(), event.payload.len());
-        let insert = async move { store::events::insert(&db, event).await };
-        ctx.spawn(insert.into_actor(self).map(move |stored, act, ctx| {
+        let events: Vec<NewEvent> = batch.iter().map(|r| r.event.clone()).collect();
+        // Submitted in order: the writer numbers the rows in arrival order.
+        let store =
+            async move { futures_util::future::join_all(events.into_iter().map(|e| writer.store_event(e))).await };
+        ctx.spawn(store.into_actor(self).map(move |results, act, ctx| {
             act.ingest.busy = false;
-            act.ingest.bytes = act.ingest.bytes.saturating_sub(size);
-            match stored {
-                Ok(stored) => {
-                    if let Some(event_id) = event_id {
-                        act.acknowledge(&event_id, ctx);
+            let mut failed = None;
+            for (received, stored) in batch.into_iter().zip(results) {
+                act.ingest.bytes = act.ingest.bytes.saturating_sub(received.event.payload.len());
+                match stored {
+                    Ok(stored) => {
+                        if let Some(event_id) = &received.event_id {
+                            act.acknowledge(event_id, ctx);
+                        }
+                        if let Stored::New(row) = stored
+                            && act.queue.push(received.event.chat_key, Item::Event(row))
+                        {
+                            act.fresh.remember(row, received.event.payload);
+                        }
                     }
-                    if let Stored::New(row) = stored {
-                        act.queue.push(chat, Item::Event(row));
-                        act.pump(ctx);
-                    }
-                }
-                Err(error) => {
                     // Not acknowledged: RyzeAPI re-sends it after the reconnect.
-                    tracing::error!(integration_id = %act.cfg.id, %error, "storing an event failed; dropping the link so it is re-sent");
-                    act.ingest.frames.clear();
-                    act.ingest.bytes = 0;
-                    act.on_link_lost("storing an event failed", ctx);
+                    Err(error) => failed = Some(error),
                 }
             }
+            if let Some(error) = failed {
+                tracing::error!(integration_id = %act.cfg.id, %error, "storing an event failed; dropping the link so it is re-sent");
+                act.ingest.frames.clear();
+                act.ingest.bytes = 0;
+                act.on_link_lost("storing an event failed", ctx);
+            }
+            act.pump(ctx);
             act.store_next(ctx);
         }));
     }
@@ -365,9 +407,13 @@ impl IntegrationActor {
         while self.queue.in_flight < MAX_IN_FLIGHT {
             let Some((chat, row)) = self.queue.next() else { break };
             let (shared, relay, http) = (self.shared.clone(), self.relay.clone(), self.http.clone());
+            let payload = match row {
+                Item::Event(id) => self.fresh.take(id),
+                Item::Job(_) => None,
+            };
             let work = async move {
                 match row {
-                    Item::Event(id) => inbound::process(shared, relay, http, id).await,
+                    Item::Event(id) => inbound::process(shared, relay, http, id, payload).await,
                     Item::Job(id) => outbound::process(shared, relay, http, id).await,
                 }
             };
@@ -480,22 +526,25 @@ struct ChatQueues {
 }
 
 impl ChatQueues {
-    fn push(&mut self, chat: String, row: Item) {
+    /// Queues `row` behind the chat's earlier items; `false` when it was not queued (already queued, or
+    /// the queue is full and the row waits in the database).
+    fn push(&mut self, chat: String, row: Item) -> bool {
         if self.queued >= MAX_QUEUED {
             self.overflowed = true;
-            return;
+            return false;
         }
         let queue = self.queues.entry(chat.clone()).or_default();
         // Rows are numbered in arrival order: keep each chat's queue sorted, whatever order rows are
         // queued in (live frames may be queued while the pending ones are still loading).
         match queue.binary_search(&row) {
-            Ok(_) => return,
+            Ok(_) => return false,
             Err(position) => queue.insert(position, row),
         }
         self.queued += 1;
         if queue.len() == 1 && !self.busy.contains(&chat) && !self.parked.contains(&chat) {
             self.ready.push_back(chat);
         }
+        true
     }
 
     fn next(&mut self) -> Option<(String, Item)> {
@@ -563,6 +612,7 @@ impl Actor for IntegrationActor {
         }
         self.queue = ChatQueues::default();
         self.ingest = Ingest::default();
+        self.fresh = FreshPayloads::default();
         self.halted = false;
         self.reload_pending(ctx);
         self.connect(ctx);

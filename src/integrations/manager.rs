@@ -171,6 +171,8 @@ impl Handler<Start> for Manager {
                         model.chatwoot_version.as_deref().is_none_or(|v| crate::chatwoot::version_at_least(v, (4, 2))),
                     ),
                     live: shared.live.entry(&model.id),
+                    reader: services.reader.clone(),
+                    writer: services.writer.clone(),
                 };
                 Some(ActorConfig {
                     id: model.id,

@@ -43,6 +43,10 @@ pub struct RelayContext {
     /// Chatwoot ≥ 4.2: message ticks can be set (`PATCH …/messages/{id}`). Refreshed with the version.
     pub ticks: std::sync::atomic::AtomicBool,
     pub live: Arc<Live>,
+    /// Hot-path reads (see [`store::Store::reader`]).
+    pub reader: DatabaseConnection,
+    /// Group commit for the per-message writes.
+    pub writer: store::writer::Writer,
 }
 
 impl RelayContext {
@@ -73,27 +77,34 @@ impl RelayContext {
 pub const SOURCE_PREFIX: &str = "WAID:";
 
 /// Processes the stored event `row_id` and records the outcome on its row. Safe to call again for the
-/// same row (after a crash or a retry).
-pub async fn process(shared: Arc<Shared>, relay: Arc<RelayContext>, http: Option<awc::Client>, row_id: i64) -> Outcome {
+/// same row (after a crash or a retry). `fresh_payload` is the event's frame when the caller has just
+/// stored it and this is its first attempt (then the row need not be read back).
+pub async fn process(
+    shared: Arc<Shared>,
+    relay: Arc<RelayContext>,
+    http: Option<awc::Client>,
+    row_id: i64,
+    fresh_payload: Option<String>,
+) -> Outcome {
     let Ok(services) = shared.booted() else { return Outcome::Halt("bridge is not booted".into()) };
-    let row = match store::events::find(&services.db, row_id).await {
-        Ok(Some(row)) => row,
-        Ok(None) => return Outcome::Done,
-        Err(e) => return Outcome::Retry { after: Duration::from_secs(1), error: e.to_string() },
+    let (payload, attempts, replay) = match fresh_payload {
+        Some(payload) => (payload, 0, false),
+        None => match store::events::find(&relay.reader, row_id).await {
+            Ok(Some(row)) if row.state == PENDING => (row.payload, row.attempts, true),
+            Ok(_) => return Outcome::Done,
+            Err(e) => return Outcome::Retry { after: Duration::from_secs(1), error: e.to_string() },
+        },
     };
-    if row.state != PENDING {
-        return Outcome::Done;
-    }
     let Some(http) = http else {
         return Outcome::Retry { after: Duration::from_secs(1), error: "no HTTP client".into() };
     };
     let chatwoot = relay.chatwoot_client(http.clone(), &shared);
-    let media = MediaSource { http: &http, relay: &relay, shared: &shared, attempts: row.attempts };
-    let outcome = match Envelope::parse(&row.payload) {
-        Ok(envelope) => relay_event(&services.db, &relay, &chatwoot, &media, &envelope, row.id).await,
+    let media = MediaSource { http: &http, relay: &relay, shared: &shared, attempts };
+    let outcome = match Envelope::parse(&payload) {
+        Ok(envelope) => relay_event(&services.db, &relay, &chatwoot, &media, &envelope, row_id, replay).await,
         Err(e) => Outcome::Failed(format!("stored frame is unreadable: {e}")),
     };
-    record(shared.as_ref(), services, &relay, row.id, row.attempts, outcome).await
+    record(shared.as_ref(), services, &relay, row_id, attempts, outcome).await
 }
 
 /// Writes the outcome to the event row (and the integration, for a halt); computes the retry delay.
@@ -107,7 +118,7 @@ async fn record(
 ) -> Outcome {
     let db = &services.db;
     let written = match &outcome {
-        Outcome::Done => store::events::mark_done(db, row_id).await,
+        Outcome::Done => relay.writer.event_done(row_id).await,
         Outcome::Failed(error) => store::events::mark_failed(db, row_id, error).await,
         Outcome::Retry { error, .. } | Outcome::Halt(error) => {
             let next = chrono::Utc::now();
@@ -138,12 +149,13 @@ async fn relay_event(
     media: &MediaSource<'_>,
     envelope: &Envelope,
     row_id: i64,
+    replay: bool,
 ) -> Outcome {
     match envelope.event.as_str() {
         "instance.state" => super::status::instance_state(db, relay, chatwoot, &envelope.data, row_id).await,
         "call.update" => relay_call(db, relay, chatwoot, &envelope.data, row_id).await,
         "message.exchange" => {
-            relay_message(db, relay, chatwoot, media, &MessageExchange::from_data(&envelope.data)).await
+            relay_message(db, relay, chatwoot, media, &MessageExchange::from_data(&envelope.data), replay).await
         }
         "message.status" => relay_receipt(db, relay, chatwoot, &envelope.data).await,
         other => {
@@ -313,8 +325,9 @@ async fn relay_message(
     chatwoot: &ChatwootClient,
     media: &MediaSource<'_>,
     message: &MessageExchange,
+    replay: bool,
 ) -> Outcome {
-    outcome_of(relay_message_steps(db, relay, chatwoot, media, message).await)
+    outcome_of(relay_message_steps(db, relay, chatwoot, media, message, replay).await)
 }
 
 async fn relay_message_steps(
@@ -323,6 +336,7 @@ async fn relay_message_steps(
     chatwoot: &ChatwootClient,
     media: &MediaSource<'_>,
     message: &MessageExchange,
+    replay: bool,
 ) -> Step<()> {
     if message.is_own_echo() {
         return Ok(());
@@ -339,8 +353,12 @@ async fn relay_message_steps(
     if message.id.is_empty() || chat_key.is_empty() {
         return Err(Outcome::Failed("message without id or chat".into()));
     }
-    if let Some(existing) =
-        store::messages::find_by_wa_id(db, &relay.integration_id, &message.id).await.map_err(store_failed)?
+    // A replay may find its message created already: then there is nothing to fetch or open. (A first
+    // attempt cannot: its event was new, and `post_once` checks again anyway.)
+    if replay
+        && let Some(existing) = store::messages::find_by_wa_id(&relay.reader, &relay.integration_id, &message.id)
+            .await
+            .map_err(store_failed)?
         && existing.state == store::messages::CREATED
     {
         return Ok(());
@@ -396,16 +414,23 @@ pub(crate) async fn post_once(
     post: Post<'_>,
 ) -> Step<()> {
     let (mut conversation_id, was_resolved) = ensure_conversation(db, relay, chatwoot, chat, post.retrying).await?;
-    let mapping =
-        store::messages::begin(db, &relay.integration_id, post.wa_id, chat.id, post.direction, conversation_id)
-            .await
-            .map_err(store_failed)?;
+    let new_mapping = store::messages::NewMapping {
+        integration_id: relay.integration_id.clone(),
+        wa_id: post.wa_id.to_owned(),
+        chat_id: chat.id,
+        direction: post.direction.to_owned(),
+        conversation_id,
+    };
+    let started = relay.writer.start_message(new_mapping).await.map_err(store_failed)?;
+    let mapping = started.mapping;
     if mapping.state == store::messages::CREATED {
         return Ok(());
     }
     let source_id = format!("{SOURCE_PREFIX}{}", post.wa_id);
     // A replay of a message whose creation may have happened: look before creating again.
-    if let Some(previous_conversation) = mapping.conversation_id.filter(|_| mapping.state == store::messages::ATTEMPTED)
+    if !started.fresh
+        && let Some(previous_conversation) =
+            mapping.conversation_id.filter(|_| mapping.state == store::messages::ATTEMPTED)
     {
         // The earlier call may still land (it timed out, or its process died mid-call): look only once it
         // no longer can, or the lookup could miss it and a second copy be made.
@@ -422,9 +447,12 @@ pub(crate) async fn post_once(
         // If Chatwoot cannot be asked, do not guess: creating now could make a second copy.
         let recent = chatwoot.recent_messages(previous_conversation).await.map_err(|e| on_chatwoot_error(&e))?;
         if let Some(found) = recent.iter().find(|m| m.source_id.as_deref() == Some(source_id.as_str())) {
-            store::messages::complete(db, mapping.id, found.id, previous_conversation).await.map_err(store_failed)?;
+            relay.writer.complete_message(mapping.id, found.id, previous_conversation).await.map_err(store_failed)?;
             return Ok(());
         }
+    }
+    if !started.fresh {
+        store::messages::mark_attempted(db, mapping.id, conversation_id).await.map_err(store_failed)?;
     }
     let body = NewMessage {
         content: post.content,
@@ -433,7 +461,6 @@ pub(crate) async fn post_once(
         source_id: &source_id,
         content_attributes: post.attributes,
     };
-    store::messages::mark_attempted(db, mapping.id, conversation_id).await.map_err(store_failed)?;
     let create = |conversation_id: i64| {
         let (body, file) = (&body, post.file);
         async move {
@@ -457,7 +484,7 @@ pub(crate) async fn post_once(
         }
         Err(e) => return Err(after_failed_create(db, mapping.id, &e).await),
     };
-    store::messages::complete(db, mapping.id, created.id, conversation_id).await.map_err(store_failed)?;
+    relay.writer.complete_message(mapping.id, created.id, conversation_id).await.map_err(store_failed)?;
     if was_resolved && post.direction == "incoming" {
         // Chatwoot reopens a resolved conversation on an incoming message.
         store::chats::set_conversation(db, chat.id, Some((conversation_id, "open"))).await.map_err(store_failed)?;
@@ -476,7 +503,7 @@ async fn ensure_chat(
 ) -> Step<chat::Model> {
     let aliases = identity::aliases(&message.chat);
     if let Some((chat, known)) =
-        store::chats::find_by_aliases(db, &relay.integration_id, &aliases).await.map_err(store_failed)?
+        store::chats::find_by_aliases(&relay.reader, &relay.integration_id, &aliases).await.map_err(store_failed)?
     {
         let missing: Vec<String> = aliases.into_iter().filter(|a| !known.contains(a)).collect();
         store::chats::add_aliases(db, &relay.integration_id, chat.id, &missing).await.map_err(store_failed)?;

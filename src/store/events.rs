@@ -2,9 +2,10 @@
 
 use chrono::{DateTime, Utc};
 use entity::inbound_event::{ActiveModel, Column, Entity, Model};
+use sea_orm::sea_query::OnConflict;
 use sea_orm::{
-    ActiveModelTrait as _, ColumnTrait as _, DatabaseConnection, EntityTrait as _, QueryFilter as _, QueryOrder as _,
-    QuerySelect as _, Set, SqlErr,
+    ActiveModelTrait as _, ColumnTrait as _, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait as _,
+    QueryFilter as _, QueryOrder as _, QuerySelect as _, Set, TryInsertResult,
 };
 
 use super::StoreError;
@@ -34,7 +35,9 @@ pub enum Stored {
 }
 
 /// Stores an event durably. A duplicate (same event id or same message key) is reported, not stored.
-pub async fn insert(db: &DatabaseConnection, event: NewEvent) -> Result<Stored, StoreError> {
+/// Runs inside the writer's group transaction: a duplicate must not be an error there (on PostgreSQL an
+/// error aborts the whole transaction), hence `ON CONFLICT DO NOTHING`.
+pub(crate) async fn insert_in(db: &impl ConnectionTrait, event: NewEvent) -> Result<Stored, DbErr> {
     let row = ActiveModel {
         integration_id: Set(event.integration_id),
         event_id: Set(event.event_id),
@@ -50,13 +53,12 @@ pub async fn insert(db: &DatabaseConnection, event: NewEvent) -> Result<Stored, 
         processed_at: Set(None),
         ..Default::default()
     };
-    match Entity::insert(row).exec(db).await {
-        Ok(result) => Ok(Stored::New(result.last_insert_id)),
-        Err(e) => match e.sql_err() {
-            Some(SqlErr::UniqueConstraintViolation(_)) => Ok(Stored::Duplicate),
-            _ => Err(StoreError::Db(e)),
-        },
-    }
+    let inserted =
+        Entity::insert(row).on_conflict(OnConflict::new().do_nothing().to_owned()).try_insert().exec(db).await?;
+    Ok(match inserted {
+        TryInsertResult::Inserted(result) => Stored::New(result.last_insert_id),
+        TryInsertResult::Conflicted | TryInsertResult::Empty => Stored::Duplicate,
+    })
 }
 
 /// `(id, chat key)` of every pending event of the integration, oldest first.
@@ -77,14 +79,17 @@ pub async fn find(db: &DatabaseConnection, id: i64) -> Result<Option<Model>, Sto
     Ok(Entity::find_by_id(id).one(db).await?)
 }
 
-/// Marks an event processed.
-pub async fn mark_done(db: &DatabaseConnection, id: i64) -> Result<(), StoreError> {
-    update(db, id, |row| {
-        row.state = Set(DONE.to_owned());
-        row.processed_at = Set(Some(Utc::now()));
-        row.next_attempt_at = Set(None);
-    })
-    .await
+/// Marks an event processed (inside the writer's group transaction).
+pub(crate) async fn mark_done_in(db: &impl ConnectionTrait, id: i64) -> Result<(), DbErr> {
+    let row = ActiveModel {
+        id: sea_orm::Unchanged(id),
+        state: Set(DONE.to_owned()),
+        processed_at: Set(Some(Utc::now())),
+        next_attempt_at: Set(None),
+        ..Default::default()
+    };
+    Entity::update_many().set(row).filter(Column::Id.eq(id)).exec(db).await?;
+    Ok(())
 }
 
 /// Records a failed attempt that will be retried at `next_attempt_at`.

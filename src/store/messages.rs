@@ -2,8 +2,10 @@
 
 use chrono::Utc;
 use entity::message_map::{ActiveModel, Column, Entity, Model};
+use sea_orm::sea_query::OnConflict;
 use sea_orm::{
-    ActiveModelTrait as _, ColumnTrait as _, DatabaseConnection, EntityTrait as _, QueryFilter as _, Set, SqlErr,
+    ActiveModelTrait as _, ColumnTrait as _, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait as _,
+    QueryFilter as _, Set, SqlErr, TryInsertResult,
 };
 
 use super::StoreError;
@@ -23,39 +25,72 @@ pub async fn find_by_wa_id(
     Ok(Entity::find().filter(Column::IntegrationId.eq(integration_id)).filter(Column::WaId.eq(wa_id)).one(db).await?)
 }
 
-/// Records that `wa_id` is about to be created in Chatwoot. Returns the existing row instead when there is
-/// one (a replay): its state tells whether the Chatwoot call may already have happened.
-pub async fn begin(
-    db: &DatabaseConnection,
-    integration_id: &str,
-    wa_id: &str,
-    chat_id: i64,
-    direction: &str,
-    conversation_id: i64,
-) -> Result<Model, StoreError> {
-    let row = ActiveModel {
-        integration_id: Set(integration_id.to_owned()),
-        wa_id: Set(wa_id.to_owned()),
-        chatwoot_message_id: Set(None),
-        conversation_id: Set(Some(conversation_id)),
-        chat_id: Set(chat_id),
-        direction: Set(direction.to_owned()),
-        state: Set(PENDING.to_owned()),
-        last_status: Set(None),
-        created_at: Set(Utc::now()),
-        attempted_at: Set(None),
-        ..Default::default()
-    };
-    match row.insert(db).await {
-        Ok(model) => Ok(model),
-        Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
-            find_by_wa_id(db, integration_id, wa_id).await?.ok_or(StoreError::Db(e))
-        }
-        Err(e) => Err(StoreError::Db(e)),
-    }
+/// A message about to be created in Chatwoot.
+#[derive(Debug, Clone)]
+pub struct NewMapping {
+    pub integration_id: String,
+    pub wa_id: String,
+    pub chat_id: i64,
+    pub direction: String,
+    pub conversation_id: i64,
 }
 
-/// A Chatwoot call for this message is about to start, in `conversation_id`.
+/// Result of [`start_in`].
+#[derive(Debug, Clone)]
+pub struct Started {
+    pub mapping: Model,
+    /// This call wrote the row (as `attempted`, now): the Chatwoot call may go ahead. Otherwise `mapping`
+    /// is an earlier row (a replay) whose state tells whether a Chatwoot call may already have happened.
+    pub fresh: bool,
+}
+
+/// Records, before the Chatwoot call, that `wa_id` is being created in Chatwoot (state `attempted`,
+/// with the time). When a row exists already (a replay), returns it untouched instead. Runs inside the
+/// writer's group transaction, hence `ON CONFLICT DO NOTHING` rather than a unique-violation error.
+pub(crate) async fn start_in(db: &impl ConnectionTrait, new: &NewMapping) -> Result<Started, DbErr> {
+    let now = Utc::now();
+    let row = ActiveModel {
+        integration_id: Set(new.integration_id.clone()),
+        wa_id: Set(new.wa_id.clone()),
+        chatwoot_message_id: Set(None),
+        conversation_id: Set(Some(new.conversation_id)),
+        chat_id: Set(new.chat_id),
+        direction: Set(new.direction.clone()),
+        state: Set(ATTEMPTED.to_owned()),
+        last_status: Set(None),
+        created_at: Set(now),
+        attempted_at: Set(Some(now)),
+        ..Default::default()
+    };
+    let inserted =
+        Entity::insert(row).on_conflict(OnConflict::new().do_nothing().to_owned()).try_insert().exec(db).await?;
+    if let TryInsertResult::Inserted(result) = inserted {
+        let mapping = Model {
+            id: result.last_insert_id,
+            integration_id: new.integration_id.clone(),
+            wa_id: new.wa_id.clone(),
+            chatwoot_message_id: None,
+            conversation_id: Some(new.conversation_id),
+            chat_id: new.chat_id,
+            direction: new.direction.clone(),
+            state: ATTEMPTED.to_owned(),
+            last_status: None,
+            created_at: now,
+            attempted_at: Some(now),
+        };
+        return Ok(Started { mapping, fresh: true });
+    }
+    let existing = Entity::find()
+        .filter(Column::IntegrationId.eq(new.integration_id.as_str()))
+        .filter(Column::WaId.eq(new.wa_id.as_str()))
+        .one(db)
+        .await?;
+    existing
+        .map(|mapping| Started { mapping, fresh: false })
+        .ok_or_else(|| DbErr::RecordNotFound(format!("message_map row of {}", new.wa_id)))
+}
+
+/// A Chatwoot call for this message is about to start again (a replay), in `conversation_id`.
 pub async fn mark_attempted(db: &DatabaseConnection, row_id: i64, conversation_id: i64) -> Result<(), StoreError> {
     let row = ActiveModel {
         id: sea_orm::Unchanged(row_id),
@@ -68,13 +103,13 @@ pub async fn mark_attempted(db: &DatabaseConnection, row_id: i64, conversation_i
     Ok(())
 }
 
-/// The Chatwoot message exists: remember its id.
-pub async fn complete(
-    db: &DatabaseConnection,
+/// The Chatwoot message exists: remember its id (inside the writer's group transaction).
+pub(crate) async fn complete_in(
+    db: &impl ConnectionTrait,
     row_id: i64,
     chatwoot_message_id: i64,
     conversation_id: i64,
-) -> Result<(), StoreError> {
+) -> Result<(), DbErr> {
     let row = ActiveModel {
         id: sea_orm::Unchanged(row_id),
         chatwoot_message_id: Set(Some(chatwoot_message_id)),
@@ -82,7 +117,7 @@ pub async fn complete(
         state: Set(CREATED.to_owned()),
         ..Default::default()
     };
-    row.update(db).await?;
+    Entity::update_many().set(row).filter(Column::Id.eq(row_id)).exec(db).await?;
     Ok(())
 }
 

@@ -6,11 +6,13 @@ pub mod events;
 pub mod integrations;
 pub mod jobs;
 pub mod messages;
+pub mod writer;
 
 use std::time::Duration;
 
 use migration::MigratorTrait as _;
-use sea_orm::{ConnectOptions, ConnectionTrait as _, Database, DatabaseConnection, DbBackend, DbErr};
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -18,25 +20,66 @@ pub enum StoreError {
     Db(#[from] DbErr),
     #[error("instance `{0}` already has an integration")]
     InstanceTaken(String),
+    #[error("the database writer has stopped")]
+    WriterGone,
 }
 
-/// Connects (SQLite or PostgreSQL, by URL scheme), applies SQLite's durability settings and runs pending
-/// migrations.
+/// Connects (SQLite or PostgreSQL, by URL scheme) and runs pending migrations. On SQLite this is one
+/// connection: SQLite has one writer at a time, and writers queued on one connection wait their turn
+/// without SQLite's busy-wait sleeps.
 pub async fn connect_and_migrate(url: &str) -> Result<DatabaseConnection, StoreError> {
-    let mut options = ConnectOptions::new(url.to_owned());
-    options.sqlx_logging(false).connect_timeout(Duration::from_secs(10)).acquire_timeout(Duration::from_secs(10));
-    if !url.starts_with("sqlite") {
-        options.max_connections(16);
-    }
-    let db = Database::connect(options).await?;
-    if db.get_database_backend() == DbBackend::Sqlite {
-        // WAL: readers do not block the writer; FULL sync keeps "stored before acknowledged" true.
-        for pragma in ["PRAGMA journal_mode = WAL", "PRAGMA synchronous = FULL", "PRAGMA busy_timeout = 5000"] {
-            db.execute_unprepared(pragma).await?;
-        }
-    }
+    let db = connect(url, if is_sqlite(url) { 1 } else { 16 }, false).await?;
     migration::Migrator::up(&db, None).await?;
     Ok(db)
+}
+
+/// The connections the running bridge works with.
+#[derive(Clone, Debug)]
+pub struct Store {
+    /// Everything that writes, and reads that must see the latest write.
+    pub db: DatabaseConnection,
+    /// Reads on the hot paths. On SQLite, separate read-only connections beside the writer (WAL lets them
+    /// run in parallel with it); on PostgreSQL, the same pool as `db`.
+    pub reader: DatabaseConnection,
+    /// Group commit for the writes every relayed message makes.
+    pub writer: writer::Writer,
+}
+
+/// Read-only SQLite connections beside the writer.
+const SQLITE_READERS: u32 = 4;
+
+/// Connects, migrates, and starts the group-commit writer (on the current runtime).
+pub async fn open(url: &str) -> Result<Store, StoreError> {
+    let db = connect_and_migrate(url).await?;
+    let reader = if is_sqlite(url) { connect(url, SQLITE_READERS, true).await? } else { db.clone() };
+    let writer = writer::Writer::start(db.clone());
+    Ok(Store { db, reader, writer })
+}
+
+fn is_sqlite(url: &str) -> bool {
+    url.starts_with("sqlite")
+}
+
+/// A pool of `connections`. SQLite's settings are part of the connect options, so every pooled connection
+/// has them (a PRAGMA sent once would reach only one connection).
+async fn connect(url: &str, connections: u32, read_only: bool) -> Result<DatabaseConnection, StoreError> {
+    let mut options = ConnectOptions::new(url.to_owned());
+    options
+        .sqlx_logging(false)
+        .connect_timeout(Duration::from_secs(10))
+        .acquire_timeout(Duration::from_secs(10))
+        .max_connections(connections)
+        // WAL: readers do not block the writer; FULL sync keeps "stored before acknowledged" true even on
+        // power loss; a writer waiting for the lock waits up to 5 s instead of failing at once.
+        .map_sqlx_sqlite_opts(move |sqlite| {
+            sqlite
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Full)
+                .busy_timeout(Duration::from_secs(5))
+                // Readers must never write: every write goes through the one writer connection.
+                .pragma("query_only", if read_only { "ON" } else { "OFF" })
+        });
+    Ok(Database::connect(options).await?)
 }
 
 /// Whether the database answers.
