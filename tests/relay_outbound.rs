@@ -386,3 +386,55 @@ async fn ticks_follow_a_chatwoot_upgrade_without_reactivation() {
     let reply = stack.chatwoot.agent_reply(display_id, "depois do upgrade", false).unwrap();
     wait_tick_request(&stack, reply, "sent").await;
 }
+
+/// The `PATCH … sent` of `reply`, allowing for an unknown send to settle (2 × 1.5 s + 2 s).
+async fn wait_sent_tick_slowly(stack: &Stack, reply: i64) {
+    let chatwoot = &stack.chatwoot;
+    let suffix = format!("/messages/{reply}");
+    eventually("PATCH sent", Duration::from_secs(20), || {
+        chatwoot.requests().iter().any(|r| {
+            r.method == "PATCH" && r.path.ends_with(&suffix) && r.body.as_ref().is_some_and(|b| b["status"] == "sent")
+        })
+    })
+    .await;
+}
+
+/// RyzeAPI sends the reply but answers after the bridge gave up waiting: the outcome is unknown. The
+/// bridge must not send again blindly; WhatsApp's echo of the first send tells it the reply went out.
+#[actix_web::test]
+async fn a_send_answered_too_late_is_recognised_by_its_echo_and_not_repeated() {
+    let (stack, _id, display_id) = conversation(json!({})).await;
+    // The bridge's timeout is 1.5 s in tests.
+    stack.ryzeapi.answer_next_sends_late(1, Duration::from_secs(4));
+    let reply = stack.chatwoot.agent_reply(display_id, "chegou uma vez", false).unwrap();
+    wait_sends(&stack, 1).await;
+    wait_sent_tick_slowly(&stack, reply).await;
+    actix_web::rt::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(sends(&stack).len(), 1, "sent once: the echo proved the first send went out");
+}
+
+/// The bridge dies while RyzeAPI is carrying the send out: after the restart, the echo (stored, or
+/// delivered again after the reconnect) stops a second send.
+#[actix_web::test]
+async fn a_crash_during_a_send_does_not_send_it_twice() {
+    let (mut stack, _id, display_id) = conversation(json!({})).await;
+    stack.ryzeapi.answer_next_sends_late(1, Duration::from_secs(3));
+    let reply = stack.chatwoot.agent_reply(display_id, "enviada durante o kill", false).unwrap();
+    wait_sends(&stack, 1).await;
+    stack.bridge.kill();
+    stack.bridge.restart().await;
+    wait_sent_tick_slowly(&stack, reply).await;
+    actix_web::rt::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(sends(&stack).len(), 1, "sent once across the crash");
+}
+
+/// Without an echo, an unanswered send is repeated once it has settled: a reply is never lost.
+#[actix_web::test]
+async fn an_unanswered_send_without_an_echo_is_sent_again() {
+    let (stack, _id, display_id) = conversation(json!({})).await;
+    stack.ryzeapi.set_echo_delay(None);
+    stack.ryzeapi.answer_next_sends_late(1, Duration::from_secs(4));
+    let reply = stack.chatwoot.agent_reply(display_id, "de novo", false).unwrap();
+    wait_sent_tick_slowly(&stack, reply).await;
+    assert_eq!(sends(&stack).len(), 2, "no echo: the send is repeated, WhatsApp got it twice (the sim did send)");
+}

@@ -25,6 +25,9 @@ pub struct Model {
     pub last_error: String,
     pub created_at: DateTimeUtc,
     pub processed_at: Option<DateTimeUtc>,
+    /// A RyzeAPI send of the next part started then and its outcome is unknown (timeout, crash): a replay
+    /// looks for WhatsApp's echo of it before sending again. Cleared when RyzeAPI answered.
+    pub sending_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

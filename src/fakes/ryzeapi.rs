@@ -105,6 +105,8 @@ struct State {
     /// Sends still to fail, and with which status.
     fail_sends: Option<(usize, u16)>,
     echo_delay: Option<Duration>,
+    /// Sends still to carry out (and echo) at once but answer only after the delay.
+    late_answers: Option<(usize, Duration)>,
     server_ping: Option<Duration>,
 }
 
@@ -143,6 +145,7 @@ impl RyzeApiSim {
             silent: false,
             fail_sends: None,
             echo_delay: Some(Duration::ZERO),
+            late_answers: None,
             server_ping: Some(DEFAULT_SERVER_PING),
         }));
         let data = web::Data::from(state.clone());
@@ -300,6 +303,12 @@ impl RyzeApiSim {
     /// `X-RateLimit-Reset`, 400 number not on WhatsApp, 500, or any other status).
     pub fn fail_next_sends(&self, count: usize, status: u16) {
         self.state().fail_sends = (count > 0).then_some((count, status));
+    }
+
+    /// The next `count` successful text/media sends go out (and are echoed) at once, but their answer
+    /// comes only after `delay`: a client with a shorter timeout cannot know whether they were sent.
+    pub fn answer_next_sends_late(&self, count: usize, delay: Duration) {
+        self.state().late_answers = (count > 0).then_some((count, delay));
     }
 
     /// Delay between a send's answer and its echo over the WS (default zero); `None`: no echo at all.
@@ -651,6 +660,13 @@ async fn api(req: HttpRequest, body: web::Bytes, data: web::Data<Mutex<State>>) 
     let call = RecordedCall { method, path: recorded_path, body: recorded_body, status: outcome.status };
     state.instance(instance).calls.push(call);
     let delay = state.echo_delay;
+    let late = match state.late_answers {
+        Some((count, late)) if outcome.status == 200 && matches!(route, Route::Text | Route::Media) => {
+            state.late_answers = (count > 1).then_some((count - 1, late));
+            Some(late)
+        }
+        _ => None,
+    };
     drop(guard);
     if let (Some(echo), Some(delay)) = (outcome.echo, delay) {
         let state = data.into_inner();
@@ -661,6 +677,9 @@ async fn api(req: HttpRequest, body: web::Bytes, data: web::Data<Mutex<State>>) 
             }
             emit(&state, &instance, echo);
         });
+    }
+    if let Some(late) = late {
+        actix_web::rt::time::sleep(late).await;
     }
     outcome.response
 }

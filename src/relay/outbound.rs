@@ -115,6 +115,7 @@ async fn finish(db: &DatabaseConnection, job: &outbound_job::Model, outcome: Out
 fn send_failed(error: SendError) -> Outcome {
     match error {
         SendError::Retryable { detail, after } => Outcome::Retry { after: after.unwrap_or_default(), error: detail },
+        SendError::Unanswered { detail } => Outcome::Retry { after: Duration::ZERO, error: detail },
         SendError::Final { reason } => Outcome::Failed(reason),
     }
 }
@@ -184,7 +185,9 @@ async fn send(
             .map_err(store_failed)?
             .is_some_and(|m| m.direction == "outgoing");
         if !already_sent {
-            let wa_id = ryzeapi.send_text(&number, &text, reply_to.as_deref()).await.map_err(send_failed)?;
+            let part = Part { job, chat_id, caption: &text, media: false, sending_since: job.sending_at };
+            let wa_id =
+                send_once(db, relay, ryzeapi, &part, ryzeapi.send_text(&number, &text, reply_to.as_deref())).await?;
             store::messages::record_outgoing(
                 db,
                 &relay.integration_id,
@@ -200,7 +203,13 @@ async fn send(
         let already = usize::try_from(job.parts_sent).unwrap_or(0);
         for (index, attachment) in message.attachments.iter().enumerate().skip(already) {
             let caption = (index == 0).then_some(text.as_str());
-            let wa_id = send_attachment(chatwoot, ryzeapi, &number, attachment, caption, reply_to.as_deref()).await?;
+            // A retried part may have gone out already, its echo tells; only the first part has a caption.
+            let sending_since = job.sending_at.filter(|_| index == already);
+            let part = Part { job, chat_id, caption: caption.unwrap_or_default(), media: true, sending_since };
+            let file = download_attachment(chatwoot, attachment).await?;
+            let media = file.media(caption);
+            let wa_id =
+                send_once(db, relay, ryzeapi, &part, ryzeapi.send_media(&number, &media, reply_to.as_deref())).await?;
             let mapped = (index == 0).then_some(message.id);
             store::messages::record_outgoing(
                 db,
@@ -232,15 +241,115 @@ async fn send(
     Ok(())
 }
 
-/// Downloads one attachment from Chatwoot (retrying the brief 404 right after an upload) and sends it.
-async fn send_attachment(
-    chatwoot: &ChatwootClient,
+/// One part of a reply, as WhatsApp will echo it.
+struct Part<'a> {
+    job: &'a outbound_job::Model,
+    chat_id: i64,
+    /// The text, or the media's caption.
+    caption: &'a str,
+    media: bool,
+    /// An earlier send of this part started then, with no known outcome.
+    sending_since: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Time for WhatsApp's echo of a send to reach the bridge (and be stored) after RyzeAPI accepted it.
+const ECHO_GRACE: Duration = Duration::from_secs(2);
+
+/// Sends one part through RyzeAPI **once**. The start of the send is recorded first; if its outcome
+/// stays unknown (no answer, or a crash before the answer was recorded), the replay does not repeat it
+/// blindly: once the first send can no longer be in flight, it looks among the stored events of the chat
+/// for WhatsApp's echo of it (`source: "chatwoot"`, same text, not mapped to another reply) and, if
+/// found, takes its id instead of sending again.
+async fn send_once(
+    db: &DatabaseConnection,
+    relay: &RelayContext,
     ryzeapi: &RyzeApiClient,
-    number: &str,
-    attachment: &WebhookAttachment,
-    caption: Option<&str>,
-    reply_to: Option<&str>,
+    part: &Part<'_>,
+    send: impl Future<Output = Result<String, SendError>>,
 ) -> Step<String> {
+    if let Some(since) = part.sending_since
+        && let Some(wa_id) = earlier_send(db, relay, ryzeapi, part, since).await?
+    {
+        return Ok(wa_id);
+    }
+    store::jobs::set_sending(db, part.job.id, Some(chrono::Utc::now())).await.map_err(store_failed)?;
+    match send.await {
+        Ok(wa_id) => Ok(wa_id),
+        Err(SendError::Unanswered { detail }) => Err(Outcome::Retry { after: Duration::ZERO, error: detail }),
+        Err(error) => {
+            // RyzeAPI answered: nothing went out, a repeat needs no look first.
+            store::jobs::set_sending(db, part.job.id, None).await.map_err(store_failed)?;
+            Err(send_failed(error))
+        }
+    }
+}
+
+/// The WhatsApp id of an earlier send of `part` (started at `since`) that went out, found by its echo;
+/// `Ok(None)` when it did not go out. Waits (as a retry) while the earlier send could still land or its
+/// echo could still arrive.
+async fn earlier_send(
+    db: &DatabaseConnection,
+    relay: &RelayContext,
+    ryzeapi: &RyzeApiClient,
+    part: &Part<'_>,
+    since: chrono::DateTime<chrono::Utc>,
+) -> Step<Option<String>> {
+    if relay.live.snapshot().state != LinkState::Connected {
+        return Err(Outcome::Retry {
+            after: Duration::from_secs(1),
+            error: "waiting for the RyzeAPI link to look for the echo of an earlier send".into(),
+        });
+    }
+    let settle = ryzeapi.timeout().saturating_mul(2) + ECHO_GRACE;
+    let elapsed = (chrono::Utc::now() - since).to_std().unwrap_or_default();
+    if elapsed < settle {
+        return Err(Outcome::Retry { after: settle - elapsed, error: "waiting for an earlier send to settle".into() });
+    }
+    // Clocks: the echo is stamped when stored, after the send started; a little slack costs nothing.
+    let from = since - chrono::Duration::seconds(1);
+    let exchanges = store::events::exchanges_in_chat_since(db, &relay.integration_id, part.chat_id, from)
+        .await
+        .map_err(store_failed)?;
+    for payload in exchanges {
+        let Ok(envelope) = crate::ryzeapi::event::Envelope::parse(&payload) else { continue };
+        let echo = crate::ryzeapi::event::MessageExchange::from_data(&envelope.data);
+        let same_kind = (echo.kind != "text" && echo.kind != "extended_text") == part.media;
+        if !echo.is_own_echo() || !same_kind || echo.text.as_deref().unwrap_or_default().trim() != part.caption.trim() {
+            continue;
+        }
+        let mapped = store::messages::find_by_wa_id(db, &relay.integration_id, &echo.id).await.map_err(store_failed)?;
+        if mapped.is_none() {
+            tracing::info!(integration_id = %relay.integration_id, wa_id = %echo.id, "an earlier send went out; not sending again");
+            return Ok(Some(echo.id));
+        }
+    }
+    Ok(None)
+}
+
+/// One attachment, downloaded from Chatwoot and ready for RyzeAPI.
+struct Attachment {
+    media_type: &'static str,
+    data_url: String,
+    mime: String,
+    file_name: String,
+    voice: bool,
+}
+
+impl Attachment {
+    fn media<'a>(&'a self, caption: Option<&'a str>) -> Media<'a> {
+        Media {
+            media_type: self.media_type,
+            media: &self.data_url,
+            mime_type: &self.mime,
+            file_name: &self.file_name,
+            caption,
+            voice: self.voice,
+        }
+    }
+}
+
+/// Downloads one attachment from Chatwoot (retrying the brief 404 right after an upload).
+async fn download_attachment(chatwoot: &ChatwootClient, attachment: &WebhookAttachment) -> Step<Attachment> {
     let mut tries = 0;
     let (bytes, served_type) = loop {
         match chatwoot.download(&attachment.data_url, MAX_ATTACHMENT_BYTES).await {
@@ -269,8 +378,7 @@ async fn send_attachment(
     };
     let file_name = file_name_of(&attachment.data_url, attachment.extension.as_deref());
     let data_url = format!("data:{mime};base64,{}", base64::engine::general_purpose::STANDARD.encode(&bytes));
-    let media = Media { media_type, media: &data_url, mime_type: &mime, file_name: &file_name, caption, voice };
-    ryzeapi.send_media(number, &media, reply_to).await.map_err(send_failed)
+    Ok(Attachment { media_type, data_url, mime, file_name, voice })
 }
 
 /// The file name at the end of a `data_url` (percent-decoded), without path tricks.

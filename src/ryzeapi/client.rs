@@ -20,6 +20,10 @@ pub enum SendError {
     /// Network trouble, 429, 5xx, or the instance briefly disconnected: try again after `after`.
     #[error("{detail}")]
     Retryable { detail: String, after: Option<Duration> },
+    /// No answer (timeout, connection cut): the send may or may not have happened. Retryable, but a
+    /// repeat must first make sure the first one did not go out.
+    #[error("{detail}")]
+    Unanswered { detail: String },
     /// RyzeAPI refused the message for good; `reason` is in plain words for the agent.
     #[error("{reason}")]
     Final { reason: String },
@@ -33,7 +37,9 @@ impl SendError {
             Self::Retryable { detail, .. } if detail.contains("not connected") => {
                 "The WhatsApp number is disconnected from RyzeAPI — reconnect it, then retry".to_owned()
             }
-            Self::Retryable { detail, .. } => format!("WhatsApp could not be reached ({detail})"),
+            Self::Retryable { detail, .. } | Self::Unanswered { detail } => {
+                format!("WhatsApp could not be reached ({detail})")
+            }
         }
     }
 }
@@ -80,6 +86,11 @@ impl RyzeApiClient {
     }
 
     /// Sends a text; returns the WhatsApp message id.
+    /// How long a call may take before it counts as unanswered.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     pub async fn send_text(&self, number: &str, text: &str, reply_to: Option<&str>) -> Result<String, SendError> {
         let mut body = json!({"number": number, "message": text, "source": SOURCE});
         if let Some(reply_to) = reply_to {
@@ -143,7 +154,7 @@ impl RyzeApiClient {
         let started = Instant::now();
         let url = format!("{}{path}", self.base_url);
         let sent = self.http.get(&url).insert_header(("token", self.token.expose())).timeout(self.timeout).send().await;
-        let mut response = sent.map_err(|e| SendError::Retryable { detail: e.to_string(), after: None })?;
+        let mut response = sent.map_err(|e| SendError::Unanswered { detail: e.to_string() })?;
         let status = response.status().as_u16();
         let bytes = response.body().limit(96 * 1024 * 1024).await.map_err(|e| SendError::Retryable {
             detail: format!("reading RyzeAPI's answer failed: {e}"),
@@ -174,6 +185,7 @@ impl RyzeApiClient {
         let outcome = match &result {
             Ok(_) => "ok".to_owned(),
             Err(SendError::Retryable { .. }) => "retryable".to_owned(),
+            Err(SendError::Unanswered { .. }) => "unanswered".to_owned(),
             Err(SendError::Final { .. }) => "final".to_owned(),
         };
         self.metrics.observe_call("ryzeapi", operation, &outcome, started.elapsed());
@@ -189,17 +201,18 @@ impl RyzeApiClient {
             .timeout(self.timeout)
             .send_json(&body)
             .await;
-        let mut response = sent.map_err(|e| SendError::Retryable { detail: e.to_string(), after: None })?;
+        let mut response = sent.map_err(|e| SendError::Unanswered { detail: e.to_string() })?;
         let status = response.status().as_u16();
         let reset = response
             .headers()
             .get("x-ratelimit-reset")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok());
-        let bytes = response.body().limit(4 * 1024 * 1024).await.map_err(|e| SendError::Retryable {
-            detail: format!("reading RyzeAPI's answer failed: {e}"),
-            after: None,
-        })?;
+        let bytes = response
+            .body()
+            .limit(4 * 1024 * 1024)
+            .await
+            .map_err(|e| SendError::Unanswered { detail: format!("reading RyzeAPI's answer failed: {e}") })?;
         let answer: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         if (200..300).contains(&status) {
             return Ok(answer);
@@ -248,10 +261,8 @@ fn message_id(answer: &Value) -> Result<String, SendError> {
         .and_then(Value::as_str)
         .filter(|id| !id.is_empty())
         .map(str::to_owned)
-        .ok_or_else(|| SendError::Retryable {
-            detail: "RyzeAPI accepted the message without a message id".to_owned(),
-            after: None,
-        })
+        // It probably went out: whether it did is for WhatsApp's echo to tell before any repeat.
+        .ok_or_else(|| SendError::Unanswered { detail: "RyzeAPI accepted the message without a message id".to_owned() })
 }
 
 #[cfg(test)]

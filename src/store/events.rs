@@ -126,6 +126,36 @@ async fn update(db: &DatabaseConnection, id: i64, change: impl FnOnce(&mut Activ
     Ok(())
 }
 
+/// Payloads of the `message.exchange` events received since `since` in the chat `chat_id` (under any of
+/// its aliases), oldest first: where WhatsApp's echo of a send whose outcome is unknown would be.
+pub async fn exchanges_in_chat_since(
+    db: &DatabaseConnection,
+    integration_id: &str,
+    chat_id: i64,
+    since: DateTime<Utc>,
+) -> Result<Vec<String>, StoreError> {
+    use entity::chat_alias;
+    let aliases = chat_alias::Entity::find()
+        .select_only()
+        .column(chat_alias::Column::Alias)
+        .filter(chat_alias::Column::IntegrationId.eq(integration_id))
+        .filter(chat_alias::Column::ChatId.eq(chat_id))
+        .into_tuple::<String>()
+        .all(db)
+        .await?;
+    Ok(Entity::find()
+        .select_only()
+        .column(Column::Payload)
+        .filter(Column::IntegrationId.eq(integration_id))
+        .filter(Column::ChatKey.is_in(aliases))
+        .filter(Column::Kind.eq("message.exchange"))
+        .filter(Column::ReceivedAt.gte(since))
+        .order_by_asc(Column::Id)
+        .into_tuple::<String>()
+        .all(db)
+        .await?)
+}
+
 /// Counts by state for one integration.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct EventCounts {

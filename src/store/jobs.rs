@@ -35,6 +35,7 @@ pub async fn insert(db: &DatabaseConnection, job: NewJob) -> Result<Option<i64>,
         last_error: Set(String::new()),
         created_at: Set(Utc::now()),
         processed_at: Set(None),
+        sending_at: Set(None),
         ..Default::default()
     };
     match Entity::insert(row).exec(db).await {
@@ -101,9 +102,21 @@ pub async fn record_attempt(db: &DatabaseConnection, id: i64, attempts: i32, err
     Ok(())
 }
 
-/// Records that `parts` parts of the job's message were accepted by RyzeAPI.
+/// Records that `parts` parts of the job's message were accepted by RyzeAPI (no send in the air).
 pub async fn set_parts_sent(db: &DatabaseConnection, id: i64, parts: i32) -> Result<(), StoreError> {
-    let row = ActiveModel { id: sea_orm::Unchanged(id), parts_sent: Set(parts), ..Default::default() };
+    let row =
+        ActiveModel { id: sea_orm::Unchanged(id), parts_sent: Set(parts), sending_at: Set(None), ..Default::default() };
+    row.update(db).await?;
+    Ok(())
+}
+
+/// A RyzeAPI send for the job starts now (`Some`), or its outcome became known (`None`).
+pub async fn set_sending(
+    db: &DatabaseConnection,
+    id: i64,
+    since: Option<chrono::DateTime<Utc>>,
+) -> Result<(), StoreError> {
+    let row = ActiveModel { id: sea_orm::Unchanged(id), sending_at: Set(since), ..Default::default() };
     row.update(db).await?;
     Ok(())
 }
