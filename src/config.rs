@@ -55,6 +55,11 @@ pub struct Settings {
     /// `BRIDGE_VERSION_CHECK_MS`: how often each integration reads Chatwoot's version again (default 6 h);
     /// features that depend on it (message ticks from 4.2) follow an upgrade without re-activation.
     pub version_check_every: Duration,
+    /// `BRIDGE_RETENTION_MS`: how long processed events and sent replies are kept before they are pruned
+    /// (default 3 days). Failed ones are kept until the integration is deleted. Long enough for RyzeAPI's
+    /// re-deliveries and an unanswered send's echo to find their rows; short enough that the tables stay
+    /// small at thousands of messages a second.
+    pub retention: Duration,
     /// Timing of the RyzeAPI link (contract §3 defaults; the `BRIDGE_LINK_*_MS` variables exist for tests).
     pub link: LinkTiming,
     /// What was generated on this start (reported once at startup, never again).
@@ -154,6 +159,7 @@ impl Settings {
         };
         let chatwoot_timeout = millis("BRIDGE_CHATWOOT_TIMEOUT_MS", Duration::from_secs(10))?;
         let version_check_every = millis("BRIDGE_VERSION_CHECK_MS", Duration::from_secs(6 * 3600))?;
+        let retention = millis("BRIDGE_RETENTION_MS", Duration::from_secs(3 * 24 * 3600))?;
         let relay_retry = (
             millis("BRIDGE_RETRY_MIN_MS", Duration::from_secs(2))?,
             millis("BRIDGE_RETRY_MAX_MS", Duration::from_secs(300))?,
@@ -222,6 +228,7 @@ impl Settings {
             chatwoot_timeout,
             relay_retry,
             version_check_every,
+            retention,
             link,
             generated,
         })

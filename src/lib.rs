@@ -97,6 +97,7 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
             let started = manager.send(StartAll).await.unwrap_or(0);
             shared.mark_ready();
             tracing::info!(integrations = started, "ready");
+            actix_web::rt::spawn(integrations::retention::run(shared.clone().into_inner()));
         }
         Err(e) => {
             handle.stop(false).await;

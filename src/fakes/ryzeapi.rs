@@ -646,9 +646,9 @@ async fn api(req: HttpRequest, body: web::Bytes, data: web::Data<Mutex<State>>) 
         (Some(value), false) => value.clone(),
         (None, false) => Value::String(String::from_utf8_lossy(&body).into_owned()),
     };
-    let mut guard = lock(&data);
-    let state = &mut *guard;
     let Some(route) = route else {
+        let mut guard = lock(&data);
+        let state = &mut *guard;
         let (status, response) = failure(404, "Not Found");
         if state.instances.get(instance).is_some_and(|i| i.token.is_some()) {
             let call = RecordedCall { method, path: recorded_path, body: recorded_body, status };
@@ -656,18 +656,22 @@ async fn api(req: HttpRequest, body: web::Bytes, data: web::Data<Mutex<State>>) 
         }
         return response;
     };
-    let outcome = answer(state, route, instance, &req, parsed);
-    let call = RecordedCall { method, path: recorded_path, body: recorded_body, status: outcome.status };
-    state.instance(instance).calls.push(call);
-    let delay = state.echo_delay;
-    let late = match state.late_answers {
-        Some((count, late)) if outcome.status == 200 && matches!(route, Route::Text | Route::Media) => {
-            state.late_answers = (count > 1).then_some((count - 1, late));
-            Some(late)
-        }
-        _ => None,
+    // The lock is held only in this block: the late answer below waits without it.
+    let (outcome, delay, late) = {
+        let mut guard = lock(&data);
+        let state = &mut *guard;
+        let outcome = answer(state, route, instance, &req, parsed);
+        let call = RecordedCall { method, path: recorded_path, body: recorded_body, status: outcome.status };
+        state.instance(instance).calls.push(call);
+        let late = match state.late_answers {
+            Some((count, late)) if outcome.status == 200 && matches!(route, Route::Text | Route::Media) => {
+                state.late_answers = (count > 1).then_some((count - 1, late));
+                Some(late)
+            }
+            _ => None,
+        };
+        (outcome, state.echo_delay, late)
     };
-    drop(guard);
     if let (Some(echo), Some(delay)) = (outcome.echo, delay) {
         let state = data.into_inner();
         let instance = instance.to_owned();

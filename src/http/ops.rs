@@ -35,7 +35,7 @@ async fn metrics(shared: web::Data<Shared>) -> Result<HttpResponse, AppError> {
         value: if shared.services().is_ok() { 1.0 } else { 0.0 },
     }];
     if let Ok(services) = shared.services() {
-        let counts = store::integrations::count_by_status(&services.db).await?;
+        let counts = store::integrations::count_by_status(&services.reader).await?;
         for status in [
             crate::integrations::status::ACTIVE,
             crate::integrations::status::PAUSED,
@@ -51,8 +51,8 @@ async fn metrics(shared: web::Data<Shared>) -> Result<HttpResponse, AppError> {
         }
     }
     if let Ok(services) = shared.services() {
-        let (events_pending, events_failed) = store::events::totals(&services.db).await?;
-        let (jobs_pending, jobs_failed) = store::jobs::totals(&services.db).await?;
+        let (events_pending, events_failed) = store::events::totals(&services.reader).await?;
+        let (jobs_pending, jobs_failed) = store::jobs::totals(&services.reader).await?;
         for (queue, state, value) in [
             ("to_chatwoot", "pending", events_pending),
             ("to_chatwoot", "failed", events_failed),

@@ -367,10 +367,11 @@ impl IntegrationActor {
                         if let Some(event_id) = &received.event_id {
                             act.acknowledge(event_id, ctx);
                         }
-                        if let Stored::New(row) = stored
-                            && act.queue.push(received.event.chat_key, Item::Event(row))
-                        {
-                            act.fresh.remember(row, received.event.payload);
+                        if let Stored::New(row) = stored {
+                            act.live.event_stored();
+                            if act.queue.push(received.event.chat_key, Item::Event(row)) {
+                                act.fresh.remember(row, received.event.payload);
+                            }
                         }
                     }
                     // Not acknowledged: RyzeAPI re-sends it after the reconnect.

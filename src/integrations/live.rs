@@ -82,9 +82,14 @@ impl Live {
         self.link().reconnects += 1;
     }
 
+    /// A frame arrived (stored or not).
     pub fn event_received(&self) {
-        self.events_received.fetch_add(1, Ordering::Relaxed);
         self.link().last_event_at = Some(Utc::now());
+    }
+
+    /// A new event was stored (duplicates are not counted).
+    pub fn event_stored(&self) {
+        self.events_received.fetch_add(1, Ordering::Relaxed);
     }
 }
 

@@ -8,6 +8,7 @@ pub mod actor;
 pub mod lifecycle;
 pub mod live;
 pub mod manager;
+pub mod retention;
 pub mod rotation;
 pub mod view;
 pub mod webhooks;

@@ -43,6 +43,8 @@ pub struct QueuesView {
     pub failed: u64,
 }
 
+/// Counted since this bridge process started (stored rows are pruned after the retention period, so the
+/// database cannot count "ever").
 #[derive(Debug, Serialize, Default)]
 pub struct TotalsView {
     pub events_received: u64,
@@ -63,15 +65,15 @@ impl LiveState {
     pub async fn of(shared: &crate::state::Shared, id: &str) -> Result<Self, crate::error::AppError> {
         use std::sync::atomic::Ordering;
         let services = shared.services()?;
-        let counts = crate::store::events::counts(&services.db, id).await?;
-        let (jobs_pending, jobs_failed) = crate::store::jobs::counts(&services.db, id).await?;
+        let counts = crate::store::events::counts(&services.reader, id).await?;
+        let (jobs_pending, jobs_failed) = crate::store::jobs::counts(&services.reader, id).await?;
         let mut state = Self {
             queues: QueuesView {
                 to_chatwoot_pending: counts.pending,
                 to_whatsapp_pending: jobs_pending,
                 failed: counts.failed + jobs_failed,
             },
-            totals: TotalsView { events_received: counts.total, ..TotalsView::default() },
+            totals: TotalsView::default(),
             ..Self::default()
         };
         if let Some(live) = shared.live.get(id) {
@@ -82,6 +84,7 @@ impl LiveState {
                 reconnects: link.reconnects,
                 last_event_at: link.last_event_at.map(timestamp),
             };
+            state.totals.events_received = live.events_received.load(Ordering::Relaxed);
             state.totals.messages_to_chatwoot = live.messages_to_chatwoot.load(Ordering::Relaxed);
             state.totals.messages_to_whatsapp = live.messages_to_whatsapp.load(Ordering::Relaxed);
         }

@@ -29,7 +29,7 @@ pub async fn accept(
     body: &[u8],
 ) -> Result<(), AppError> {
     let services = shared.services()?;
-    let integration = store::integrations::find(&services.db, id).await?.ok_or(AppError::WebhookNotFound)?;
+    let integration = store::integrations::find(&services.reader, id).await?.ok_or(AppError::WebhookNotFound)?;
     let expected =
         open_sealed(&services.sealer, &integration.webhook_secret_sealed, &integration.id, sealed::WEBHOOK_SECRET)?;
     if !constant_time_eq(secret, expected.expose()) {
