@@ -128,10 +128,16 @@ struct State {
     fault: Fault,
     contacts: BTreeMap<i64, FakeContact>,
     contact_inboxes: BTreeMap<i64, FakeContactInbox>,
+    /// `(inbox_id, source_id)` → contact_inbox id (unique, as in Chatwoot), so lookups need no scan.
+    contact_inbox_index: HashMap<(i64, String), i64>,
     conversations: BTreeMap<i64, FakeConversation>,
+    /// `(display_id, account_id)` → conversation id; ordered so that the first account's is found first.
+    conversation_index: BTreeMap<(i64, i64), i64>,
     /// Last display id per account.
     display_ids: HashMap<i64, i64>,
     messages: BTreeMap<i64, FakeMessage>,
+    /// Per conversation: its message ids and counters, so that a create costs the same at any size.
+    threads: HashMap<i64, messages::Thread>,
     blobs: HashMap<String, messages::Blob>,
     /// The dashboard agent the test-control methods act as (created on first use).
     dashboard_agent: Option<Actor>,
@@ -154,6 +160,34 @@ impl State {
 
     fn account_json(&self, account_id: i64) -> Value {
         json!({"id": account_id, "name": self.accounts.get(&account_id).map(|a| a.name.clone()).unwrap_or_default()})
+    }
+
+    /// The contact_inbox of `source_id` in an inbox.
+    fn contact_inbox_id(&self, inbox_id: i64, source_id: &str) -> Option<i64> {
+        self.contact_inbox_index.get(&(inbox_id, source_id.to_owned())).copied()
+    }
+
+    /// The conversation of an account with this display id.
+    fn conversation_by_display(&self, account_id: i64, display_id: i64) -> Option<i64> {
+        self.conversation_index.get(&(display_id, account_id)).copied()
+    }
+
+    fn insert_conversation(&mut self, conversation: FakeConversation) {
+        self.conversation_index.insert((conversation.display_id, conversation.account_id), conversation.id);
+        self.conversations.insert(conversation.id, conversation);
+    }
+
+    fn remove_conversation(&mut self, id: i64) {
+        if let Some(conversation) = self.conversations.remove(&id) {
+            self.conversation_index.remove(&(conversation.display_id, conversation.account_id));
+        }
+        self.threads.remove(&id);
+    }
+
+    /// A conversation's messages, oldest first.
+    fn thread_messages(&self, conversation_id: i64) -> impl DoubleEndedIterator<Item = &FakeMessage> {
+        let ids = self.threads.get(&conversation_id).map_or(&[][..], |t| t.ids.as_slice());
+        ids.iter().filter_map(|id| self.messages.get(id))
     }
 
     fn dashboard_agent(&mut self) -> Actor {
@@ -207,9 +241,12 @@ impl FakeChatwoot {
             flaky_draws: 0,
             contacts: BTreeMap::new(),
             contact_inboxes: BTreeMap::new(),
+            contact_inbox_index: HashMap::new(),
             conversations: BTreeMap::new(),
+            conversation_index: BTreeMap::new(),
             display_ids: HashMap::new(),
             messages: BTreeMap::new(),
+            threads: HashMap::new(),
             blobs: HashMap::new(),
             dashboard_agent: None,
             webhooks,

@@ -253,7 +253,7 @@ fn create(state: &mut State, call: &Call<'_>, account_id: i64) -> (u16, HttpResp
     };
     let source_id = inbox.as_ref().map(|_| source_id.filter(|s| !s.is_empty()).unwrap_or_else(uuid));
     if let (Some(inbox), Some(source_id)) = (&inbox, &source_id)
-        && state.contact_inboxes.values().any(|ci| ci.inbox_id == inbox.id && &ci.source_id == source_id)
+        && state.contact_inbox_id(inbox.id, source_id).is_some()
     {
         state.violation(format!(
             "{}: source_id {source_id:?} already belongs to another contact of inbox {} (RecordNotUnique → 500)",
@@ -289,6 +289,8 @@ pub(super) fn new_contact_inbox(
         hmac_verified: false,
         created_at: Utc::now(),
     };
+    // The first link keeps the key, as a scan in id order would find it.
+    state.contact_inbox_index.entry((inbox_id, link.source_id.clone())).or_insert(id);
     state.contact_inboxes.insert(id, link.clone());
     link
 }
@@ -432,8 +434,7 @@ fn add_contact_inbox(state: &mut State, call: &Call<'_>, contact: &FakeContact) 
         return not_found();
     };
     let source_id = body.get("source_id").and_then(text).filter(|s| !s.is_empty()).unwrap_or_else(uuid);
-    let existing =
-        state.contact_inboxes.values().find(|ci| ci.inbox_id == inbox.id && ci.source_id == source_id).cloned();
+    let existing = state.contact_inbox_id(inbox.id, &source_id).and_then(|id| state.contact_inboxes.get(&id)).cloned();
     let link = match existing {
         Some(link) if link.contact_id == contact.id => link,
         Some(_) => {
@@ -462,9 +463,8 @@ fn filter_contact_inboxes(state: &mut State, call: &Call<'_>, account_id: i64) -
     };
     let source_id = body.get("source_id").and_then(text).unwrap_or_default();
     let contact = state
-        .contact_inboxes
-        .values()
-        .find(|ci| ci.inbox_id == inbox_id && ci.source_id == source_id)
+        .contact_inbox_id(inbox_id, &source_id)
+        .and_then(|id| state.contact_inboxes.get(&id))
         .and_then(|ci| state.contacts.get(&ci.contact_id))
         .cloned();
     match contact {

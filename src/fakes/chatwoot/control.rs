@@ -11,8 +11,9 @@ use super::{
     FakeChatwoot, FakeContact, FakeContactInbox, FakeConversation, FakeMessage, State, WebhookDelivery, conversations,
 };
 
+/// The first conversation (lowest id) with this display id, whatever its account.
 fn conversation_id(state: &State, display_id: i64) -> Option<i64> {
-    state.conversations.values().find(|c| c.display_id == display_id).map(|c| c.id)
+    state.conversation_index.range((display_id, i64::MIN)..=(display_id, i64::MAX)).map(|(_, id)| *id).min()
 }
 
 impl FakeChatwoot {
@@ -42,7 +43,7 @@ impl FakeChatwoot {
     pub fn messages(&self, display_id: i64) -> Vec<FakeMessage> {
         let state = self.state();
         let Some(id) = conversation_id(&state, display_id) else { return Vec::new() };
-        state.messages.values().filter(|m| m.conversation_id == id).cloned().collect()
+        state.thread_messages(id).cloned().collect()
     }
 
     pub fn message(&self, id: i64) -> Option<FakeMessage> {

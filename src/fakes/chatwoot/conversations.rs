@@ -47,8 +47,7 @@ const CREATE_PARAMS: &[&str] = &[
 ];
 
 pub(super) fn find(state: &State, account_id: i64, display_id: &str) -> Option<i64> {
-    let display_id = display_id.parse::<i64>().ok()?;
-    state.conversations.values().find(|c| c.account_id == account_id && c.display_id == display_id).map(|c| c.id)
+    state.conversation_by_display(account_id, display_id.parse::<i64>().ok()?)
 }
 
 pub(super) fn route(
@@ -157,7 +156,7 @@ fn create(state: &mut State, call: &Call<'_>, account_id: i64, actor: &Actor) ->
             }
             let source_id = source_id.filter(|s| !s.is_empty()).unwrap_or_else(uuid);
             let existing =
-                state.contact_inboxes.values().find(|ci| ci.inbox_id == inbox_id && ci.source_id == source_id).cloned();
+                state.contact_inbox_id(inbox_id, &source_id).and_then(|id| state.contact_inboxes.get(&id)).cloned();
             match existing {
                 Some(link) if link.contact_id == contact_id => link,
                 Some(_) => return error(422, "source_id should be unique"),
@@ -213,7 +212,7 @@ fn create(state: &mut State, call: &Call<'_>, account_id: i64, actor: &Actor) ->
                 first_reply_created_at: None,
                 contact_last_seen_at: None,
             };
-            state.conversations.insert(id, conversation);
+            state.insert_conversation(conversation);
             (id, true)
         }
     };
@@ -225,7 +224,7 @@ fn create(state: &mut State, call: &Call<'_>, account_id: i64, actor: &Actor) ->
         if let Err(answer) = messages::create(state, conversation_id, input, Some(actor)) {
             // The transaction is rolled back: no conversation either.
             if created {
-                state.conversations.remove(&conversation_id);
+                state.remove_conversation(conversation_id);
             }
             return *answer;
         }
@@ -365,16 +364,15 @@ fn assignee_json(actor: &Actor) -> Value {
            "availability_status": "online", "thumbnail": ""})
 }
 
-fn unread_count(state: &State, conversation: &FakeConversation) -> usize {
-    state.messages.values().filter(|m| m.conversation_id == conversation.id && m.message_type == "incoming").count()
+pub(super) fn unread_count(state: &State, conversation: &FakeConversation) -> usize {
+    state.threads.get(&conversation.id).map_or(0, |t| t.incoming)
 }
 
 fn last_message(state: &State, conversation: &FakeConversation, chat_only: bool) -> Option<Value> {
     state
-        .messages
-        .values()
+        .thread_messages(conversation.id)
         .rev()
-        .find(|m| m.conversation_id == conversation.id && (!chat_only || (!m.private && m.message_type != "activity")))
+        .find(|m| !chat_only || (!m.private && m.message_type != "activity"))
         .map(|m| messages::push_json(state, m))
 }
 
@@ -463,17 +461,15 @@ pub(super) fn public_route(
     let Some(inbox) = state.inboxes.values().find(|i| i.identifier == identifier).cloned() else {
         return not_found();
     };
-    let Some(link) =
-        state.contact_inboxes.values().find(|ci| ci.inbox_id == inbox.id && ci.source_id == source_id).cloned()
+    let Some(link) = state.contact_inbox_id(inbox.id, source_id).and_then(|id| state.contact_inboxes.get(&id)).cloned()
     else {
         return not_found();
     };
     let display_id = display_id.parse::<i64>().unwrap_or(-1);
+    // A conversation's account is its inbox's, where display ids are unique.
     let Some(id) = state
-        .conversations
-        .values()
-        .find(|c| c.contact_inbox_id == link.id && c.display_id == display_id)
-        .map(|c| c.id)
+        .conversation_by_display(inbox.account_id, display_id)
+        .filter(|id| state.conversations.get(id).is_some_and(|c| c.contact_inbox_id == link.id))
     else {
         return not_found();
     };

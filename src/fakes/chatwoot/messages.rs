@@ -1,6 +1,8 @@
 //! Messages (reference §5): create (JSON and multipart), list, status PATCH, delete, retry, attachments
 //! served through Active Storage-style redirect URLs, and the `message_*` webhooks (§6).
 
+use std::collections::VecDeque;
+
 use actix_web::HttpResponse;
 use bytes::Bytes;
 use chrono::{DateTime, Duration as TimeDelta, Utc};
@@ -68,6 +70,35 @@ impl FakeMessage {
     fn set_content_attributes(&mut self, attributes: Map<String, Value>) {
         self.external_error = attributes.get("external_error").and_then(Value::as_str).map(str::to_owned);
         self.content_attributes = attributes;
+    }
+}
+
+/// One conversation's messages as an index beside `State::messages`: what creates and conversation
+/// payloads need, kept up to date on insert instead of counted by scanning every stored message.
+#[derive(Debug, Default)]
+pub(super) struct Thread {
+    /// Message ids, oldest first (ids only grow, so this is also `State::messages` order).
+    pub ids: Vec<i64>,
+    /// Incoming messages (the fake's `unread_count`: nothing ever marks them read).
+    pub incoming: usize,
+    /// Creation times of the latest messages, oldest first; older than a minute ones are dropped lazily.
+    recent: VecDeque<DateTime<Utc>>,
+}
+
+impl Thread {
+    /// Messages created after `since` (the per-minute limit).
+    fn created_after(&mut self, since: DateTime<Utc>) -> usize {
+        while self.recent.front().is_some_and(|at| *at <= since) {
+            self.recent.pop_front();
+        }
+        // Bounded by the limit itself; counting (not `len`) keeps it exact should the clock step back.
+        self.recent.iter().filter(|at| **at > since).count()
+    }
+
+    fn push(&mut self, id: i64, incoming: bool, at: DateTime<Utc>) {
+        self.ids.push(id);
+        self.incoming += usize::from(incoming);
+        self.recent.push_back(at);
     }
 }
 
@@ -341,11 +372,7 @@ pub(super) fn create(
         return Err(Box::new(error(422, "Validation failed: Attachments exceeded maximum allowed")));
     }
     let now = Utc::now();
-    let recent = state
-        .messages
-        .values()
-        .filter(|m| m.conversation_id == conversation_id && m.created_at > now - TimeDelta::minutes(1))
-        .count();
+    let recent = state.threads.get_mut(&conversation_id).map_or(0, |t| t.created_after(now - TimeDelta::minutes(1)));
     if recent >= PER_MINUTE {
         return Err(Box::new(error(422, "Validation failed: Too many messages")));
     }
@@ -414,6 +441,7 @@ pub(super) fn create(
         created_at: now,
     };
     message.set_content_attributes(attributes);
+    state.threads.entry(conversation_id).or_default().push(id, message_type == "incoming", now);
     state.messages.insert(id, message);
     after_create(state, id, &conversation, &sender);
     Ok(id)
@@ -426,15 +454,13 @@ fn resolve_reply(state: &State, conversation_id: i64, attributes: &mut Map<Strin
     if by_id.is_none() && by_external.is_none() {
         return;
     }
-    let in_conversation = || state.messages.values().filter(|m| m.conversation_id == conversation_id);
     let target = match (&by_id, &by_external) {
         (Some(id), _) => {
-            let id = super::id_param(id);
-            in_conversation().find(|m| Some(m.id) == id)
+            super::id_param(id).and_then(|id| state.messages.get(&id)).filter(|m| m.conversation_id == conversation_id)
         }
         (None, Some(external)) => {
             let external = scalar_text(external);
-            in_conversation().find(|m| m.source_id.is_some() && m.source_id == external)
+            state.thread_messages(conversation_id).find(|m| m.source_id.is_some() && m.source_id == external)
         }
         (None, None) => None,
     };
@@ -499,7 +525,7 @@ fn list(state: &mut State, call: &Call<'_>, conversation_id: i64) -> (u16, HttpR
     let query = call.query();
     let before = query.get("before").and_then(|v| v.parse::<i64>().ok());
     let after = query.get("after").and_then(|v| v.parse::<i64>().ok());
-    let all: Vec<&FakeMessage> = state.messages.values().filter(|m| m.conversation_id == conversation_id).collect();
+    let all: Vec<&FakeMessage> = state.thread_messages(conversation_id).collect();
     let selected: Vec<&FakeMessage> = match (before, after) {
         (_, Some(after)) => all.into_iter().filter(|m| m.id > after).take(100).collect(),
         (Some(before), None) => {
@@ -589,9 +615,8 @@ pub(super) fn retry(state: &mut State, id: i64) -> bool {
 /// `UpdateMessageStatusJob`: non-incoming `sent`/`delivered` messages up to `until` become `read`.
 pub(super) fn mark_read_up_to(state: &mut State, conversation_id: i64, until: DateTime<Utc>) {
     let ids: Vec<i64> = state
-        .messages
-        .values()
-        .filter(|m| m.conversation_id == conversation_id && m.message_type != "incoming")
+        .thread_messages(conversation_id)
+        .filter(|m| m.message_type != "incoming")
         .filter(|m| matches!(m.status.as_str(), "sent" | "delivered") && m.created_at <= until)
         .map(|m| m.id)
         .collect();
@@ -687,7 +712,7 @@ pub(super) fn push_json(state: &State, message: &FakeMessage) -> Value {
         "sentiment": {},
         "conversation": conversation.map(|c| json!({
             "assignee_id": c.assignee_id,
-            "unread_count": state.messages.values().filter(|m| m.conversation_id == c.id && m.message_type == "incoming").count(),
+            "unread_count": conversations::unread_count(state, c),
             "last_activity_at": unix(c.last_activity_at),
             "contact_inbox": {"source_id": state.contact_inboxes.get(&c.contact_inbox_id).map(|ci| ci.source_id.clone())}
         }))
