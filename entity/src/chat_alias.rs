@@ -13,7 +13,18 @@ pub struct Model {
     pub chat_id: i64,
 }
 
+/// Declared for reading an alias with its chat in one query (no foreign key in the schema: aliases are
+/// deleted with their chats by the store).
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-pub enum Relation {}
+pub enum Relation {
+    #[sea_orm(belongs_to = "super::chat::Entity", from = "Column::ChatId", to = "super::chat::Column::Id")]
+    Chat,
+}
+
+impl Related<super::chat::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Chat.def()
+    }
+}
 
 impl ActiveModelBehavior for ActiveModel {}

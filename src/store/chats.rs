@@ -16,15 +16,15 @@ pub async fn find_by_aliases(
     integration_id: &str,
     aliases: &[String],
 ) -> Result<Option<(chat::Model, Vec<String>)>, StoreError> {
+    // One query: the aliases that exist, each with its chat.
     let known = chat_alias::Entity::find()
         .filter(chat_alias::Column::IntegrationId.eq(integration_id))
         .filter(chat_alias::Column::Alias.is_in(aliases.iter().cloned()))
+        .find_also_related(chat::Entity)
         .all(db)
         .await?;
-    let Some(first) = known.first() else { return Ok(None) };
-    let chat_id = first.chat_id;
-    let Some(chat) = chat::Entity::find_by_id(chat_id).one(db).await? else { return Ok(None) };
-    let known = known.into_iter().filter(|a| a.chat_id == chat_id).map(|a| a.alias).collect();
+    let Some((first, Some(chat))) = known.first().cloned() else { return Ok(None) };
+    let known = known.into_iter().filter(|(a, _)| a.chat_id == first.chat_id).map(|(a, _)| a.alias).collect();
     Ok(Some((chat, known)))
 }
 
