@@ -1,6 +1,7 @@
 //! Bounded fuzzing of every parser of outside input (RyzeAPI frames, Chatwoot webhooks, activation
-//! bodies): random bytes and mutations of valid inputs never panic. Deterministic (seeded), CI-sized.
-//! (`cargo fuzz` needs a nightly toolchain, which this project's machines cannot fetch.)
+//! bodies): random bytes and mutations of valid inputs never panic. Deterministic (seeded), CI-sized, on
+//! stable. The coverage-guided fuzzing lives in `fuzz/` (`cargo fuzz`, run by `.ci/fuzz`); what it finds
+//! is replayed here as plain regression cases.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use ryze_integrations::chatwoot::webhook::{WebhookEvent, signature_is_valid};
