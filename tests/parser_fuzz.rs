@@ -88,6 +88,32 @@ fn deeply_nested_json_is_refused_without_overflowing_the_stack() {
     }
 }
 
+/// HMAC-SHA256 signature header of `<timestamp>.<body>`, as Chatwoot sends it.
+fn chatwoot_signature(secret: &str, timestamp: &str, body: &[u8]) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("{timestamp}.").as_bytes());
+    mac.update(body);
+    format!("sha256={}", mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect::<String>())
+}
+
+/// Found by `cargo fuzz` (chatwoot_webhook): `now - timestamp` overflowed for timestamps near i64::MIN.
+#[test]
+fn extreme_signature_timestamps_are_stale_not_an_overflow() {
+    let now = 1_752_400_000;
+    assert!(!signature_is_valid("s", "-9223372036854775808", b"", "", now));
+    // Without overflow checks the difference wrapped to i64::MIN, whose `abs()` is negative: inside the window.
+    let wrapping = now.wrapping_add(i64::MIN).to_string();
+    let body = br#"{"event":"message_created"}"#;
+    assert!(!signature_is_valid("s", &wrapping, body, &chatwoot_signature("s", &wrapping, body), now));
+    for at in [i64::MIN, i64::MIN + 1, -1, i64::MAX] {
+        let at = at.to_string();
+        assert!(!signature_is_valid("s", &at, body, &chatwoot_signature("s", &at, body), now), "{at}");
+    }
+    let fresh = now.to_string();
+    assert!(signature_is_valid("s", &fresh, body, &chatwoot_signature("s", &fresh, body), now + 300));
+}
+
 #[test]
 fn random_and_mutated_inputs_never_panic() {
     let mut rng = Rng(0x5EED_1234_ABCD_0001);
