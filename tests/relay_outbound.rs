@@ -144,7 +144,12 @@ async fn ryzeapi_down_for_a_while_delivers_in_order_afterwards() {
     for reply in replies {
         wait_tick_request(&stack, reply, "sent").await;
     }
-    assert_eq!(stack.view(&id).await["queues"]["to_whatsapp_pending"], 0);
+    // The tick is set before the job is recorded as done.
+    let deadline = std::time::Instant::now() + WAIT;
+    while stack.view(&id).await["queues"]["to_whatsapp_pending"] != 0 {
+        assert!(std::time::Instant::now() < deadline, "the queue empties");
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[actix_web::test]
@@ -437,4 +442,26 @@ async fn an_unanswered_send_without_an_echo_is_sent_again() {
     let reply = stack.chatwoot.agent_reply(display_id, "de novo", false).unwrap();
     wait_sent_tick_slowly(&stack, reply).await;
     assert_eq!(sends(&stack).len(), 2, "no echo: the send is repeated, WhatsApp got it twice (the sim did send)");
+}
+
+/// The bridge was down when the agent replied, so Chatwoot's webhook never reached it: the agent's retry
+/// is the first the bridge hears of the message, and sends it (once).
+#[actix_web::test]
+async fn a_retry_of_a_reply_whose_webhook_never_arrived_sends_it_once() {
+    let (mut stack, _id, display_id) = conversation(json!({})).await;
+    stack.bridge.kill();
+    let reply = stack.chatwoot.agent_reply(display_id, "enviada com a ponte fora", false).unwrap();
+    let chatwoot = &stack.chatwoot;
+    eventually("the webhook failed", WAIT, || {
+        chatwoot.webhook_deliveries().iter().any(|d| d.event == "message_created" && d.body["id"] == reply)
+    })
+    .await;
+    stack.bridge.restart().await;
+    actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+    assert!(sends(&stack).is_empty(), "nothing is sent before the agent retries");
+    assert!(stack.chatwoot.agent_retry(reply));
+    let sent = wait_sends(&stack, 1).await;
+    assert_eq!(sent[0]["message"], "enviada com a ponte fora");
+    actix_web::rt::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(sends(&stack).len(), 1);
 }

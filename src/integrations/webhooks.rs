@@ -76,6 +76,9 @@ async fn handle(
                         let retries = store::jobs::count_kind_prefix(db, id, message.id, "retry-").await?;
                         format!("retry-{}", retries + 1)
                     }
+                    // The original webhook never reached the bridge (it was down and Chatwoot gave up):
+                    // the agent's retry is the first word of this message — send it.
+                    None => "send".to_owned(),
                     _ => return Ok(()),
                 }
             } else {
