@@ -3,12 +3,16 @@
 //!
 //! ```text
 //! cargo run --release --bin bench -- [mode] [--seconds N] [--integrations N] [--chats N] [--rate N]
+//!                                    [--messages N] [--seed N]
 //! ```
 //!
-//! Modes: `inbound`, `latency`, `outbound`, `calls`, `memory`, `sink`, `all` (default). Each mode gets a
+//! Modes: `inbound`, `latency`, `outbound`, `calls`, `memory`, `sink`, `all` (default), and `chaos` (fault
+//! injection, not part of `all`). Each mode gets a
 //! fresh database (SQLite in a temp dir; a new PostgreSQL database, dropped afterwards, when
 //! `DATABASE_URL=postgres://…`) and a fresh bridge, killed at the end. `docs/performance.md` records a run.
 
+#[path = "bench/chaos.rs"]
+mod chaos;
 #[path = "bench/inbound.rs"]
 mod inbound;
 #[path = "bench/memory.rs"]
@@ -36,6 +40,10 @@ pub struct Opts {
     pub chats: usize,
     /// Messages (or replies) per second; 0 for `inbound` means as fast as the bridge takes them.
     pub rate: u64,
+    /// `chaos`: messages in both directions together (half customer messages, half agent replies).
+    pub messages: u64,
+    /// `chaos`: seed of the fault sequence.
+    pub seed: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +54,7 @@ enum Mode {
     Calls,
     Memory,
     Sink,
+    Chaos,
 }
 
 impl Mode {
@@ -59,20 +68,25 @@ impl Mode {
             "calls" => vec![Mode::Calls],
             "memory" => vec![Mode::Memory],
             "sink" => vec![Mode::Sink],
+            "chaos" => vec![Mode::Chaos],
             "all" => Mode::ALL.to_vec(),
             _ => return None,
         })
     }
 
     /// Modest defaults: `all` finishes within about three minutes on a 2-core machine.
+    /// `chaos` defaults to the issue's size (50 integrations, 50,000 messages), with `--seconds` as the
+    /// deadline of the whole run.
     fn defaults(self) -> Opts {
-        match self {
-            Mode::Inbound | Mode::Sink => Opts { seconds: 20, integrations: 20, chats: 50, rate: 0 },
-            Mode::Latency => Opts { seconds: 10, integrations: 10, chats: 20, rate: 200 },
-            Mode::Outbound => Opts { seconds: 10, integrations: 10, chats: 1, rate: 100 },
-            Mode::Calls => Opts { seconds: 0, integrations: 1, chats: 50, rate: 0 },
-            Mode::Memory => Opts { seconds: 0, integrations: 1000, chats: 0, rate: 0 },
-        }
+        let (seconds, integrations, chats, rate) = match self {
+            Mode::Inbound | Mode::Sink => (20, 20, 50, 0),
+            Mode::Latency => (10, 10, 20, 200),
+            Mode::Outbound => (10, 10, 1, 100),
+            Mode::Calls => (0, 1, 50, 0),
+            Mode::Memory => (0, 1000, 0, 0),
+            Mode::Chaos => (1800, 50, 20, 0),
+        };
+        Opts { seconds, integrations, chats, rate, messages: 50_000, seed: chaos::DEFAULT_SEED }
     }
 }
 
@@ -83,9 +97,12 @@ struct Args {
     integrations: Option<usize>,
     chats: Option<usize>,
     rate: Option<u64>,
+    messages: Option<u64>,
+    seed: Option<u64>,
 }
 
-const USAGE: &str = "usage: bench [inbound|latency|outbound|calls|memory|sink|all] [--seconds N] [--integrations N] [--chats N] [--rate N]
+const USAGE: &str = "usage: bench [inbound|latency|outbound|calls|memory|sink|all|chaos] [--seconds N] [--integrations N] [--chats N] [--rate N]
+             [--messages N] [--seed N]
 
   inbound   sustained WhatsApp → Chatwoot throughput (closed loop; --rate caps the offered load)
   latency   event sent → Chatwoot message created, p50/p99/p99.9 at --rate msg/s (default 200)
@@ -94,6 +111,9 @@ const USAGE: &str = "usage: bench [inbound|latency|outbound|calls|memory|sink|al
   memory    VmRSS per connected idle integration (--integrations, default 1000), connect and reconnect times
   sink      the fake Chatwoot's own capacity, without the bridge
   all       every mode with modest sizes (default)
+  chaos     fault injection: --messages (default 50000, half each way) over --integrations (50) × --chats (20)
+            while the bridge is killed and restarted, links dropped, Chatwoot fails or hangs and webhooks come
+            twice; fails on any duplicate, loss, reordering or stuck integration, or after --seconds (1800)
 
 Flags override the mode's defaults (with `all`, every mode's). DATABASE_URL=postgres://… runs on a fresh
 PostgreSQL database (created and dropped) instead of SQLite. Build first: cargo build --release --bins";
@@ -111,12 +131,14 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
         };
         match arg.as_str() {
             "-h" | "--help" => return Err(String::new()),
-            "--seconds" => parsed.seconds = Some(number("--seconds", 3600)?.max(1)),
+            "--seconds" => parsed.seconds = Some(number("--seconds", 86_400)?.max(1)),
             "--integrations" => {
                 parsed.integrations = Some(usize::try_from(number("--integrations", 20_000)?.max(1)).unwrap_or(1))
             }
             "--chats" => parsed.chats = Some(usize::try_from(number("--chats", 999)?.max(1)).unwrap_or(1)),
             "--rate" => parsed.rate = Some(number("--rate", 1_000_000)?),
+            "--messages" => parsed.messages = Some(number("--messages", 10_000_000)?.max(2)),
+            "--seed" => parsed.seed = Some(number("--seed", u64::MAX)?),
             name if !name.starts_with('-') && parsed.modes.is_empty() => {
                 parsed.modes = Mode::parse(name).ok_or_else(|| format!("unknown mode `{name}`"))?;
             }
@@ -137,6 +159,8 @@ impl Args {
             integrations: self.integrations.unwrap_or(d.integrations),
             chats: self.chats.unwrap_or(d.chats),
             rate: self.rate.unwrap_or(d.rate),
+            messages: self.messages.unwrap_or(d.messages),
+            seed: self.seed.unwrap_or(d.seed),
         }
     }
 }
@@ -156,6 +180,7 @@ async fn run_mode(mode: Mode, opts: &Opts, inbound_stored: Option<usize>) -> Out
         Mode::Calls => inbound::calls(opts, &db).await.map(|t| (t, None, None)),
         Mode::Outbound => outbound::outbound(opts, &db).await.map(|t| (t, None, None)),
         Mode::Memory => memory::memory(opts, &db).await.map(|t| (t, None, None)),
+        Mode::Chaos => chaos::chaos(opts, &db).await.map(|t| (t, None, None)),
         Mode::Sink => Err("unreachable".to_owned()),
     };
     // The mode's bridge was killed when its stack dropped; now the database and temp dir go.

@@ -216,7 +216,8 @@ pub struct Bridge {
 }
 
 impl Bridge {
-    pub async fn start(db: &BenchDb, ryzeapi_url: &str) -> Res<Self> {
+    /// Starts the bridge with the bench's environment plus `extra_env` (added or overriding).
+    pub async fn start_with(db: &BenchDb, ryzeapi_url: &str, extra_env: &[(&str, &str)]) -> Res<Self> {
         let exe = std::env::current_exe()
             .map_err(|e| format!("cannot locate the bench binary: {e}"))?
             .with_file_name("ryze-integrations");
@@ -228,7 +229,7 @@ impl Bridge {
             .map_err(|e| format!("no free port: {e}"))?
             .port();
         let url = format!("http://127.0.0.1:{port}");
-        let env = vec![
+        let mut env: Vec<(String, String)> = vec![
             ("BRIDGE_DATA_DIR".to_owned(), db.dir.join("data").display().to_string()),
             ("DATABASE_URL".to_owned(), db.url.clone()),
             ("BIND".to_owned(), format!("127.0.0.1:{port}")),
@@ -239,6 +240,15 @@ impl Bridge {
             ("NO_COLOR".to_owned(), "1".to_owned()),
             ("BRIDGE_ENCRYPTION_KEY".to_owned(), random_key()),
         ];
+        // The bridge's log level for a closer look at a run (the log is in the temp dir, kept by `chaos` on failure).
+        if let Ok(level) = std::env::var("BENCH_BRIDGE_LOG") {
+            env.retain(|(k, _)| k != "RUST_LOG");
+            env.push(("RUST_LOG".to_owned(), level));
+        }
+        for (key, value) in extra_env {
+            env.retain(|(k, _)| k != key);
+            env.push(((*key).to_owned(), (*value).to_owned()));
+        }
         let log = db.dir.join("bridge.log");
         let mut bridge = Self { child: None, url, env, exe, log, http: client(8) };
         bridge.spawn().await?;
@@ -297,6 +307,12 @@ impl Bridge {
         context_switches(&self.pid()?)
     }
 
+    /// Copies the bridge's log out of the temp dir (which goes when the mode ends); returns where to.
+    pub fn keep_log(&self) -> Option<PathBuf> {
+        let kept = std::env::temp_dir().join(format!("ryze-bench-bridge-{}.log", random_suffix()));
+        std::fs::copy(&self.log, &kept).ok().map(|_| kept)
+    }
+
     /// The last lines the bridge printed (for error reports).
     pub fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
@@ -338,11 +354,16 @@ pub struct Stack {
 
 impl Stack {
     pub async fn start(db: &BenchDb) -> Res<Self> {
+        Self::start_with(db, &[]).await
+    }
+
+    /// As [`Stack::start`], with more environment variables for the bridge.
+    pub async fn start_with(db: &BenchDb, extra_env: &[(&str, &str)]) -> Res<Self> {
         let sim = RyzeApiSim::start(BRIDGE_TOKEN).map_err(|e| format!("RyzeAPI simulator: {e}"))?;
         let chatwoot = FakeChatwoot::start().map_err(|e| format!("fake Chatwoot: {e}"))?;
         chatwoot.add_account(ACCOUNT, "Bench");
         chatwoot.add_user(ADMIN, &[(ACCOUNT, Role::Administrator)]);
-        let bridge = Bridge::start(db, sim.url()).await?;
+        let bridge = Bridge::start_with(db, sim.url(), extra_env).await?;
         Ok(Self { bridge, chatwoot, sim, http: client(64) })
     }
 

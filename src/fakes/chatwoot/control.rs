@@ -1,5 +1,6 @@
 //! Test control: what a dashboard agent does, what the fake holds, and how webhooks are delivered.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -183,6 +184,19 @@ impl FakeChatwoot {
         self.state().webhooks.deliveries.iter().filter(|d| d.event == event).cloned().collect()
     }
 
+    /// Per message id, its finished `event` deliveries: `(deliveries, answered 2xx)`. Cheaper than cloning
+    /// every delivery's body when only the outcomes matter (load harnesses).
+    pub fn message_webhook_outcomes(&self, event: &str) -> HashMap<i64, (usize, usize)> {
+        let mut outcomes: HashMap<i64, (usize, usize)> = HashMap::new();
+        for delivery in self.state().webhooks.deliveries.iter().filter(|d| d.event == event) {
+            let Some(id) = delivery.body.get("id").and_then(serde_json::Value::as_i64) else { continue };
+            let entry = outcomes.entry(id).or_default();
+            entry.0 += 1;
+            entry.1 += usize::from(delivery.status.is_some_and(|s| (200..300).contains(&s)));
+        }
+        outcomes
+    }
+
     pub fn clear_webhook_deliveries(&self) {
         self.state().webhooks.deliveries.clear();
     }
@@ -227,6 +241,11 @@ impl FakeChatwoot {
             }
             actix_web::rt::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+
+    /// Deliveries queued or in progress (not those held while paused).
+    pub fn webhooks_in_flight(&self) -> usize {
+        self.state().webhooks.in_flight
     }
 
     /// Waits until no delivery is queued or in progress; false on timeout.
