@@ -159,33 +159,11 @@ pub async fn delete_for(db: &DatabaseConnection, integration_id: &str) -> Result
 
 /// Pending and failed jobs over all integrations (for `/metrics`).
 pub async fn totals(db: &DatabaseConnection) -> Result<(u64, u64), StoreError> {
-    let rows = Entity::find()
-        .select_only()
-        .column(Column::State)
-        .column_as(Column::Id.count(), "n")
-        .filter(Column::State.is_in([PENDING, FAILED]))
-        .group_by(Column::State)
-        .into_tuple::<(String, i64)>()
-        .all(db)
-        .await?;
-    let rows: Vec<(String, u64)> = rows.into_iter().map(|(s, n)| (s, u64::try_from(n).unwrap_or(0))).collect();
-    Ok((count_of(&rows, PENDING), count_of(&rows, FAILED)))
+    super::pending_and_failed::<Entity>(db, Column::Id, Column::State).await
 }
 
 /// Deletes up to `limit` done jobs created before `before`; returns how many. Failed jobs stay: an
 /// agent's retry of a failed message looks them up.
 pub async fn prune_done(db: &DatabaseConnection, before: chrono::DateTime<Utc>, limit: u64) -> Result<u64, StoreError> {
-    let ids: Vec<i64> = Entity::find()
-        .select_only()
-        .column(Column::Id)
-        .filter(Column::State.eq(DONE))
-        .filter(Column::CreatedAt.lt(before))
-        .limit(limit)
-        .into_tuple::<i64>()
-        .all(db)
-        .await?;
-    if ids.is_empty() {
-        return Ok(0);
-    }
-    Ok(Entity::delete_many().filter(Column::Id.is_in(ids)).exec(db).await?.rows_affected)
+    super::prune_done::<Entity>(db, (Column::Id, Column::State, Column::CreatedAt), before, limit).await
 }

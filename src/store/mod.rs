@@ -12,7 +12,10 @@ use std::time::Duration;
 
 use migration::MigratorTrait as _;
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
-use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
+use sea_orm::{
+    ColumnTrait as _, ConnectOptions, Database, DatabaseConnection, DbErr, EntityTrait, QueryFilter as _,
+    QuerySelect as _,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -80,6 +83,56 @@ async fn connect(url: &str, connections: u32, read_only: bool) -> Result<Databas
                 .pragma("query_only", if read_only { "ON" } else { "OFF" })
         });
     Ok(Database::connect(options).await?)
+}
+
+/// The `(pending, failed)` counts of a table with a `state` column, over all integrations (processed rows
+/// are not counted: they are pruned, and counting them would grow with the table).
+async fn pending_and_failed<E>(
+    db: &DatabaseConnection,
+    id: E::Column,
+    state: E::Column,
+) -> Result<(u64, u64), StoreError>
+where
+    E: EntityTrait,
+{
+    let rows = E::find()
+        .select_only()
+        .column(state)
+        .column_as(id.count(), "n")
+        .filter(state.is_in(["pending", "failed"]))
+        .group_by(state)
+        .into_tuple::<(String, i64)>()
+        .all(db)
+        .await?;
+    let count =
+        |wanted: &str| rows.iter().find(|(s, _)| s == wanted).map_or(0, |(_, n)| u64::try_from(*n).unwrap_or(0));
+    Ok((count("pending"), count("failed")))
+}
+
+/// Deletes up to `limit` rows in state `done` whose `at` is before `before`; returns how many. In
+/// batches, so the writer connection is never held for long.
+async fn prune_done<E>(
+    db: &DatabaseConnection,
+    (id, state, at): (E::Column, E::Column, E::Column),
+    before: chrono::DateTime<chrono::Utc>,
+    limit: u64,
+) -> Result<u64, StoreError>
+where
+    E: EntityTrait,
+{
+    let ids: Vec<i64> = E::find()
+        .select_only()
+        .column(id)
+        .filter(state.eq("done"))
+        .filter(at.lt(before))
+        .limit(limit)
+        .into_tuple::<i64>()
+        .all(db)
+        .await?;
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    Ok(E::delete_many().filter(id.is_in(ids)).exec(db).await?.rows_affected)
 }
 
 /// Whether the database answers.
