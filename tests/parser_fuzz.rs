@@ -114,6 +114,19 @@ fn extreme_signature_timestamps_are_stale_not_an_overflow() {
     assert!(signature_is_valid("s", &fresh, body, &chatwoot_signature("s", &fresh, body), now + 300));
 }
 
+/// Found by the `cargo fuzz` target's property: a hex byte written with a sign (`+b` for `0b`) was accepted.
+#[test]
+fn signature_hex_is_digits_only() {
+    let body = br#"{"event":"message_created"}"#;
+    let good = chatwoot_signature("s", "1000", body);
+    assert!(signature_is_valid("s", "1000", body, &good, 1000));
+    assert!(signature_is_valid("s", "1000", body, &good.to_ascii_uppercase().replace("SHA256=", "sha256="), 1000));
+    let hex = good.strip_prefix("sha256=").unwrap();
+    let pair = (0..hex.len()).step_by(2).find(|i| hex.as_bytes()[*i] == b'0').expect("a byte below 0x10");
+    let signed = format!("sha256={}+{}", &hex[..pair], &hex[pair + 1..]);
+    assert!(!signature_is_valid("s", "1000", body, &signed, 1000), "{signed}");
+}
+
 #[test]
 fn random_and_mutated_inputs_never_panic() {
     let mut rng = Rng(0x5EED_1234_ABCD_0001);

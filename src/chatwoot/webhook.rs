@@ -25,7 +25,9 @@ pub fn signature_is_valid(secret: &str, timestamp: &str, body: &[u8], signature:
 }
 
 fn decode_hex(hex: &str) -> Option<Vec<u8>> {
-    if !hex.len().is_multiple_of(2) {
+    // Only hex digits: `from_str_radix` alone also takes a sign, so `+f` would pass as `0f` (a second spelling
+    // of a valid signature; found by the fuzz target's property).
+    if !hex.len().is_multiple_of(2) || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok()).collect()
