@@ -178,6 +178,7 @@ async fn every_message_exactly_once_in_order_under_faults() {
         assert_eq!(numbers, &sorted, "replies in order per chat");
     }
     for id in &ids {
+        stack.wait_drained(id).await;
         let view = stack.view(id).await;
         assert_eq!(view["status"], "active", "{view}");
         assert_eq!(view["queues"]["to_chatwoot_pending"], 0, "{view}");

@@ -127,6 +127,7 @@ async fn events_are_acknowledged_after_storage_and_relayed() {
     eventually("ack", Duration::from_secs(2), || sim.acked("suporte").contains(&event_id)).await;
     let chatwoot = &stack.chatwoot;
     eventually("message in Chatwoot", Duration::from_secs(3), || chatwoot.message_count() == 1).await;
+    stack.wait_drained(&id).await;
     let view = stack.view(&id).await;
     assert_eq!(view["totals"]["events_received"], 1);
     assert_eq!(view["totals"]["messages_to_chatwoot"], 1);

@@ -145,11 +145,7 @@ async fn ryzeapi_down_for_a_while_delivers_in_order_afterwards() {
         wait_tick_request(&stack, reply, "sent").await;
     }
     // The tick is set before the job is recorded as done.
-    let deadline = std::time::Instant::now() + WAIT;
-    while stack.view(&id).await["queues"]["to_whatsapp_pending"] != 0 {
-        assert!(std::time::Instant::now() < deadline, "the queue empties");
-        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
-    }
+    stack.wait_drained(&id).await;
 }
 
 #[actix_web::test]

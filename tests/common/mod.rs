@@ -404,6 +404,20 @@ impl Stack {
         self.bridge.call("GET", &format!("/v1/integrations/{id}"), None).await.1
     }
 
+    /// Waits until both of the integration's queues are empty. A message shows in Chatwoot (or on
+    /// WhatsApp) a moment before its row is recorded as processed, so "it arrived" does not mean this yet.
+    pub async fn wait_drained(&self, id: &str) {
+        let deadline = Instant::now() + Duration::from_secs(6);
+        loop {
+            let view = self.view(id).await;
+            if view["queues"]["to_chatwoot_pending"] == 0 && view["queues"]["to_whatsapp_pending"] == 0 {
+                return;
+            }
+            assert!(Instant::now() < deadline, "queues never drained: {view}");
+            actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Waits until the integration's link reports `state`.
     pub async fn wait_link(&self, id: &str, state: &str, within: Duration) {
         let deadline = Instant::now() + within;
