@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use entity::inbound_event::{ActiveModel, Column, Entity, Model};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
-    ActiveModelTrait as _, ColumnTrait as _, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait as _,
+    ActiveModelTrait as _, ColumnTrait as _, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait as _,
     QueryFilter as _, QueryOrder as _, QuerySelect as _, Set, TryInsertResult,
 };
 
@@ -165,27 +165,13 @@ pub struct EventCounts {
 }
 
 pub async fn counts(db: &DatabaseConnection, integration_id: &str) -> Result<EventCounts, StoreError> {
-    let rows = state_counts(db, Some(integration_id)).await?;
+    let filter = Condition::all().add(Column::IntegrationId.eq(integration_id));
+    let rows = super::state_counts::<Entity>(db, (Column::Id, Column::State), filter).await?;
     Ok(EventCounts {
         total: rows.iter().map(|(_, n)| *n).sum(),
-        pending: count_of(&rows, PENDING),
-        failed: count_of(&rows, FAILED),
+        pending: super::count_of(&rows, PENDING),
+        failed: super::count_of(&rows, FAILED),
     })
-}
-
-/// `(state, count)` of the events of one integration, or of all.
-async fn state_counts(db: &DatabaseConnection, integration_id: Option<&str>) -> Result<Vec<(String, u64)>, StoreError> {
-    let mut query = Entity::find().select_only().column(Column::State).column_as(Column::Id.count(), "n");
-    if let Some(id) = integration_id {
-        query = query.filter(Column::IntegrationId.eq(id));
-    }
-    let rows = query.group_by(Column::State).into_tuple::<(String, i64)>().all(db).await?;
-    Ok(rows.into_iter().map(|(state, n)| (state, u64::try_from(n).unwrap_or(0))).collect())
-}
-
-/// The count of `state` in `(state, count)` rows.
-pub(crate) fn count_of(rows: &[(String, u64)], state: &str) -> u64 {
-    rows.iter().find(|(s, _)| s == state).map_or(0, |(_, n)| *n)
 }
 
 /// Removes every event of an integration (on deactivation).
@@ -195,7 +181,7 @@ pub async fn delete_for(db: &DatabaseConnection, integration_id: &str) -> Result
 
 /// Pending and failed events over all integrations (for `/metrics`).
 pub async fn totals(db: &DatabaseConnection) -> Result<(u64, u64), StoreError> {
-    super::pending_and_failed::<Entity>(db, Column::Id, Column::State).await
+    super::pending_and_failed::<Entity>(db, (Column::Id, Column::State)).await
 }
 
 /// Deletes up to `limit` processed events received before `before`; returns how many.

@@ -9,7 +9,6 @@ use sea_orm::{
 };
 
 use super::StoreError;
-use super::events::count_of;
 pub use super::events::{DONE, FAILED, PENDING};
 
 #[derive(Debug, Clone)]
@@ -138,18 +137,9 @@ pub async fn latest_send(
 
 /// Pending and failed counts for one integration.
 pub async fn counts(db: &DatabaseConnection, integration_id: &str) -> Result<(u64, u64), StoreError> {
-    let rows = state_counts(db, Some(integration_id)).await?;
-    Ok((count_of(&rows, PENDING), count_of(&rows, FAILED)))
-}
-
-/// `(state, count)` of the jobs of one integration, or of all.
-async fn state_counts(db: &DatabaseConnection, integration_id: Option<&str>) -> Result<Vec<(String, u64)>, StoreError> {
-    let mut query = Entity::find().select_only().column(Column::State).column_as(Column::Id.count(), "n");
-    if let Some(id) = integration_id {
-        query = query.filter(Column::IntegrationId.eq(id));
-    }
-    let rows = query.group_by(Column::State).into_tuple::<(String, i64)>().all(db).await?;
-    Ok(rows.into_iter().map(|(state, n)| (state, u64::try_from(n).unwrap_or(0))).collect())
+    let filter = sea_orm::Condition::all().add(Column::IntegrationId.eq(integration_id));
+    let rows = super::state_counts::<Entity>(db, (Column::Id, Column::State), filter).await?;
+    Ok((super::count_of(&rows, PENDING), super::count_of(&rows, FAILED)))
 }
 
 pub async fn delete_for(db: &DatabaseConnection, integration_id: &str) -> Result<(), StoreError> {
@@ -159,7 +149,7 @@ pub async fn delete_for(db: &DatabaseConnection, integration_id: &str) -> Result
 
 /// Pending and failed jobs over all integrations (for `/metrics`).
 pub async fn totals(db: &DatabaseConnection) -> Result<(u64, u64), StoreError> {
-    super::pending_and_failed::<Entity>(db, Column::Id, Column::State).await
+    super::pending_and_failed::<Entity>(db, (Column::Id, Column::State)).await
 }
 
 /// Deletes up to `limit` done jobs created before `before`; returns how many. Failed jobs stay: an

@@ -13,7 +13,7 @@ use std::time::Duration;
 use migration::MigratorTrait as _;
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
-    ColumnTrait as _, ConnectOptions, Database, DatabaseConnection, DbErr, EntityTrait, QueryFilter as _,
+    ColumnTrait as _, Condition, ConnectOptions, Database, DatabaseConnection, DbErr, EntityTrait, QueryFilter as _,
     QuerySelect as _,
 };
 
@@ -85,13 +85,12 @@ async fn connect(url: &str, connections: u32, read_only: bool) -> Result<Databas
     Ok(Database::connect(options).await?)
 }
 
-/// The `(pending, failed)` counts of a table with a `state` column, over all integrations (processed rows
-/// are not counted: they are pruned, and counting them would grow with the table).
-async fn pending_and_failed<E>(
+/// `(state, count)` of the rows of a table with a `state` column that match `filter`.
+async fn state_counts<E>(
     db: &DatabaseConnection,
-    id: E::Column,
-    state: E::Column,
-) -> Result<(u64, u64), StoreError>
+    (id, state): (E::Column, E::Column),
+    filter: Condition,
+) -> Result<Vec<(String, u64)>, StoreError>
 where
     E: EntityTrait,
 {
@@ -99,14 +98,30 @@ where
         .select_only()
         .column(state)
         .column_as(id.count(), "n")
-        .filter(state.is_in(["pending", "failed"]))
+        .filter(filter)
         .group_by(state)
         .into_tuple::<(String, i64)>()
         .all(db)
         .await?;
-    let count =
-        |wanted: &str| rows.iter().find(|(s, _)| s == wanted).map_or(0, |(_, n)| u64::try_from(*n).unwrap_or(0));
-    Ok((count("pending"), count("failed")))
+    Ok(rows.into_iter().map(|(state, n)| (state, u64::try_from(n).unwrap_or(0))).collect())
+}
+
+/// The count of `state` in `(state, count)` rows.
+fn count_of(rows: &[(String, u64)], state: &str) -> u64 {
+    rows.iter().find(|(s, _)| s == state).map_or(0, |(_, n)| *n)
+}
+
+/// The `(pending, failed)` counts of a table with a `state` column, over all integrations (processed rows
+/// are not counted: they are pruned, and counting them would grow with the table).
+async fn pending_and_failed<E>(
+    db: &DatabaseConnection,
+    columns: (E::Column, E::Column),
+) -> Result<(u64, u64), StoreError>
+where
+    E: EntityTrait,
+{
+    let rows = state_counts::<E>(db, columns, Condition::all().add(columns.1.is_in(["pending", "failed"]))).await?;
+    Ok((count_of(&rows, "pending"), count_of(&rows, "failed")))
 }
 
 /// Deletes up to `limit` rows in state `done` whose `at` is before `before`; returns how many. In
