@@ -91,7 +91,7 @@ async fn handle(
                 conversation_id: message.conversation_id,
                 payload: String::from_utf8_lossy(body).into_owned(),
             };
-            if let Some(job_id) = store::jobs::insert(db, job).await?
+            if let Some(job_id) = shared.services()?.writer.store_job(job).await?
                 && let Some(manager) = shared.manager()
             {
                 manager.do_send(manager::QueueJob {

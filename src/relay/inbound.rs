@@ -118,7 +118,7 @@ async fn record(
 ) -> Outcome {
     let db = &services.db;
     let written = match &outcome {
-        Outcome::Done => relay.writer.event_done(row_id).await,
+        Outcome::Done => relay.writer.event_done_later(row_id).await,
         Outcome::Failed(error) => store::events::mark_failed(db, row_id, error).await,
         Outcome::Retry { error, .. } | Outcome::Halt(error) => {
             let next = chrono::Utc::now();

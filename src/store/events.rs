@@ -2,10 +2,10 @@
 
 use chrono::{DateTime, Utc};
 use entity::inbound_event::{ActiveModel, Column, Entity, Model};
-use sea_orm::sea_query::OnConflict;
+use sea_orm::sea_query::{OnConflict, Query};
 use sea_orm::{
     ActiveModelTrait as _, ColumnTrait as _, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait as _,
-    QueryFilter as _, QueryOrder as _, QuerySelect as _, Set, TryInsertResult,
+    QueryFilter as _, QueryOrder as _, QuerySelect as _, QueryTrait as _, Set,
 };
 
 use super::StoreError;
@@ -34,31 +34,60 @@ pub enum Stored {
     Duplicate,
 }
 
-/// Stores an event durably. A duplicate (same event id or same message key) is reported, not stored.
-/// Runs inside the writer's group transaction: a duplicate must not be an error there (on PostgreSQL an
-/// error aborts the whole transaction), hence `ON CONFLICT DO NOTHING`.
-pub(crate) async fn insert_in(db: &impl ConnectionTrait, event: NewEvent) -> Result<Stored, DbErr> {
-    let row = ActiveModel {
-        integration_id: Set(event.integration_id),
-        event_id: Set(event.event_id),
-        message_key: Set(event.message_key),
-        chat_key: Set(event.chat_key),
-        kind: Set(event.kind),
-        payload: Set(event.payload),
+/// Stores events durably, in one statement and in their order (ids rise with it); the outcome of each,
+/// in the same order. A duplicate (same event id or same message key as a stored event, or as an
+/// earlier one of `events`) is reported, not stored. Runs inside the writer's group transaction: a
+/// duplicate must not be an error there (on PostgreSQL an error aborts the whole transaction), hence
+/// `ON CONFLICT DO NOTHING`; `RETURNING` tells which rows went in.
+pub(crate) async fn insert_many_in(db: &impl ConnectionTrait, events: &[&NewEvent]) -> Result<Vec<Stored>, DbErr> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    let now = Utc::now();
+    let rows = events.iter().map(|event| ActiveModel {
+        integration_id: Set(event.integration_id.clone()),
+        event_id: Set(event.event_id.clone()),
+        message_key: Set(event.message_key.clone()),
+        chat_key: Set(event.chat_key.clone()),
+        kind: Set(event.kind.clone()),
+        payload: Set(event.payload.clone()),
         state: Set(PENDING.to_owned()),
         attempts: Set(0),
         next_attempt_at: Set(None),
         last_error: Set(String::new()),
-        received_at: Set(Utc::now()),
+        received_at: Set(now),
         processed_at: Set(None),
         ..Default::default()
-    };
-    let inserted =
-        Entity::insert(row).on_conflict(OnConflict::new().do_nothing().to_owned()).try_insert().exec(db).await?;
-    Ok(match inserted {
-        TryInsertResult::Inserted(result) => Stored::New(result.last_insert_id),
-        TryInsertResult::Conflicted | TryInsertResult::Empty => Stored::Duplicate,
-    })
+    });
+    let mut insert = Entity::insert_many(rows).on_conflict(OnConflict::new().do_nothing().to_owned()).into_query();
+    insert.returning(Query::returning().columns([
+        Column::Id,
+        Column::IntegrationId,
+        Column::EventId,
+        Column::MessageKey,
+    ]));
+    let mut inserted: Vec<(i64, String, Option<String>, Option<String>)> = Vec::new();
+    for row in db.query_all(&insert).await? {
+        inserted.push((
+            row.try_get("", "id")?,
+            row.try_get("", "integration_id")?,
+            row.try_get("", "event_id")?,
+            row.try_get("", "message_key")?,
+        ));
+    }
+    // Each inserted row is the first of `events` with its keys; every other one is a duplicate.
+    Ok(events
+        .iter()
+        .map(|event| {
+            let position = inserted.iter().position(|(_, integration, event_id, message_key)| {
+                *integration == event.integration_id && *event_id == event.event_id && *message_key == event.message_key
+            });
+            match position {
+                Some(position) => Stored::New(inserted.swap_remove(position).0),
+                None => Stored::Duplicate,
+            }
+        })
+        .collect())
 }
 
 /// `(id, chat key)` of every pending event of the integration, oldest first.
@@ -79,16 +108,18 @@ pub async fn find(db: &DatabaseConnection, id: i64) -> Result<Option<Model>, Sto
     Ok(Entity::find_by_id(id).one(db).await?)
 }
 
-/// Marks an event processed (inside the writer's group transaction).
-pub(crate) async fn mark_done_in(db: &impl ConnectionTrait, id: i64) -> Result<(), DbErr> {
+/// Marks events processed, in one statement (inside the writer's group transaction).
+pub(crate) async fn mark_done_many_in(db: &impl ConnectionTrait, ids: &[i64]) -> Result<(), DbErr> {
+    if ids.is_empty() {
+        return Ok(());
+    }
     let row = ActiveModel {
-        id: sea_orm::Unchanged(id),
         state: Set(DONE.to_owned()),
         processed_at: Set(Some(Utc::now())),
         next_attempt_at: Set(None),
         ..Default::default()
     };
-    Entity::update_many().set(row).filter(Column::Id.eq(id)).exec(db).await?;
+    Entity::update_many().set(row).filter(Column::Id.is_in(ids.iter().copied())).exec(db).await?;
     Ok(())
 }
 

@@ -3,9 +3,10 @@
 use chrono::Utc;
 use entity::outbound_job::{ActiveModel, Column, Entity, Model};
 use sea_orm::ExprTrait as _;
+use sea_orm::sea_query::{OnConflict, Query};
 use sea_orm::{
-    ActiveModelTrait as _, ColumnTrait as _, DatabaseConnection, EntityTrait as _, QueryFilter as _, QueryOrder as _,
-    QuerySelect as _, Set, SqlErr,
+    ActiveModelTrait as _, ColumnTrait as _, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait as _,
+    QueryFilter as _, QueryOrder as _, QuerySelect as _, QueryTrait as _, Set,
 };
 
 use super::StoreError;
@@ -20,28 +21,54 @@ pub struct NewJob {
     pub payload: String,
 }
 
-/// Stores a job; `None` when the same (message, kind) is already stored (a duplicate webhook).
-pub async fn insert(db: &DatabaseConnection, job: NewJob) -> Result<Option<i64>, StoreError> {
-    let row = ActiveModel {
-        integration_id: Set(job.integration_id),
+/// Stores jobs in one statement, in their order; the id of each, or `None` where the same (message,
+/// kind) is stored already or comes earlier in `jobs` (a duplicate webhook). Runs inside the writer's
+/// group transaction, hence `ON CONFLICT DO NOTHING` rather than a unique-violation error.
+pub(crate) async fn insert_many_in(db: &impl ConnectionTrait, jobs: &[&NewJob]) -> Result<Vec<Option<i64>>, DbErr> {
+    if jobs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let now = Utc::now();
+    let rows = jobs.iter().map(|job| ActiveModel {
+        integration_id: Set(job.integration_id.clone()),
         chatwoot_message_id: Set(job.chatwoot_message_id),
-        kind: Set(job.kind),
+        kind: Set(job.kind.clone()),
         conversation_id: Set(job.conversation_id),
-        payload: Set(job.payload),
+        payload: Set(job.payload.clone()),
         state: Set(PENDING.to_owned()),
         attempts: Set(0),
         parts_sent: Set(0),
         last_error: Set(String::new()),
-        created_at: Set(Utc::now()),
+        created_at: Set(now),
         processed_at: Set(None),
         sending_at: Set(None),
         ..Default::default()
-    };
-    match Entity::insert(row).exec(db).await {
-        Ok(result) => Ok(Some(result.last_insert_id)),
-        Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => Ok(None),
-        Err(e) => Err(StoreError::Db(e)),
+    });
+    let mut insert = Entity::insert_many(rows).on_conflict(OnConflict::new().do_nothing().to_owned()).into_query();
+    insert.returning(Query::returning().columns([
+        Column::Id,
+        Column::IntegrationId,
+        Column::ChatwootMessageId,
+        Column::Kind,
+    ]));
+    let mut inserted: Vec<(i64, String, i64, String)> = Vec::new();
+    for row in db.query_all(&insert).await? {
+        inserted.push((
+            row.try_get("", "id")?,
+            row.try_get("", "integration_id")?,
+            row.try_get("", "chatwoot_message_id")?,
+            row.try_get("", "kind")?,
+        ));
     }
+    Ok(jobs
+        .iter()
+        .map(|job| {
+            let position = inserted.iter().position(|(_, integration, message, kind)| {
+                *integration == job.integration_id && *message == job.chatwoot_message_id && *kind == job.kind
+            });
+            position.map(|position| inserted.swap_remove(position).0)
+        })
+        .collect())
 }
 
 pub async fn find(db: &DatabaseConnection, id: i64) -> Result<Option<Model>, StoreError> {

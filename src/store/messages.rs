@@ -2,10 +2,10 @@
 
 use chrono::Utc;
 use entity::message_map::{ActiveModel, Column, Entity, Model};
-use sea_orm::sea_query::OnConflict;
+use sea_orm::sea_query::{CaseStatement, Expr, OnConflict, Query};
 use sea_orm::{
-    ActiveModelTrait as _, ColumnTrait as _, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait as _,
-    QueryFilter as _, Set, SqlErr, TryInsertResult,
+    ActiveModelTrait as _, ColumnTrait as _, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait as _, NotSet,
+    QueryFilter as _, QueryTrait as _, Set, SqlErr,
 };
 
 use super::StoreError;
@@ -44,50 +44,60 @@ pub struct Started {
     pub fresh: bool,
 }
 
-/// Records, before the Chatwoot call, that `wa_id` is being created in Chatwoot (state `attempted`,
-/// with the time). When a row exists already (a replay), returns it untouched instead. Runs inside the
-/// writer's group transaction, hence `ON CONFLICT DO NOTHING` rather than a unique-violation error.
-pub(crate) async fn start_in(db: &impl ConnectionTrait, new: &NewMapping) -> Result<Started, DbErr> {
-    let now = Utc::now();
-    let row = ActiveModel {
-        integration_id: Set(new.integration_id.clone()),
-        wa_id: Set(new.wa_id.clone()),
-        chatwoot_message_id: Set(None),
-        conversation_id: Set(Some(new.conversation_id)),
-        chat_id: Set(new.chat_id),
-        direction: Set(new.direction.clone()),
-        state: Set(ATTEMPTED.to_owned()),
-        last_status: Set(None),
-        created_at: Set(now),
-        attempted_at: Set(Some(now)),
-        ..Default::default()
-    };
-    let inserted =
-        Entity::insert(row).on_conflict(OnConflict::new().do_nothing().to_owned()).try_insert().exec(db).await?;
-    if let TryInsertResult::Inserted(result) = inserted {
-        let mapping = Model {
-            id: result.last_insert_id,
-            integration_id: new.integration_id.clone(),
-            wa_id: new.wa_id.clone(),
-            chatwoot_message_id: None,
-            conversation_id: Some(new.conversation_id),
-            chat_id: new.chat_id,
-            direction: new.direction.clone(),
-            state: ATTEMPTED.to_owned(),
-            last_status: None,
-            created_at: now,
-            attempted_at: Some(now),
-        };
-        return Ok(Started { mapping, fresh: true });
+/// Records, before the Chatwoot call, that each `wa_id` is being created in Chatwoot (state `attempted`,
+/// with the time), in one statement. Where a row exists already (a replay, or an earlier one of `news`
+/// with the same id), returns that row untouched instead. Results are in the order of `news`. Runs inside
+/// the writer's group transaction, hence `ON CONFLICT DO NOTHING` rather than a unique-violation error.
+pub(crate) async fn start_many_in(db: &impl ConnectionTrait, news: &[&NewMapping]) -> Result<Vec<Started>, DbErr> {
+    if news.is_empty() {
+        return Ok(Vec::new());
     }
-    let existing = Entity::find()
-        .filter(Column::IntegrationId.eq(new.integration_id.as_str()))
-        .filter(Column::WaId.eq(new.wa_id.as_str()))
-        .one(db)
-        .await?;
-    existing
-        .map(|mapping| Started { mapping, fresh: false })
-        .ok_or_else(|| DbErr::RecordNotFound(format!("message_map row of {}", new.wa_id)))
+    let now = Utc::now();
+    let model = |new: &NewMapping, id: i64| Model {
+        id,
+        integration_id: new.integration_id.clone(),
+        wa_id: new.wa_id.clone(),
+        chatwoot_message_id: None,
+        conversation_id: Some(new.conversation_id),
+        chat_id: new.chat_id,
+        direction: new.direction.clone(),
+        state: ATTEMPTED.to_owned(),
+        last_status: None,
+        created_at: now,
+        attempted_at: Some(now),
+    };
+    let rows = news.iter().map(|new| {
+        let mut row: ActiveModel = model(new, 0).into();
+        row.id = NotSet;
+        row
+    });
+    let mut insert = Entity::insert_many(rows).on_conflict(OnConflict::new().do_nothing().to_owned()).into_query();
+    insert.returning(Query::returning().columns([Column::Id, Column::IntegrationId, Column::WaId]));
+    let mut inserted: Vec<(i64, String, String)> = Vec::new();
+    for row in db.query_all(&insert).await? {
+        inserted.push((row.try_get("", "id")?, row.try_get("", "integration_id")?, row.try_get("", "wa_id")?));
+    }
+    let mut started = Vec::with_capacity(news.len());
+    for new in news {
+        let position = inserted
+            .iter()
+            .position(|(_, integration, wa_id)| *integration == new.integration_id && *wa_id == new.wa_id);
+        let result = match position {
+            Some(position) => Started { mapping: model(new, inserted.swap_remove(position).0), fresh: true },
+            None => {
+                let existing = Entity::find()
+                    .filter(Column::IntegrationId.eq(new.integration_id.as_str()))
+                    .filter(Column::WaId.eq(new.wa_id.as_str()))
+                    .one(db)
+                    .await?;
+                let mapping =
+                    existing.ok_or_else(|| DbErr::RecordNotFound(format!("message_map row of {}", new.wa_id)))?;
+                Started { mapping, fresh: false }
+            }
+        };
+        started.push(result);
+    }
+    Ok(started)
 }
 
 /// A Chatwoot call for this message is about to start again (a replay), in `conversation_id`.
@@ -103,21 +113,32 @@ pub async fn mark_attempted(db: &DatabaseConnection, row_id: i64, conversation_i
     Ok(())
 }
 
-/// The Chatwoot message exists: remember its id (inside the writer's group transaction).
-pub(crate) async fn complete_in(
-    db: &impl ConnectionTrait,
-    row_id: i64,
-    chatwoot_message_id: i64,
-    conversation_id: i64,
-) -> Result<(), DbErr> {
-    let row = ActiveModel {
-        id: sea_orm::Unchanged(row_id),
-        chatwoot_message_id: Set(Some(chatwoot_message_id)),
-        conversation_id: Set(Some(conversation_id)),
-        state: Set(CREATED.to_owned()),
-        ..Default::default()
+/// A created Chatwoot message, to remember: `(mapping row, Chatwoot message id, conversation id)`.
+pub(crate) type Created = (i64, i64, i64);
+
+/// The Chatwoot messages exist: remember their ids, in one statement (inside the writer's group
+/// transaction).
+pub(crate) async fn complete_many_in(db: &impl ConnectionTrait, created: &[Created]) -> Result<(), DbErr> {
+    let Some(&(first_row, first_message, first_conversation)) = created.first() else { return Ok(()) };
+    let by_row = |value: fn(&Created) -> i64| {
+        created[1..]
+            .iter()
+            .fold(CaseStatement::new().case(Column::Id.eq(first_row), Expr::val(value(&created[0]))), |case, c| {
+                case.case(Column::Id.eq(c.0), Expr::val(value(c)))
+            })
     };
-    Entity::update_many().set(row).filter(Column::Id.eq(row_id)).exec(db).await?;
+    let (message, conversation) = if created.len() == 1 {
+        (Expr::val(first_message), Expr::val(first_conversation))
+    } else {
+        (by_row(|c| c.1).into(), by_row(|c| c.2).into())
+    };
+    Entity::update_many()
+        .col_expr(Column::ChatwootMessageId, message)
+        .col_expr(Column::ConversationId, conversation)
+        .col_expr(Column::State, Expr::val(CREATED))
+        .filter(Column::Id.is_in(created.iter().map(|c| c.0)))
+        .exec(db)
+        .await?;
     Ok(())
 }
 

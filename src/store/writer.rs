@@ -1,76 +1,72 @@
 //! Group commit for the writes every relayed message makes: storing a received event, starting a
-//! message's creation, recording its Chatwoot id and closing the event.
+//! message's creation, recording its Chatwoot id, closing the event, and storing an agent's reply job.
 //!
 //! Callers from every integration hand their write to one task and await its answer; the task runs
-//! whatever has queued up meanwhile in **one transaction**, then answers each caller only after the
-//! commit. So each caller still gets "durable before I continue" (stored before acknowledged, recorded
-//! before Chatwoot is called), while a busy bridge pays one `fsync` per group instead of one per write.
-//! SQLite has one writer at a time anyway; this is what lets it keep up. If a group fails, its writes
-//! are retried one transaction each, so one bad write never fails its neighbours.
+//! whatever has queued up meanwhile as **one statement per kind of write, in one transaction**, then
+//! answers each caller only after the commit. So each caller still gets "durable before I continue"
+//! (stored before acknowledged, recorded before Chatwoot is called), while a busy bridge pays one `fsync`
+//! and a handful of statements per group instead of a statement and an `fsync` per write. A group of one
+//! kind is a single statement and needs no transaction around it. SQLite has one writer at a time anyway;
+//! this is what lets it keep up. If a group fails, its writes are retried one at a time, so one bad write
+//! never fails its neighbours.
 
-use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr, TransactionTrait as _};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, TransactionTrait as _};
 use tokio::sync::{mpsc, oneshot};
 
 use super::StoreError;
 use super::events::{self, NewEvent, Stored};
-use super::messages::{self, NewMapping, Started};
+use super::jobs::{self, NewJob};
+use super::messages::{self, Created, NewMapping, Started};
 
 /// Writes waiting for the writer; a full queue makes callers wait (back-pressure, bounded memory).
 const QUEUE: usize = 4096;
 /// Writes per transaction at most (a group stays short, so the first caller's wait stays short).
 const GROUP: usize = 256;
 
-/// One write, where its answer goes, and its result once applied (sent only after the commit).
+/// One write and where its answer goes (sent only after the commit).
 enum Write {
-    StoreEvent { event: NewEvent, reply: Reply<Stored>, result: Option<Stored> },
-    StartMessage { mapping: NewMapping, reply: Reply<Started>, result: Option<Started> },
-    CompleteMessage { mapping: i64, chatwoot_id: i64, conversation: i64, reply: Reply<()>, result: Option<()> },
-    EventDone { event: i64, reply: Reply<()>, result: Option<()> },
+    StoreEvent {
+        event: NewEvent,
+        reply: Reply<Stored>,
+    },
+    StartMessage {
+        mapping: NewMapping,
+        reply: Reply<Started>,
+    },
+    CompleteMessage {
+        created: Created,
+        reply: Reply<()>,
+    },
+    /// Nobody waits for this one: a lost "done" only means a replay that finds its work done.
+    EventDone {
+        event: i64,
+    },
+    StoreJob {
+        job: NewJob,
+        reply: Reply<Option<i64>>,
+    },
 }
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
 impl Write {
-    /// Runs the write inside `txn` and keeps its result.
-    async fn apply(&mut self, txn: &DatabaseTransaction) -> Result<(), DbErr> {
+    fn kind(&self) -> usize {
         match self {
-            Self::StoreEvent { event, result, .. } => *result = Some(events::insert_in(txn, event.clone()).await?),
-            Self::StartMessage { mapping, result, .. } => *result = Some(messages::start_in(txn, mapping).await?),
-            Self::CompleteMessage { mapping, chatwoot_id, conversation, result, .. } => {
-                messages::complete_in(txn, *mapping, *chatwoot_id, *conversation).await?;
-                *result = Some(());
-            }
-            Self::EventDone { event, result, .. } => {
-                events::mark_done_in(txn, *event).await?;
-                *result = Some(());
-            }
+            Self::StoreEvent { .. } => 0,
+            Self::StartMessage { .. } => 1,
+            Self::CompleteMessage { .. } => 2,
+            Self::EventDone { .. } => 3,
+            Self::StoreJob { .. } => 4,
         }
-        Ok(())
     }
+}
 
-    /// Forgets a result that was rolled back.
-    fn reset(&mut self) {
-        match self {
-            Self::StoreEvent { result, .. } => *result = None,
-            Self::StartMessage { result, .. } => *result = None,
-            Self::CompleteMessage { result, .. } | Self::EventDone { result, .. } => *result = None,
-        }
-    }
-
-    /// Answers the caller: the committed result, or `error`. A caller that went away (its actor stopped)
-    /// no longer needs the answer.
-    fn answer(self, error: impl Fn() -> StoreError) {
-        fn send<T>(reply: Reply<T>, result: Option<T>, error: impl Fn() -> StoreError) {
-            let _ = reply.send(result.ok_or_else(error));
-        }
-        match self {
-            Self::StoreEvent { reply, result, .. } => send(reply, result, error),
-            Self::StartMessage { reply, result, .. } => send(reply, result, error),
-            Self::CompleteMessage { reply, result, .. } | Self::EventDone { reply, result, .. } => {
-                send(reply, result, error)
-            }
-        }
-    }
+/// What a group's statements returned, per kind, in the order of the group's writes of that kind.
+#[derive(Default)]
+struct Applied {
+    stored: Vec<Stored>,
+    started: Vec<Started>,
+    jobs: Vec<Option<i64>>,
 }
 
 /// The handle callers use; cheap to clone.
@@ -87,28 +83,34 @@ impl Writer {
         Self { queue }
     }
 
-    /// Stores a received event (see [`events::insert`]).
+    /// Stores a received event (see [`events::insert_many_in`]).
     pub async fn store_event(&self, event: NewEvent) -> Result<Stored, StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.submit(Write::StoreEvent { event, reply, result: None }, answer).await
+        self.submit(Write::StoreEvent { event, reply }, answer).await
     }
 
-    /// Records that a message is about to be created in Chatwoot (see [`messages::start`]).
+    /// Records that a message is about to be created in Chatwoot (see [`messages::start_many_in`]).
     pub async fn start_message(&self, mapping: NewMapping) -> Result<Started, StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.submit(Write::StartMessage { mapping, reply, result: None }, answer).await
+        self.submit(Write::StartMessage { mapping, reply }, answer).await
     }
 
-    /// Remembers the Chatwoot id of a created message (see [`messages::complete`]).
+    /// Remembers the Chatwoot id of a created message (see [`messages::complete_many_in`]).
     pub async fn complete_message(&self, mapping: i64, chatwoot_id: i64, conversation: i64) -> Result<(), StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.submit(Write::CompleteMessage { mapping, chatwoot_id, conversation, reply, result: None }, answer).await
+        self.submit(Write::CompleteMessage { created: (mapping, chatwoot_id, conversation), reply }, answer).await
     }
 
-    /// Marks a stored event processed (see [`events::mark_done`]).
-    pub async fn event_done(&self, event: i64) -> Result<(), StoreError> {
+    /// Queues marking a stored event processed, without waiting for it to be written: the event's effects
+    /// are recorded already (a replay finds them and does nothing), so its caller need not wait a commit.
+    pub async fn event_done_later(&self, event: i64) -> Result<(), StoreError> {
+        self.queue.send(Write::EventDone { event }).await.map_err(|_| StoreError::WriterGone)
+    }
+
+    /// Stores an agent's outbound job; `None` for a duplicate (see [`jobs::insert_many_in`]).
+    pub async fn store_job(&self, job: NewJob) -> Result<Option<i64>, StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.submit(Write::EventDone { event, reply, result: None }, answer).await
+        self.submit(Write::StoreJob { job, reply }, answer).await
     }
 
     async fn submit<T>(&self, write: Write, answer: oneshot::Receiver<Result<T, StoreError>>) -> Result<T, StoreError> {
@@ -120,18 +122,17 @@ impl Writer {
 async fn run(db: DatabaseConnection, mut receiver: mpsc::Receiver<Write>) {
     let mut group = Vec::with_capacity(GROUP);
     while receiver.recv_many(&mut group, GROUP).await > 0 {
-        match commit(&db, &mut group).await {
-            Ok(()) => group.drain(..).for_each(|write| write.answer(|| StoreError::WriterGone)),
+        match commit(&db, &group).await {
+            Ok(applied) => answer(group.drain(..), applied),
             Err(error) => {
                 tracing::warn!(%error, writes = group.len(), "a group commit failed; writing one by one");
-                for mut write in group.drain(..) {
-                    write.reset();
-                    match commit(&db, std::slice::from_mut(&mut write)).await {
-                        Ok(()) => write.answer(|| StoreError::WriterGone),
+                for write in group.drain(..) {
+                    let alone = [write];
+                    match commit(&db, &alone).await {
+                        Ok(applied) => answer(alone, applied),
                         Err(error) => {
-                            write.reset();
                             let error = error.to_string();
-                            write.answer(|| StoreError::Db(DbErr::Custom(error.clone())));
+                            fail(alone, || StoreError::Db(DbErr::Custom(error.clone())));
                         }
                     }
                 }
@@ -140,11 +141,68 @@ async fn run(db: DatabaseConnection, mut receiver: mpsc::Receiver<Write>) {
     }
 }
 
-/// Runs every write of `group` in one transaction. Results are kept in the writes; nobody is answered.
-async fn commit(db: &DatabaseConnection, group: &mut [Write]) -> Result<(), DbErr> {
-    let txn = db.begin().await?;
-    for write in group.iter_mut() {
-        write.apply(&txn).await?;
+/// Runs every write of `group`, one statement per kind, atomically. Nobody is answered yet.
+async fn commit(db: &DatabaseConnection, group: &[Write]) -> Result<Applied, DbErr> {
+    let first_kind = group.first().map(Write::kind);
+    if group.iter().all(|write| Some(write.kind()) == first_kind) {
+        // One statement: atomic and durable on its own.
+        return apply(db, group).await;
     }
-    txn.commit().await
+    let txn = db.begin().await?;
+    let applied = apply(&txn, group).await?;
+    txn.commit().await?;
+    Ok(applied)
+}
+
+async fn apply(db: &impl ConnectionTrait, group: &[Write]) -> Result<Applied, DbErr> {
+    let (mut new_events, mut mappings, mut created, mut done, mut new_jobs) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for write in group {
+        match write {
+            Write::StoreEvent { event, .. } => new_events.push(event),
+            Write::StartMessage { mapping, .. } => mappings.push(mapping),
+            Write::CompleteMessage { created: c, .. } => created.push(*c),
+            Write::EventDone { event } => done.push(*event),
+            Write::StoreJob { job, .. } => new_jobs.push(job),
+        }
+    }
+    let stored = events::insert_many_in(db, &new_events).await?;
+    let started = messages::start_many_in(db, &mappings).await?;
+    messages::complete_many_in(db, &created).await?;
+    events::mark_done_many_in(db, &done).await?;
+    let jobs = jobs::insert_many_in(db, &new_jobs).await?;
+    Ok(Applied { stored, started, jobs })
+}
+
+/// Answers every caller of a committed group with its result.
+fn answer(group: impl IntoIterator<Item = Write>, applied: Applied) {
+    let (mut stored, mut started, mut jobs) =
+        (applied.stored.into_iter(), applied.started.into_iter(), applied.jobs.into_iter());
+    // A missing result cannot happen (one per write of each kind); it is answered as an error anyway.
+    let missing = || StoreError::Db(DbErr::Custom("the group commit returned no result for a write".into()));
+    for write in group {
+        match write {
+            Write::StoreEvent { reply, .. } => drop(reply.send(stored.next().ok_or_else(missing))),
+            Write::StartMessage { reply, .. } => drop(reply.send(started.next().ok_or_else(missing))),
+            Write::CompleteMessage { reply, .. } => drop(reply.send(Ok(()))),
+            Write::EventDone { .. } => {}
+            Write::StoreJob { reply, .. } => drop(reply.send(jobs.next().ok_or_else(missing))),
+        }
+    }
+}
+
+/// Answers every caller of a failed write with `error`. A caller that went away (its actor stopped) no
+/// longer needs the answer.
+fn fail(group: impl IntoIterator<Item = Write>, error: impl Fn() -> StoreError) {
+    for write in group {
+        match write {
+            Write::StoreEvent { reply, .. } => drop(reply.send(Err(error()))),
+            Write::StartMessage { reply, .. } => drop(reply.send(Err(error()))),
+            Write::CompleteMessage { reply, .. } => drop(reply.send(Err(error()))),
+            Write::EventDone { event } => {
+                tracing::warn!(event, "marking an event done failed; a replay will find it done")
+            }
+            Write::StoreJob { reply, .. } => drop(reply.send(Err(error()))),
+        }
+    }
 }
