@@ -23,6 +23,8 @@ pub struct Shared {
     pub metrics: Metrics,
     /// Live link state and counters, written by the integration actors.
     pub live: LiveRegistry,
+    /// Opened webhook credentials (see [`crate::integrations::webhooks::KeyCache`]).
+    pub webhook_keys: crate::integrations::webhooks::KeyCache,
     services: OnceLock<Services>,
     manager: OnceLock<Addr<Manager>>,
     /// Boot finished, stored integrations started: the API may serve.
@@ -45,6 +47,7 @@ impl Shared {
             settings,
             metrics: Metrics::default(),
             live: LiveRegistry::default(),
+            webhook_keys: Default::default(),
             services: OnceLock::new(),
             manager: OnceLock::new(),
             ready: AtomicBool::new(false),

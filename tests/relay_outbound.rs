@@ -334,8 +334,22 @@ async fn the_webhook_route_checks_id_secret_and_signature() {
     );
     let tampered = body.replace("resolved", "open");
     assert_eq!(
-        post(url(&id, &secret), vec![("x-chatwoot-timestamp", now), ("x-chatwoot-signature", good)], tampered).await,
+        post(
+            url(&id, &secret),
+            vec![("x-chatwoot-timestamp", now.clone()), ("x-chatwoot-signature", good.clone())],
+            tampered
+        )
+        .await,
         401
+    );
+    // The bridge keeps opened credentials in memory after the first delivery; a deactivation must still
+    // end them at once.
+    let (status, _) = stack.bridge.call("DELETE", &format!("/v1/integrations/{id}"), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        post(url(&id, &secret), vec![("x-chatwoot-timestamp", now), ("x-chatwoot-signature", good)], body).await,
+        404,
+        "a deactivated integration's webhook URL is dead"
     );
 }
 

@@ -240,6 +240,8 @@ async fn run(
                 Some(_) => store::integrations::replace(&services.db, model).await,
                 None => store::integrations::insert(&services.db, model).await,
             };
+            // The signing secret may have changed with the inbox.
+            shared.webhook_keys.forget(&id);
             result.map_err(|e| AppError::PersistFailed(e.to_string()))
         }
         Err(e) => Err(e),

@@ -43,6 +43,7 @@ pub async fn deactivate(
     store::messages::delete_for(&services.db, &model.id).await?;
     store::chats::delete_for(&services.db, &model.id).await?;
     store::integrations::delete(&services.db, &model.id).await?;
+    shared.webhook_keys.forget(&model.id);
     tracing::info!(integration_id = %model.id, instance = %model.instance, inbox_deleted, "integration deactivated");
     Ok(Deactivated { id: model.id, deleted: true, inbox_deleted, detail })
 }

@@ -4,13 +4,15 @@
 //! actor is told; conversation status changes are recorded for the conversation choice of the inbound
 //! relay; typing is passed on best-effort. Unknown id or wrong secret is a 404 that says nothing more.
 
-use entity::integration;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use super::{manager, open_sealed, sealed};
 use crate::chatwoot::webhook::{WebhookEvent, signature_is_valid};
 use crate::error::AppError;
-use crate::secret::constant_time_eq;
-use crate::state::Shared;
+use crate::secret::{Secret, constant_time_eq};
+use crate::state::{Services, Shared};
 use crate::store;
 use crate::store::jobs::{FAILED, NewJob};
 
@@ -18,6 +20,67 @@ use crate::store::jobs::{FAILED, NewJob};
 pub struct Signature<'a> {
     pub signature: Option<&'a str>,
     pub timestamp: Option<&'a str>,
+}
+
+/// An integration's webhook credentials, opened.
+pub(crate) struct WebhookKeys {
+    /// The secret in the webhook URL's path.
+    secret: Secret,
+    /// The inbox's signing secret (Chatwoot ≥ 4.13), when it has one.
+    signing: Option<Secret>,
+}
+
+/// Opened webhook credentials by integration id, so that a delivery costs neither a database read nor a
+/// decryption. Only activation and deactivation change them, and both call [`KeyCache::forget`]. Holds
+/// an entry per integration that received a webhook (ids that do not exist are never kept).
+#[derive(Default)]
+pub struct KeyCache {
+    entries: Mutex<HashMap<String, Arc<WebhookKeys>>>,
+    /// Bumped by every `forget`: credentials read before it must not be kept after it.
+    generation: AtomicU64,
+}
+
+impl KeyCache {
+    fn entries(&self) -> MutexGuard<'_, HashMap<String, Arc<WebhookKeys>>> {
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Drops what is known of `id` (its credentials changed or it is gone).
+    pub fn forget(&self, id: &str) {
+        let mut entries = self.entries();
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        entries.remove(id);
+    }
+
+    /// Keeps `keys`, read from the database when the generation was `read_at`, unless something was
+    /// forgotten since (then they may be stale; the next delivery reads again).
+    fn keep(&self, id: &str, keys: Arc<WebhookKeys>, read_at: u64) {
+        let mut entries = self.entries();
+        if self.generation.load(Ordering::Acquire) == read_at {
+            entries.insert(id.to_owned(), keys);
+        }
+    }
+}
+
+/// The webhook credentials of `id`, from the cache or the database; `None` when there is no such
+/// integration.
+async fn keys_of(shared: &Shared, services: &Services, id: &str) -> Result<Option<Arc<WebhookKeys>>, AppError> {
+    let cache = &shared.webhook_keys;
+    if let Some(keys) = cache.entries().get(id) {
+        return Ok(Some(keys.clone()));
+    }
+    let read_at = cache.generation.load(Ordering::Acquire);
+    let Some(integration) = store::integrations::find(&services.reader, id).await? else { return Ok(None) };
+    let secret =
+        open_sealed(&services.sealer, &integration.webhook_secret_sealed, &integration.id, sealed::WEBHOOK_SECRET)?;
+    let signing = integration
+        .signing_secret_sealed
+        .as_ref()
+        .map(|sealed_secret| open_sealed(&services.sealer, sealed_secret, &integration.id, sealed::SIGNING_SECRET))
+        .transpose()?;
+    let keys = Arc::new(WebhookKeys { secret, signing });
+    cache.keep(id, keys.clone(), read_at);
+    Ok(Some(keys))
 }
 
 /// Authenticates and stores one webhook delivery. `Ok` means: stored (or irrelevant) — answer 200.
@@ -29,14 +92,11 @@ pub async fn accept(
     body: &[u8],
 ) -> Result<(), AppError> {
     let services = shared.services()?;
-    let integration = store::integrations::find(&services.reader, id).await?.ok_or(AppError::WebhookNotFound)?;
-    let expected =
-        open_sealed(&services.sealer, &integration.webhook_secret_sealed, &integration.id, sealed::WEBHOOK_SECRET)?;
-    if !constant_time_eq(secret, expected.expose()) {
+    let keys = keys_of(shared, services, id).await?.ok_or(AppError::WebhookNotFound)?;
+    if !constant_time_eq(secret, keys.secret.expose()) {
         return Err(AppError::WebhookNotFound);
     }
-    if let Some(sealed_secret) = &integration.signing_secret_sealed {
-        let signing = open_sealed(&services.sealer, sealed_secret, &integration.id, sealed::SIGNING_SECRET)?;
+    if let Some(signing) = &keys.signing {
         let (Some(sig), Some(ts)) = (signature.signature, signature.timestamp) else {
             return Err(AppError::BadSignature);
         };
@@ -45,17 +105,12 @@ pub async fn accept(
         }
     }
     let event = WebhookEvent::parse(body).map_err(|e| AppError::InvalidBody(format!("webhook: {e}")))?;
-    handle(shared, &integration, event, body).await
+    handle(shared, id, event, body).await
 }
 
-async fn handle(
-    shared: &Shared,
-    integration: &integration::Model,
-    event: WebhookEvent,
-    body: &[u8],
-) -> Result<(), AppError> {
-    let db = &shared.services()?.db;
-    let id = &integration.id;
+async fn handle(shared: &Shared, id: &str, event: WebhookEvent, body: &[u8]) -> Result<(), AppError> {
+    let services = shared.services()?;
+    let db = &services.db;
     match event.event.as_str() {
         "message_created" | "message_updated" => {
             let Some(message) = event.message() else { return Ok(()) };
@@ -85,17 +140,17 @@ async fn handle(
                 return Ok(());
             };
             let job = NewJob {
-                integration_id: id.clone(),
+                integration_id: id.to_owned(),
                 chatwoot_message_id: message.id,
                 kind,
                 conversation_id: message.conversation_id,
                 payload: String::from_utf8_lossy(body).into_owned(),
             };
-            if let Some(job_id) = shared.services()?.writer.store_job(job).await?
+            if let Some(job_id) = services.writer.store_job(job).await?
                 && let Some(manager) = shared.manager()
             {
                 manager.do_send(manager::QueueJob {
-                    integration_id: id.clone(),
+                    integration_id: id.to_owned(),
                     job_id,
                     conversation_id: message.conversation_id,
                 });
@@ -110,7 +165,11 @@ async fn handle(
         }
         "conversation_typing_on" | "conversation_typing_off" => {
             if let (Some((conversation, on, false)), Some(manager)) = (event.typing(), shared.manager()) {
-                manager.do_send(manager::AgentTyping { integration_id: id.clone(), conversation_id: conversation, on });
+                manager.do_send(manager::AgentTyping {
+                    integration_id: id.to_owned(),
+                    conversation_id: conversation,
+                    on,
+                });
             }
             Ok(())
         }
