@@ -240,14 +240,32 @@ async fn start_as_pending_and_reopen_resolved() {
     assert_eq!(stack.chatwoot.conversation_count(), 1);
     assert_eq!(stack.chatwoot.conversations()[0].status, "open");
 
-    // Without it: a new conversation.
+    // Without it: a new conversation. The agent resolves it in Chatwoot, whose webhook tells the bridge —
+    // after the chat's second message, so the bridge holds the chat in memory by then and must drop it.
     let (stack, id) = connected_stack(json!({})).await;
     stack.ryzeapi.send_event("suporte", sim::text_message("suporte", "3EB0S004", MARIA, "Maria", "primeira"));
     wait_messages(&stack, 1).await;
-    mark_resolved(&stack, &id).await;
-    stack.ryzeapi.send_event("suporte", sim::text_message("suporte", "3EB0S005", MARIA, "Maria", "nova"));
+    stack.ryzeapi.send_event("suporte", sim::text_message("suporte", "3EB0S006", MARIA, "Maria", "segunda"));
     wait_messages(&stack, 2).await;
+    let display_id = stack.chatwoot.conversations()[0].display_id;
+    assert!(stack.chatwoot.set_conversation_status(display_id, "resolved"));
+    let conn = stack.db.connect().await;
+    common::eventually_async("the bridge learns the conversation was resolved", Duration::from_secs(10), || {
+        chat_status(&conn, &id)
+    })
+    .await;
+    stack.ryzeapi.send_event("suporte", sim::text_message("suporte", "3EB0S005", MARIA, "Maria", "nova"));
+    wait_messages(&stack, 3).await;
     assert_eq!(stack.chatwoot.conversation_count(), 2);
+}
+
+/// Whether the bridge has recorded the integration's chat as resolved.
+async fn chat_status(conn: &sea_orm::DatabaseConnection, integration_id: &str) -> bool {
+    use sea_orm::{ConnectionTrait as _, Statement};
+    let sql = format!(
+        "SELECT conversation_status FROM chats WHERE integration_id = '{integration_id}' AND conversation_status = 'resolved'"
+    );
+    conn.query_one_raw(Statement::from_string(conn.get_database_backend(), sql)).await.unwrap().is_some()
 }
 
 /// What the bridge learns from Chatwoot's `conversation_status_changed` webhook, written directly until

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, Utc};
+use entity::chat;
 
 /// The RyzeAPI link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +43,69 @@ pub struct Live {
     pub events_received: AtomicU64,
     pub messages_to_chatwoot: AtomicU64,
     pub messages_to_whatsapp: AtomicU64,
+    /// Chats the relay looked up lately.
+    pub chats: ChatCache,
+}
+
+/// The chats the relay looked up lately, by alias, so that a message in a known chat costs no database
+/// read. Whoever changes a chat row tells the cache ([`ChatCache::forget`]) after the change is stored;
+/// a lookup that started before a change is never kept after it (the generation check), so the cache is
+/// never older than a read of the database would be.
+#[derive(Debug, Default)]
+pub struct ChatCache {
+    inner: Mutex<ChatCacheInner>,
+}
+
+#[derive(Debug, Default)]
+struct ChatCacheInner {
+    by_alias: HashMap<String, Arc<chat::Model>>,
+    /// Bumped by every `forget`.
+    generation: u64,
+}
+
+/// Aliases kept per integration at most; past it the cache starts over (it is only a shortcut).
+const CHAT_CACHE_ALIASES: usize = 16_384;
+
+impl ChatCache {
+    fn inner(&self) -> MutexGuard<'_, ChatCacheInner> {
+        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The chat all of `aliases` belong to, if the cache knows every one of them.
+    pub fn get(&self, aliases: &[String]) -> Option<chat::Model> {
+        let inner = self.inner();
+        let mut chats = aliases.iter().map(|alias| inner.by_alias.get(alias));
+        let first = chats.next()??;
+        chats.all(|chat| chat.is_some_and(|chat| chat.id == first.id)).then(|| chat::Model::clone(first))
+    }
+
+    /// Where a lookup starts: pass it to [`ChatCache::keep`].
+    pub fn generation(&self) -> u64 {
+        self.inner().generation
+    }
+
+    /// Remembers `chat` under `aliases`, read from the database at generation `read_at`, unless a chat
+    /// changed since (then the read may be stale).
+    pub fn keep(&self, aliases: &[String], chat: &chat::Model, read_at: u64) {
+        let mut inner = self.inner();
+        if inner.generation != read_at {
+            return;
+        }
+        if inner.by_alias.len() + aliases.len() > CHAT_CACHE_ALIASES {
+            inner.by_alias.clear();
+        }
+        let chat = Arc::new(chat.clone());
+        for alias in aliases {
+            inner.by_alias.insert(alias.clone(), chat.clone());
+        }
+    }
+
+    /// Drops the chats `changed` selects (call after the change is stored).
+    pub fn forget(&self, changed: impl Fn(&chat::Model) -> bool) {
+        let mut inner = self.inner();
+        inner.generation = inner.generation.wrapping_add(1);
+        inner.by_alias.retain(|_, chat| !changed(chat));
+    }
 }
 
 impl Default for Live {
@@ -56,6 +120,7 @@ impl Default for Live {
             events_received: AtomicU64::new(0),
             messages_to_chatwoot: AtomicU64::new(0),
             messages_to_whatsapp: AtomicU64::new(0),
+            chats: ChatCache::default(),
         }
     }
 }

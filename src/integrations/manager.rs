@@ -170,7 +170,12 @@ impl Handler<Start> for Manager {
                     ticks: std::sync::atomic::AtomicBool::new(
                         model.chatwoot_version.as_deref().is_none_or(|v| crate::chatwoot::version_at_least(v, (4, 2))),
                     ),
-                    live: shared.live.entry(&model.id),
+                    live: {
+                        // A (re)started integration may point at another inbox: its chats are read afresh.
+                        let live = shared.live.entry(&model.id);
+                        live.chats.forget(|_| true);
+                        live
+                    },
                     reader: services.reader.clone(),
                     writer: services.writer.clone(),
                 };

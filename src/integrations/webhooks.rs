@@ -160,6 +160,9 @@ async fn handle(shared: &Shared, id: &str, event: WebhookEvent, body: &[u8]) -> 
         "conversation_status_changed" | "conversation_updated" | "conversation_opened" | "conversation_resolved" => {
             if let Some((conversation, status)) = event.conversation_status() {
                 store::chats::set_conversation_status(db, id, conversation, &status).await?;
+                if let Some(live) = shared.live.get(id) {
+                    live.chats.forget(|chat| chat.conversation_id == Some(conversation));
+                }
             }
             Ok(())
         }

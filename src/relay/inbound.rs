@@ -475,6 +475,7 @@ pub(crate) async fn post_once(
         Err(e) if e.failure() == Failure::NotFound => {
             // The conversation was deleted in Chatwoot: forget it, open a new one, try once more.
             let chat = store::chats::set_conversation(db, chat.id, None).await.map_err(store_failed)?;
+            relay.live.chats.forget(|cached| cached.id == chat.id);
             conversation_id = ensure_conversation(db, relay, chatwoot, &chat, false).await?.0;
             store::messages::mark_attempted(db, mapping.id, conversation_id).await.map_err(store_failed)?;
             match create(conversation_id).await {
@@ -488,6 +489,7 @@ pub(crate) async fn post_once(
     if was_resolved && post.direction == "incoming" {
         // Chatwoot reopens a resolved conversation on an incoming message.
         store::chats::set_conversation(db, chat.id, Some((conversation_id, "open"))).await.map_err(store_failed)?;
+        relay.live.chats.forget(|cached| cached.id == chat.id);
     }
     relay.live.messages_to_chatwoot.fetch_add(1, Ordering::Relaxed);
     Ok(())
@@ -502,11 +504,16 @@ async fn ensure_chat(
     is_group: bool,
 ) -> Step<chat::Model> {
     let aliases = identity::aliases(&message.chat);
+    if let Some(chat) = relay.live.chats.get(&aliases) {
+        return Ok(chat);
+    }
+    let read_at = relay.live.chats.generation();
     if let Some((chat, known)) =
         store::chats::find_by_aliases(&relay.reader, &relay.integration_id, &aliases).await.map_err(store_failed)?
     {
-        let missing: Vec<String> = aliases.into_iter().filter(|a| !known.contains(a)).collect();
+        let missing: Vec<String> = aliases.iter().filter(|a| !known.contains(a)).cloned().collect();
         store::chats::add_aliases(db, &relay.integration_id, chat.id, &missing).await.map_err(store_failed)?;
+        relay.live.chats.keep(&aliases, &chat, read_at);
         return Ok(chat);
     }
     let name = message
@@ -571,7 +578,9 @@ pub(crate) async fn ensure_contact(
         Err(e) if e.failure() == Failure::NotFound => return Err(inbox_gone(&e)),
         Err(e) => return Err(on_chatwoot_error(&e)),
     };
-    store::chats::set_contact(db, chat.id, contact_id, &source_id).await.map_err(store_failed)
+    let chat = store::chats::set_contact(db, chat.id, contact_id, &source_id).await.map_err(store_failed)?;
+    relay.live.chats.forget(|cached| cached.id == chat.id);
+    Ok(chat)
 }
 
 /// The conversation to post into: the chat's last one unless it is resolved (then `reopenResolved`
@@ -603,6 +612,7 @@ pub(crate) async fn ensure_conversation(
             store::chats::set_conversation(db, chat.id, Some((conversation.id, conversation.status.as_str())))
                 .await
                 .map_err(store_failed)?;
+            relay.live.chats.forget(|cached| cached.id == chat.id);
             return Ok((conversation.id, false));
         }
     }
@@ -619,6 +629,7 @@ pub(crate) async fn ensure_conversation(
     store::chats::set_conversation(db, chat.id, Some((conversation.id, conversation.status.as_str())))
         .await
         .map_err(store_failed)?;
+    relay.live.chats.forget(|cached| cached.id == chat.id);
     Ok((conversation.id, false))
 }
 

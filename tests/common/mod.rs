@@ -441,6 +441,19 @@ pub async fn eventually(what: &str, within: Duration, mut check: impl FnMut() ->
     }
 }
 
+/// Like [`eventually`], for a check that has to await (a database read, say).
+pub async fn eventually_async<F: std::future::Future<Output = bool>>(
+    what: &str,
+    within: Duration,
+    mut check: impl FnMut() -> F,
+) {
+    let deadline = Instant::now() + within;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Asserts that, in every conversation, the messages whose text is `<prefix><n>` appear in increasing
 /// `n` order, and returns how many each conversation holds.
 pub fn assert_ordered_per_conversation(chatwoot: &FakeChatwoot, prefix: char) -> Vec<usize> {
