@@ -5,6 +5,11 @@ use std::process::ExitCode;
 
 use ryze_integrations::config::Settings;
 
+/// glibc's malloc took ~13 % of the bridge's CPU under load (`perf`, docs/performance.md); mimalloc's
+/// thread-local free lists cost a fraction of that.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[actix_web::main]
 async fn main() -> ExitCode {
     // One TLS provider for the whole process (see docs: awc's connector needs one to be chosen).

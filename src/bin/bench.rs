@@ -188,6 +188,11 @@ async fn run_mode(mode: Mode, opts: &Opts, inbound_stored: Option<usize>) -> Out
     result
 }
 
+/// glibc's malloc took ~13 % of the bridge's CPU under load (`perf`, docs/performance.md); mimalloc's
+/// thread-local free lists cost a fraction of that.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[actix_web::main]
 async fn main() -> ExitCode {
     // One TLS provider for the process (awc's connector needs one chosen), as the bridge does.
