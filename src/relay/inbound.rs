@@ -228,7 +228,7 @@ async fn relay_receipt(
         .map(|a| a.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default();
     for wa_id in ids {
-        let mapped = match store::messages::find_by_wa_id(db, &relay.integration_id, wa_id).await {
+        let mapped = match store::messages::find_by_wa_id(&relay.reader, &relay.integration_id, wa_id).await {
             Ok(Some(mapped)) => mapped,
             Ok(None) => continue,
             Err(e) => return store_failed(e),
@@ -366,7 +366,7 @@ async fn relay_message_steps(
 
     let action = render(message, is_group);
     if let Action::Revoke(target) = action {
-        return revoke(db, relay, chatwoot, &target).await;
+        return revoke(relay, chatwoot, &target).await;
     }
     let Action::Post(rendered) = action else { return Ok(()) };
 
@@ -634,8 +634,9 @@ pub(crate) async fn ensure_conversation(
 }
 
 /// A WhatsApp "delete for everyone": delete the Chatwoot message it maps to, if any.
-async fn revoke(db: &DatabaseConnection, relay: &RelayContext, chatwoot: &ChatwootClient, target: &str) -> Step<()> {
-    let Some(mapped) = store::messages::find_by_wa_id(db, &relay.integration_id, target).await.map_err(store_failed)?
+async fn revoke(relay: &RelayContext, chatwoot: &ChatwootClient, target: &str) -> Step<()> {
+    let Some(mapped) =
+        store::messages::find_by_wa_id(&relay.reader, &relay.integration_id, target).await.map_err(store_failed)?
     else {
         return Ok(());
     };

@@ -37,7 +37,7 @@ const MAX_ATTACHMENT_BYTES: usize = 64 * 1024 * 1024;
 pub async fn process(shared: Arc<Shared>, relay: Arc<RelayContext>, http: Option<awc::Client>, job_id: i64) -> Outcome {
     let Ok(services) = shared.booted() else { return Outcome::Halt("bridge is not booted".into()) };
     let db = &services.db;
-    let job = match store::jobs::find(db, job_id).await {
+    let job = match store::jobs::find(&relay.reader, job_id).await {
         Ok(Some(job)) if job.state == PENDING => job,
         Ok(_) => return Outcome::Done,
         Err(e) => return store_failed(e),
@@ -51,11 +51,11 @@ pub async fn process(shared: Arc<Shared>, relay: Arc<RelayContext>, http: Option
     let Some(message) = message else {
         return finish(db, &job, Outcome::Failed("stored webhook is unreadable".into())).await;
     };
-    let status_chat = match store::chats::find_by_conversation(db, &relay.integration_id, message.conversation_id).await
-    {
-        Ok(chat) => chat.filter(status::is_status_chat),
-        Err(e) => return store_failed(e),
-    };
+    let status_chat =
+        match store::chats::find_by_conversation(&relay.reader, &relay.integration_id, message.conversation_id).await {
+            Ok(chat) => chat.filter(status::is_status_chat),
+            Err(e) => return store_failed(e),
+        };
     let result = match (&status_chat, job.kind.as_str()) {
         // Agents' messages in the status conversation are commands for the bridge, never WhatsApp sends.
         (Some(chat), _) => {
@@ -123,9 +123,10 @@ fn send_failed(error: SendError) -> Outcome {
 /// Where the conversation's messages go: the chat the bridge knows, else the contact_inbox source id
 /// (a JID the bridge set), else the contact's phone number.
 async fn destination(db: &DatabaseConnection, relay: &RelayContext, message: &WebhookMessage) -> Step<(i64, String)> {
-    if let Some(chat) = store::chats::find_by_conversation(db, &relay.integration_id, message.conversation_id)
-        .await
-        .map_err(store_failed)?
+    if let Some(chat) =
+        store::chats::find_by_conversation(&relay.reader, &relay.integration_id, message.conversation_id)
+            .await
+            .map_err(store_failed)?
     {
         return Ok((chat.id, chat.chat_key));
     }
@@ -163,7 +164,7 @@ async fn send(
     let (chat_id, jid) = destination(db, relay, message).await?;
     let number = number_of(&jid);
     let reply_to = match message.in_reply_to() {
-        Some(quoted) => store::messages::find_by_chatwoot_id(db, &relay.integration_id, quoted)
+        Some(quoted) => store::messages::find_by_chatwoot_id(&relay.reader, &relay.integration_id, quoted)
             .await
             .map_err(store_failed)?
             .map(|m| m.wa_id),
@@ -180,7 +181,7 @@ async fn send(
             return Err(Outcome::Failed("The message is empty".into()));
         }
         // A replay after RyzeAPI accepted the text (the mapping is written right then) must not send it again.
-        let already_sent = store::messages::find_by_chatwoot_id(db, &relay.integration_id, message.id)
+        let already_sent = store::messages::find_by_chatwoot_id(&relay.reader, &relay.integration_id, message.id)
             .await
             .map_err(store_failed)?
             .is_some_and(|m| m.direction == "outgoing");
@@ -233,7 +234,7 @@ async fn send(
         }
     }
     // The agent answered: the customer's messages are read.
-    if let Ok(Some(last)) = store::messages::last_incoming(db, chat_id).await
+    if let Ok(Some(last)) = store::messages::last_incoming(&relay.reader, chat_id).await
         && let Err(e) = ryzeapi.mark_read(&last, &number).await
     {
         tracing::debug!(integration_id = %relay.integration_id, error = %e, "could not mark the chat read");
