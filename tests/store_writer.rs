@@ -12,8 +12,8 @@ use common::TestDb;
 use futures_util::future::join_all;
 use ryze_integrations::store::events::{NewEvent, Stored};
 use ryze_integrations::store::jobs::NewJob;
-use ryze_integrations::store::messages::NewMapping;
-use ryze_integrations::store::{self, events, messages};
+use ryze_integrations::store::messages::{NewMapping, Outgoing};
+use ryze_integrations::store::{self, events, jobs, messages};
 
 fn event(integration: &str, id: usize) -> NewEvent {
     NewEvent {
@@ -110,6 +110,36 @@ async fn a_group_answers_each_write_with_its_own_result() {
     assert!(stored_jobs[0].is_some() && stored_jobs[1].is_some() && stored_jobs[3].is_some());
     assert_eq!(stored_jobs[2], None, "the same (message, kind) twice is one job");
     assert_eq!(writer.store_job(job(2, "send")).await.unwrap(), None, "and so is a stored one");
+
+    // Single-row changes share a group (and its transaction) too; a repeated outgoing mapping is no error.
+    let (first_job, second_job) = (stored_jobs[0].unwrap(), stored_jobs[1].unwrap());
+    let since = chrono::Utc::now();
+    let outgoing = Outgoing {
+        integration_id: "int_a".into(),
+        wa_id: "WAOUT1".into(),
+        chatwoot_message_id: Some(555),
+        conversation_id: 77,
+        chat_id: 1,
+    };
+    let changes = futures_util::join!(
+        writer.job_sending(first_job, Some(since)),
+        writer.job_finished(second_job, "failed", "RyzeAPI said no"),
+        writer.record_outgoing(outgoing.clone()),
+        writer.record_outgoing(outgoing),
+        writer.set_last_status(started[0].mapping.id, "read"),
+        writer.job_parts_sent(first_job, 2),
+    );
+    for result in [changes.0, changes.1, changes.2, changes.3, changes.4, changes.5] {
+        result.unwrap();
+    }
+    let first = jobs::find(&store.db, first_job).await.unwrap().unwrap();
+    assert_eq!((first.parts_sent, first.sending_at), (2, None), "parts recorded after the send started");
+    let second = jobs::find(&store.db, second_job).await.unwrap().unwrap();
+    assert_eq!((second.state.as_str(), second.last_error.as_str()), ("failed", "RyzeAPI said no"));
+    let sent = messages::find_by_chatwoot_id(&store.db, "int_a", 555).await.unwrap().unwrap();
+    assert_eq!((sent.wa_id.as_str(), sent.direction.as_str()), ("WAOUT1", "outgoing"));
+    let ticked = messages::find_by_wa_id(&store.db, "int_a", "WA0").await.unwrap().unwrap();
+    assert_eq!(ticked.last_status.as_deref(), Some("read"));
 
     for (i, s) in started[..40].iter().enumerate() {
         let row = messages::find_by_wa_id(&store.db, "int_a", &s.mapping.wa_id).await.unwrap().unwrap();

@@ -157,7 +157,7 @@ async fn relay_event(
         "message.exchange" => {
             relay_message(db, relay, chatwoot, media, &MessageExchange::from_data(&envelope.data), replay).await
         }
-        "message.status" => relay_receipt(db, relay, chatwoot, &envelope.data).await,
+        "message.status" => relay_receipt(relay, chatwoot, &envelope.data).await,
         other => {
             tracing::debug!(integration_id = %relay.integration_id, event = other, "event kind not relayed yet");
             Outcome::Done
@@ -207,12 +207,7 @@ async fn relay_call(
 }
 
 /// `message.status` → the tick of every Chatwoot message it covers (ticks only move forward).
-async fn relay_receipt(
-    db: &DatabaseConnection,
-    relay: &RelayContext,
-    chatwoot: &ChatwootClient,
-    data: &Value,
-) -> Outcome {
+async fn relay_receipt(relay: &RelayContext, chatwoot: &ChatwootClient, data: &Value) -> Outcome {
     let status = match data.get("status").and_then(Value::as_str).unwrap_or_default() {
         "delivered" | "received" => "delivered",
         "read" | "played" => "read",
@@ -253,7 +248,7 @@ async fn relay_receipt(
             Err(e) if e.failure() == Failure::NotFound => continue,
             Err(e) => return on_chatwoot_error(&e),
         }
-        if let Err(e) = store::messages::set_last_status(db, mapped.id, status).await {
+        if let Err(e) = relay.writer.set_last_status(mapped.id, status).await {
             return store_failed(e);
         }
     }

@@ -49,7 +49,7 @@ pub async fn process(shared: Arc<Shared>, relay: Arc<RelayContext>, http: Option
     let ryzeapi = relay.ryzeapi_client(http, &shared);
     let message = WebhookEvent::parse(job.payload.as_bytes()).ok().and_then(|e| e.message());
     let Some(message) = message else {
-        return finish(db, &job, Outcome::Failed("stored webhook is unreadable".into())).await;
+        return finish(&relay, &job, Outcome::Failed("stored webhook is unreadable".into())).await;
     };
     let status_chat =
         match store::chats::find_by_conversation(&relay.reader, &relay.integration_id, message.conversation_id).await {
@@ -98,15 +98,15 @@ pub async fn process(shared: Arc<Shared>, relay: Arc<RelayContext>, http: Option
             Err(e) => return on_chatwoot_error(&e),
         }
     }
-    finish(db, &job, outcome).await
+    finish(&relay, &job, outcome).await
 }
 
-async fn finish(db: &DatabaseConnection, job: &outbound_job::Model, outcome: Outcome) -> Outcome {
+async fn finish(relay: &RelayContext, job: &outbound_job::Model, outcome: Outcome) -> Outcome {
     let (state, error) = match &outcome {
         Outcome::Failed(reason) => (FAILED, reason.as_str()),
         _ => (DONE, ""),
     };
-    match store::jobs::finish(db, job.id, state, error).await {
+    match relay.writer.job_finished(job.id, state, error).await {
         Ok(()) => outcome,
         Err(e) => store_failed(e),
     }
@@ -189,16 +189,11 @@ async fn send(
             let part = Part { job, chat_id, caption: &text, media: false, sending_since: job.sending_at };
             let wa_id =
                 send_once(db, relay, ryzeapi, &part, ryzeapi.send_text(&number, &text, reply_to.as_deref())).await?;
-            store::messages::record_outgoing(
-                db,
-                &relay.integration_id,
-                &wa_id,
-                Some(message.id),
-                message.conversation_id,
-                chat_id,
-            )
-            .await
-            .map_err(store_failed)?;
+            relay
+                .writer
+                .record_outgoing(outgoing(relay, &wa_id, Some(message.id), message, chat_id))
+                .await
+                .map_err(store_failed)?;
         }
     } else {
         let already = usize::try_from(job.parts_sent).unwrap_or(0);
@@ -212,18 +207,13 @@ async fn send(
             let wa_id =
                 send_once(db, relay, ryzeapi, &part, ryzeapi.send_media(&number, &media, reply_to.as_deref())).await?;
             let mapped = (index == 0).then_some(message.id);
-            store::messages::record_outgoing(
-                db,
-                &relay.integration_id,
-                &wa_id,
-                mapped,
-                message.conversation_id,
-                chat_id,
-            )
-            .await
-            .map_err(store_failed)?;
+            relay
+                .writer
+                .record_outgoing(outgoing(relay, &wa_id, mapped, message, chat_id))
+                .await
+                .map_err(store_failed)?;
             let parts = i32::try_from(index + 1).unwrap_or(i32::MAX);
-            store::jobs::set_parts_sent(db, job.id, parts).await.map_err(store_failed)?;
+            relay.writer.job_parts_sent(job.id, parts).await.map_err(store_failed)?;
         }
     }
     relay.live.messages_to_whatsapp.fetch_add(1, Ordering::Relaxed);
@@ -240,6 +230,23 @@ async fn send(
         tracing::debug!(integration_id = %relay.integration_id, error = %e, "could not mark the chat read");
     }
     Ok(())
+}
+
+/// The mapping of a sent part: `chatwoot_id` only on the first part of a message.
+fn outgoing(
+    relay: &RelayContext,
+    wa_id: &str,
+    chatwoot_id: Option<i64>,
+    message: &WebhookMessage,
+    chat_id: i64,
+) -> store::messages::Outgoing {
+    store::messages::Outgoing {
+        integration_id: relay.integration_id.clone(),
+        wa_id: wa_id.to_owned(),
+        chatwoot_message_id: chatwoot_id,
+        conversation_id: message.conversation_id,
+        chat_id,
+    }
 }
 
 /// One part of a reply, as WhatsApp will echo it.
@@ -273,13 +280,13 @@ async fn send_once(
     {
         return Ok(wa_id);
     }
-    store::jobs::set_sending(db, part.job.id, Some(chrono::Utc::now())).await.map_err(store_failed)?;
+    relay.writer.job_sending(part.job.id, Some(chrono::Utc::now())).await.map_err(store_failed)?;
     match send.await {
         Ok(wa_id) => Ok(wa_id),
         Err(SendError::Unanswered { detail }) => Err(Outcome::Retry { after: Duration::ZERO, error: detail }),
         Err(error) => {
             // RyzeAPI answered: nothing went out, a repeat needs no look first.
-            store::jobs::set_sending(db, part.job.id, None).await.map_err(store_failed)?;
+            relay.writer.job_sending(part.job.id, None).await.map_err(store_failed)?;
             Err(send_failed(error))
         }
     }

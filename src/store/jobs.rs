@@ -105,15 +105,15 @@ pub async fn count_kind_prefix(
         .await?)
 }
 
-pub async fn finish(db: &DatabaseConnection, id: i64, state: &str, error: &str) -> Result<(), StoreError> {
+/// Closes a job as `state` (`done` or `failed`, with the reason). Inside the writer's group transaction.
+pub(crate) async fn finish_in(db: &impl ConnectionTrait, id: i64, state: &str, error: &str) -> Result<(), DbErr> {
     let row = ActiveModel {
-        id: sea_orm::Unchanged(id),
         state: Set(state.to_owned()),
         last_error: Set(error.to_owned()),
         processed_at: Set(Some(Utc::now())),
         ..Default::default()
     };
-    row.update(db).await?;
+    Entity::update_many().set(row).filter(Column::Id.eq(id)).exec(db).await?;
     Ok(())
 }
 
@@ -128,22 +128,23 @@ pub async fn record_attempt(db: &DatabaseConnection, id: i64, attempts: i32, err
     Ok(())
 }
 
-/// Records that `parts` parts of the job's message were accepted by RyzeAPI (no send in the air).
-pub async fn set_parts_sent(db: &DatabaseConnection, id: i64, parts: i32) -> Result<(), StoreError> {
-    let row =
-        ActiveModel { id: sea_orm::Unchanged(id), parts_sent: Set(parts), sending_at: Set(None), ..Default::default() };
-    row.update(db).await?;
+/// Records that `parts` parts of the job's message were accepted by RyzeAPI (no send in the air). Inside
+/// the writer's group transaction.
+pub(crate) async fn set_parts_sent_in(db: &impl ConnectionTrait, id: i64, parts: i32) -> Result<(), DbErr> {
+    let row = ActiveModel { parts_sent: Set(parts), sending_at: Set(None), ..Default::default() };
+    Entity::update_many().set(row).filter(Column::Id.eq(id)).exec(db).await?;
     Ok(())
 }
 
-/// A RyzeAPI send for the job starts now (`Some`), or its outcome became known (`None`).
-pub async fn set_sending(
-    db: &DatabaseConnection,
+/// A RyzeAPI send for the job starts now (`Some`), or its outcome became known (`None`). Inside the
+/// writer's group transaction.
+pub(crate) async fn set_sending_in(
+    db: &impl ConnectionTrait,
     id: i64,
     since: Option<chrono::DateTime<Utc>>,
-) -> Result<(), StoreError> {
-    let row = ActiveModel { id: sea_orm::Unchanged(id), sending_at: Set(since), ..Default::default() };
-    row.update(db).await?;
+) -> Result<(), DbErr> {
+    let row = ActiveModel { sending_at: Set(since), ..Default::default() };
+    Entity::update_many().set(row).filter(Column::Id.eq(id)).exec(db).await?;
     Ok(())
 }
 

@@ -5,7 +5,7 @@ use entity::message_map::{ActiveModel, Column, Entity, Model};
 use sea_orm::sea_query::{CaseStatement, Expr, OnConflict, Query};
 use sea_orm::{
     ActiveModelTrait as _, ColumnTrait as _, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait as _, NotSet,
-    QueryFilter as _, QueryTrait as _, Set, SqlErr,
+    QueryFilter as _, QueryTrait as _, Set,
 };
 
 use super::StoreError;
@@ -161,22 +161,26 @@ pub async fn find_by_chatwoot_id(
         .await?)
 }
 
-/// Records a message RyzeAPI accepted for an agent's Chatwoot message (`chatwoot_message_id` only on the
-/// first part of a multi-part message: the others map to WhatsApp ids only).
-pub async fn record_outgoing(
-    db: &DatabaseConnection,
-    integration_id: &str,
-    wa_id: &str,
-    chatwoot_message_id: Option<i64>,
-    conversation_id: i64,
-    chat_id: i64,
-) -> Result<(), StoreError> {
+/// A message RyzeAPI accepted for an agent's Chatwoot message (`chatwoot_message_id` only on the first
+/// part of a multi-part message: the others map to WhatsApp ids only).
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub integration_id: String,
+    pub wa_id: String,
+    pub chatwoot_message_id: Option<i64>,
+    pub conversation_id: i64,
+    pub chat_id: i64,
+}
+
+/// Records an [`Outgoing`] message (once: a repeat changes nothing). Inside the writer's group
+/// transaction, hence `ON CONFLICT DO NOTHING` rather than a unique-violation error.
+pub(crate) async fn record_outgoing_in(db: &impl ConnectionTrait, outgoing: &Outgoing) -> Result<(), DbErr> {
     let row = ActiveModel {
-        integration_id: Set(integration_id.to_owned()),
-        wa_id: Set(wa_id.to_owned()),
-        chatwoot_message_id: Set(chatwoot_message_id),
-        conversation_id: Set(Some(conversation_id)),
-        chat_id: Set(chat_id),
+        integration_id: Set(outgoing.integration_id.clone()),
+        wa_id: Set(outgoing.wa_id.clone()),
+        chatwoot_message_id: Set(outgoing.chatwoot_message_id),
+        conversation_id: Set(Some(outgoing.conversation_id)),
+        chat_id: Set(outgoing.chat_id),
         direction: Set("outgoing".to_owned()),
         state: Set(CREATED.to_owned()),
         last_status: Set(Some("sent".to_owned())),
@@ -184,18 +188,18 @@ pub async fn record_outgoing(
         attempted_at: Set(None),
         ..Default::default()
     };
-    match row.insert(db).await {
-        Ok(_) => Ok(()),
-        Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => Ok(()),
-        Err(e) => Err(StoreError::Db(e)),
-    }
+    Entity::insert(row)
+        .on_conflict(OnConflict::new().do_nothing().to_owned())
+        .try_insert()
+        .exec_without_returning(db)
+        .await?;
+    Ok(())
 }
 
-/// Remembers the last tick set on the Chatwoot message.
-pub async fn set_last_status(db: &DatabaseConnection, row_id: i64, status: &str) -> Result<(), StoreError> {
-    let row =
-        ActiveModel { id: sea_orm::Unchanged(row_id), last_status: Set(Some(status.to_owned())), ..Default::default() };
-    row.update(db).await?;
+/// Remembers the last tick set on the Chatwoot message. Inside the writer's group transaction.
+pub(crate) async fn set_last_status_in(db: &impl ConnectionTrait, row_id: i64, status: &str) -> Result<(), DbErr> {
+    let row = ActiveModel { last_status: Set(Some(status.to_owned())), ..Default::default() };
+    Entity::update_many().set(row).filter(Column::Id.eq(row_id)).exec(db).await?;
     Ok(())
 }
 

@@ -1,5 +1,7 @@
 //! Group commit for the writes every relayed message makes: storing a received event, starting a
-//! message's creation, recording its Chatwoot id, closing the event, and storing an agent's reply job.
+//! message's creation, recording its Chatwoot id, closing the event; storing an agent's reply job and
+//! recording its send; a message's tick. Every hot-path write goes through here, so the writer is the one
+//! user of SQLite's single write connection on those paths and nothing queues beside it.
 //!
 //! Callers from every integration hand their write to one task and await its answer; the task runs
 //! whatever has queued up meanwhile as **one statement per kind of write, in one transaction**, then
@@ -12,13 +14,14 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, TransactionTrait as _};
 use tokio::sync::{mpsc, oneshot};
 
 use super::StoreError;
 use super::events::{self, NewEvent, Stored};
 use super::jobs::{self, NewJob};
-use super::messages::{self, Created, NewMapping, Started};
+use super::messages::{self, Created, NewMapping, Outgoing, Started};
 
 /// Writes waiting for the writer; a full queue makes callers wait (back-pressure, bounded memory).
 const QUEUE: usize = 4096;
@@ -47,6 +50,32 @@ enum Write {
         job: NewJob,
         reply: Reply<Option<i64>>,
     },
+    /// A change to one row, in the group's transaction (statement by statement: these are fewer).
+    Row {
+        change: RowChange,
+        reply: Reply<()>,
+    },
+}
+
+/// The single-row changes the outbound path and receipts make.
+enum RowChange {
+    JobSending { job: i64, since: Option<DateTime<Utc>> },
+    JobPartsSent { job: i64, parts: i32 },
+    JobFinished { job: i64, state: &'static str, error: String },
+    Outgoing(Outgoing),
+    LastStatus { mapping: i64, status: &'static str },
+}
+
+impl RowChange {
+    async fn apply(&self, db: &impl ConnectionTrait) -> Result<(), DbErr> {
+        match self {
+            Self::JobSending { job, since } => jobs::set_sending_in(db, *job, *since).await,
+            Self::JobPartsSent { job, parts } => jobs::set_parts_sent_in(db, *job, *parts).await,
+            Self::JobFinished { job, state, error } => jobs::finish_in(db, *job, state, error).await,
+            Self::Outgoing(outgoing) => messages::record_outgoing_in(db, outgoing).await,
+            Self::LastStatus { mapping, status } => messages::set_last_status_in(db, *mapping, status).await,
+        }
+    }
 }
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
@@ -59,6 +88,7 @@ impl Write {
             Self::CompleteMessage { .. } => 2,
             Self::EventDone { .. } => 3,
             Self::StoreJob { .. } => 4,
+            Self::Row { .. } => 5,
         }
     }
 }
@@ -115,6 +145,36 @@ impl Writer {
         self.submit(Write::StoreJob { job, reply }, answer).await
     }
 
+    /// Records that a send of the job starts now (`Some`) or that its outcome is known (`None`).
+    pub async fn job_sending(&self, job: i64, since: Option<DateTime<Utc>>) -> Result<(), StoreError> {
+        self.change(RowChange::JobSending { job, since }).await
+    }
+
+    /// Records that `parts` parts of the job's message were accepted by RyzeAPI.
+    pub async fn job_parts_sent(&self, job: i64, parts: i32) -> Result<(), StoreError> {
+        self.change(RowChange::JobPartsSent { job, parts }).await
+    }
+
+    /// Closes a job as `state` (`done`, or `failed` with the reason).
+    pub async fn job_finished(&self, job: i64, state: &'static str, error: &str) -> Result<(), StoreError> {
+        self.change(RowChange::JobFinished { job, state, error: error.to_owned() }).await
+    }
+
+    /// Records a message RyzeAPI accepted (see [`messages::record_outgoing_in`]).
+    pub async fn record_outgoing(&self, outgoing: Outgoing) -> Result<(), StoreError> {
+        self.change(RowChange::Outgoing(outgoing)).await
+    }
+
+    /// Remembers the last tick set on a Chatwoot message.
+    pub async fn set_last_status(&self, mapping: i64, status: &'static str) -> Result<(), StoreError> {
+        self.change(RowChange::LastStatus { mapping, status }).await
+    }
+
+    async fn change(&self, change: RowChange) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.submit(Write::Row { change, reply }, answer).await
+    }
+
     async fn submit<T>(&self, write: Write, answer: oneshot::Receiver<Result<T, StoreError>>) -> Result<T, StoreError> {
         self.queue.send(write).await.map_err(|_| StoreError::WriterGone)?;
         answer.await.map_err(|_| StoreError::WriterGone)?
@@ -154,7 +214,12 @@ async fn run(db: DatabaseConnection, mut receiver: mpsc::Receiver<Write>) {
 /// Runs every write of `group`, one statement per kind, atomically. Nobody is answered yet.
 async fn commit(db: &DatabaseConnection, group: &[Write]) -> Result<Applied, DbErr> {
     let first_kind = group.first().map(Write::kind);
-    if group.iter().all(|write| Some(write.kind()) == first_kind) {
+    let one_statement = match group {
+        [_] => true,
+        [Write::Row { .. }, ..] => false,
+        _ => group.iter().all(|write| Some(write.kind()) == first_kind),
+    };
+    if one_statement {
         // One statement: atomic and durable on its own.
         return apply(db, group).await;
     }
@@ -174,6 +239,7 @@ async fn apply(db: &impl ConnectionTrait, group: &[Write]) -> Result<Applied, Db
             Write::CompleteMessage { created: c, .. } => created.push(*c),
             Write::EventDone { event } => done.push(*event),
             Write::StoreJob { job, .. } => new_jobs.push(job),
+            Write::Row { .. } => {}
         }
     }
     let stored = events::insert_many_in(db, &new_events).await?;
@@ -181,6 +247,11 @@ async fn apply(db: &impl ConnectionTrait, group: &[Write]) -> Result<Applied, Db
     messages::complete_many_in(db, &created).await?;
     events::mark_done_many_in(db, &done).await?;
     let jobs = jobs::insert_many_in(db, &new_jobs).await?;
+    for write in group {
+        if let Write::Row { change, .. } = write {
+            change.apply(db).await?;
+        }
+    }
     Ok(Applied { stored, started, jobs })
 }
 
@@ -197,6 +268,7 @@ fn answer(group: impl IntoIterator<Item = Write>, applied: Applied) {
             Write::CompleteMessage { reply, .. } => drop(reply.send(Ok(()))),
             Write::EventDone { .. } => {}
             Write::StoreJob { reply, .. } => drop(reply.send(jobs.next().ok_or_else(missing))),
+            Write::Row { reply, .. } => drop(reply.send(Ok(()))),
         }
     }
 }
@@ -213,6 +285,7 @@ fn fail(group: impl IntoIterator<Item = Write>, error: impl Fn() -> StoreError) 
                 tracing::warn!(event, "marking an event done failed; a replay will find it done")
             }
             Write::StoreJob { reply, .. } => drop(reply.send(Err(error()))),
+            Write::Row { reply, .. } => drop(reply.send(Err(error()))),
         }
     }
 }
