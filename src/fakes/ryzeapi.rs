@@ -166,9 +166,6 @@ impl RyzeApiSim {
                 .default_service(web::to(api))
         })
         .workers(1)
-        // A severed WebSocket must close its TCP connection, as a real server dropping the link does
-        // (with keep-alive the socket would stay open after the upgraded response ends).
-        .keep_alive(actix_web::http::KeepAlive::Disabled)
         // Zero: close the socket as soon as the severed response ends (the default waits up to 1 s).
         .client_disconnect_timeout(Duration::ZERO)
         .disable_signals()
