@@ -2,10 +2,9 @@
 
 use chrono::{DateTime, Utc};
 use entity::inbound_event::{ActiveModel, Column, Entity, Model};
-use sea_orm::sea_query::{OnConflict, Query};
 use sea_orm::{
     ActiveModelTrait as _, ColumnTrait as _, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait as _,
-    QueryFilter as _, QueryOrder as _, QuerySelect as _, QueryTrait as _, Set,
+    QueryFilter as _, QueryOrder as _, QuerySelect as _, Set,
 };
 
 use super::StoreError;
@@ -59,35 +58,13 @@ pub(crate) async fn insert_many_in(db: &impl ConnectionTrait, events: &[&NewEven
         processed_at: Set(None),
         ..Default::default()
     });
-    let mut insert = Entity::insert_many(rows).on_conflict(OnConflict::new().do_nothing().to_owned()).into_query();
-    insert.returning(Query::returning().columns([
-        Column::Id,
-        Column::IntegrationId,
-        Column::EventId,
-        Column::MessageKey,
-    ]));
-    let mut inserted: Vec<(i64, String, Option<String>, Option<String>)> = Vec::new();
-    for row in db.query_all(&insert).await? {
-        inserted.push((
-            row.try_get("", "id")?,
-            row.try_get("", "integration_id")?,
-            row.try_get("", "event_id")?,
-            row.try_get("", "message_key")?,
-        ));
-    }
-    // Each inserted row is the first of `events` with its keys; every other one is a duplicate.
-    Ok(events
-        .iter()
-        .map(|event| {
-            let position = inserted.iter().position(|(_, integration, event_id, message_key)| {
-                *integration == event.integration_id && *event_id == event.event_id && *message_key == event.message_key
-            });
-            match position {
-                Some(position) => Stored::New(inserted.swap_remove(position).0),
-                None => Stored::Duplicate,
-            }
-        })
-        .collect())
+    let keys = events.iter().map(|e| (e.integration_id.clone(), e.event_id.clone(), e.message_key.clone())).collect();
+    let columns = vec![Column::IntegrationId, Column::EventId, Column::MessageKey];
+    let ids = super::insert_new(db, rows.collect(), (Column::Id, columns), keys, |row| {
+        Ok((row.try_get("", "integration_id")?, row.try_get("", "event_id")?, row.try_get("", "message_key")?))
+    })
+    .await?;
+    Ok(ids.into_iter().map(|id| id.map_or(Stored::Duplicate, Stored::New)).collect())
 }
 
 /// `(id, chat key)` of every pending event of the integration, oldest first.

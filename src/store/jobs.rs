@@ -3,10 +3,9 @@
 use chrono::Utc;
 use entity::outbound_job::{ActiveModel, Column, Entity, Model};
 use sea_orm::ExprTrait as _;
-use sea_orm::sea_query::{OnConflict, Query};
 use sea_orm::{
     ActiveModelTrait as _, ColumnTrait as _, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait as _,
-    QueryFilter as _, QueryOrder as _, QuerySelect as _, QueryTrait as _, Set,
+    QueryFilter as _, QueryOrder as _, QuerySelect as _, Set,
 };
 
 use super::StoreError;
@@ -44,31 +43,12 @@ pub(crate) async fn insert_many_in(db: &impl ConnectionTrait, jobs: &[&NewJob]) 
         sending_at: Set(None),
         ..Default::default()
     });
-    let mut insert = Entity::insert_many(rows).on_conflict(OnConflict::new().do_nothing().to_owned()).into_query();
-    insert.returning(Query::returning().columns([
-        Column::Id,
-        Column::IntegrationId,
-        Column::ChatwootMessageId,
-        Column::Kind,
-    ]));
-    let mut inserted: Vec<(i64, String, i64, String)> = Vec::new();
-    for row in db.query_all(&insert).await? {
-        inserted.push((
-            row.try_get("", "id")?,
-            row.try_get("", "integration_id")?,
-            row.try_get("", "chatwoot_message_id")?,
-            row.try_get("", "kind")?,
-        ));
-    }
-    Ok(jobs
-        .iter()
-        .map(|job| {
-            let position = inserted.iter().position(|(_, integration, message, kind)| {
-                *integration == job.integration_id && *message == job.chatwoot_message_id && *kind == job.kind
-            });
-            position.map(|position| inserted.swap_remove(position).0)
-        })
-        .collect())
+    let keys = jobs.iter().map(|j| (j.integration_id.clone(), j.chatwoot_message_id, j.kind.clone())).collect();
+    let columns = vec![Column::IntegrationId, Column::ChatwootMessageId, Column::Kind];
+    super::insert_new(db, rows.collect(), (Column::Id, columns), keys, |row| {
+        Ok((row.try_get("", "integration_id")?, row.try_get("", "chatwoot_message_id")?, row.try_get("", "kind")?))
+    })
+    .await
 }
 
 pub async fn find(db: &DatabaseConnection, id: i64) -> Result<Option<Model>, StoreError> {

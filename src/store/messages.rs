@@ -2,10 +2,10 @@
 
 use chrono::Utc;
 use entity::message_map::{ActiveModel, Column, Entity, Model};
-use sea_orm::sea_query::{CaseStatement, Expr, OnConflict, Query};
+use sea_orm::sea_query::{CaseStatement, Expr, OnConflict};
 use sea_orm::{
     ActiveModelTrait as _, ColumnTrait as _, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait as _, NotSet,
-    QueryFilter as _, QueryTrait as _, Set,
+    QueryFilter as _, Set,
 };
 
 use super::StoreError;
@@ -71,19 +71,16 @@ pub(crate) async fn start_many_in(db: &impl ConnectionTrait, news: &[&NewMapping
         row.id = NotSet;
         row
     });
-    let mut insert = Entity::insert_many(rows).on_conflict(OnConflict::new().do_nothing().to_owned()).into_query();
-    insert.returning(Query::returning().columns([Column::Id, Column::IntegrationId, Column::WaId]));
-    let mut inserted: Vec<(i64, String, String)> = Vec::new();
-    for row in db.query_all(&insert).await? {
-        inserted.push((row.try_get("", "id")?, row.try_get("", "integration_id")?, row.try_get("", "wa_id")?));
-    }
+    let keys = news.iter().map(|n| (n.integration_id.clone(), n.wa_id.clone())).collect();
+    let columns = vec![Column::IntegrationId, Column::WaId];
+    let ids = super::insert_new(db, rows.collect(), (Column::Id, columns), keys, |row| {
+        Ok((row.try_get("", "integration_id")?, row.try_get("", "wa_id")?))
+    })
+    .await?;
     let mut started = Vec::with_capacity(news.len());
-    for new in news {
-        let position = inserted
-            .iter()
-            .position(|(_, integration, wa_id)| *integration == new.integration_id && *wa_id == new.wa_id);
-        let result = match position {
-            Some(position) => Started { mapping: model(new, inserted.swap_remove(position).0), fresh: true },
+    for (new, id) in news.iter().zip(ids) {
+        let result = match id {
+            Some(id) => Started { mapping: model(new, id), fresh: true },
             None => {
                 let existing = Entity::find()
                     .filter(Column::IntegrationId.eq(new.integration_id.as_str()))

@@ -11,10 +11,11 @@ pub mod writer;
 use std::time::Duration;
 
 use migration::MigratorTrait as _;
+use sea_orm::sea_query::{OnConflict, Query};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
-    ColumnTrait as _, Condition, ConnectOptions, Database, DatabaseConnection, DbErr, EntityTrait, QueryFilter as _,
-    QuerySelect as _,
+    ActiveModelTrait, ColumnTrait as _, Condition, ConnectOptions, ConnectionTrait, Database, DatabaseConnection,
+    DbErr, EntityTrait, QueryFilter as _, QueryResult, QuerySelect as _, QueryTrait as _,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -148,6 +149,42 @@ where
         return Ok(0);
     }
     Ok(E::delete_many().filter(id.is_in(ids)).exec(db).await?.rows_affected)
+}
+
+/// Inserts `rows` in one statement, skipping each row that conflicts with a unique index (a stored row,
+/// or an earlier one of `rows`), and returns, in the order of `keys`, the id each row got or `None` where
+/// it was skipped. `keys[i]` is row `i`'s unique key; `returned` reads the same key from a row the
+/// statement returns (`RETURNING id, key_columns…`). Used inside the writer's group transaction: a
+/// conflict must not be an error there (on PostgreSQL an error aborts the whole transaction).
+async fn insert_new<A, K>(
+    db: &impl ConnectionTrait,
+    rows: Vec<A>,
+    (id, key_columns): (<A::Entity as EntityTrait>::Column, Vec<<A::Entity as EntityTrait>::Column>),
+    keys: Vec<K>,
+    returned: impl Fn(&QueryResult) -> Result<K, DbErr>,
+) -> Result<Vec<Option<i64>>, DbErr>
+where
+    A: ActiveModelTrait,
+    K: PartialEq,
+{
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut insert = <A::Entity as EntityTrait>::insert_many(rows)
+        .on_conflict(OnConflict::new().do_nothing().to_owned())
+        .into_query();
+    insert.returning(Query::returning().columns(std::iter::once(id).chain(key_columns)));
+    let mut inserted = Vec::new();
+    for row in db.query_all(&insert).await? {
+        inserted.push((row.try_get_by_index::<i64>(0)?, returned(&row)?));
+    }
+    Ok(keys
+        .iter()
+        .map(|key| {
+            let position = inserted.iter().position(|(_, inserted_key)| inserted_key == key);
+            position.map(|position| inserted.swap_remove(position).0)
+        })
+        .collect())
 }
 
 /// Whether the database answers.
