@@ -36,7 +36,7 @@ pub struct Services {
     pub db: DatabaseConnection,
     /// Hot-path reads (see [`store::Store::reader`]).
     pub reader: DatabaseConnection,
-    pub writer: store::writer::Writer,
+    pub writers: store::writer::Writers,
     pub sealer: Sealer,
     pub instance_locks: InstanceLocks,
 }
@@ -85,8 +85,8 @@ impl Shared {
     /// Marks boot as finished. Only the first call has an effect.
     pub fn finish_boot(&self, store: store::Store) {
         let sealer = Sealer::new(self.settings.encryption_key.clone(), self.settings.previous_encryption_key.clone());
-        let store::Store { db, reader, writer } = store;
-        let _ = self.services.set(Services { db, reader, writer, sealer, instance_locks: InstanceLocks::default() });
+        let store::Store { db, reader, writers } = store;
+        let _ = self.services.set(Services { db, reader, writers, sealer, instance_locks: InstanceLocks::default() });
     }
 }
 

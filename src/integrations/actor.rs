@@ -349,7 +349,7 @@ impl IntegrationActor {
             return;
         }
         let Ok(services) = self.shared.booted() else { return };
-        let writer = services.writer.clone();
+        let writer = services.writers.of(&self.cfg.id).clone();
         let count = self.ingest.frames.len().min(MAX_STORE_BATCH);
         let batch: Vec<Received> = self.ingest.frames.drain(..count).collect();
         self.ingest.busy = true;

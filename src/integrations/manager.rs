@@ -177,7 +177,7 @@ impl Handler<Start> for Manager {
                         live
                     },
                     reader: services.reader.clone(),
-                    writer: services.writer.clone(),
+                    writer: services.writers.of(&model.id).clone(),
                 };
                 Some(ActorConfig {
                     id: model.id,

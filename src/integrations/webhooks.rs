@@ -146,7 +146,7 @@ async fn handle(shared: &Shared, id: &str, event: WebhookEvent, body: &[u8]) -> 
                 conversation_id: message.conversation_id,
                 payload: String::from_utf8_lossy(body).into_owned(),
             };
-            if let Some(job_id) = services.writer.store_job(job).await?
+            if let Some(job_id) = services.writers.of(id).store_job(job).await?
                 && let Some(manager) = shared.manager()
             {
                 manager.do_send(manager::QueueJob {

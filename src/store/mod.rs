@@ -45,9 +45,12 @@ pub struct Store {
     /// Reads on the hot paths. On SQLite, separate read-only connections beside the writer (WAL lets them
     /// run in parallel with it); on PostgreSQL, the same pool as `db`.
     pub reader: DatabaseConnection,
-    /// Group commit for the writes every relayed message makes.
-    pub writer: writer::Writer,
+    /// Group commit for the writes every relayed message makes (see [`writer::Writers::of`]).
+    pub writers: writer::Writers,
 }
+
+/// Group-commit writers on PostgreSQL (of its 16 pooled connections); SQLite has one write connection.
+const POSTGRES_WRITERS: usize = 4;
 
 /// Read-only SQLite connections beside the writer.
 const SQLITE_READERS: u32 = 4;
@@ -56,8 +59,8 @@ const SQLITE_READERS: u32 = 4;
 pub async fn open(url: &str) -> Result<Store, StoreError> {
     let db = connect_and_migrate(url).await?;
     let reader = if is_sqlite(url) { connect(url, SQLITE_READERS, true).await? } else { db.clone() };
-    let writer = writer::Writer::start(db.clone());
-    Ok(Store { db, reader, writer })
+    let writers = writer::Writers::start(&db, if is_sqlite(url) { 1 } else { POSTGRES_WRITERS });
+    Ok(Store { db, reader, writers })
 }
 
 fn is_sqlite(url: &str) -> bool {

@@ -101,6 +101,33 @@ struct Applied {
     jobs: Vec<Option<i64>>,
 }
 
+/// Every writer of the bridge. SQLite has one write connection, so it gets one writer. PostgreSQL gets
+/// several, so that one group's commit (a WAL flush on the server) overlaps another's. An integration
+/// always uses the same writer: its writes keep the order they were submitted in, which is all its actor
+/// relies on.
+#[derive(Clone, Debug)]
+pub struct Writers {
+    shards: std::sync::Arc<[Writer]>,
+}
+
+impl Writers {
+    /// Starts `count` (at least one) writers on the current runtime, writing through `db`.
+    pub fn start(db: &DatabaseConnection, count: usize) -> Self {
+        Self { shards: (0..count.max(1)).map(|_| Writer::start(db.clone())).collect() }
+    }
+
+    /// The writer of an integration.
+    pub fn of(&self, integration_id: &str) -> &Writer {
+        // FNV-1a: stable and cheap; any spread will do.
+        let hash = integration_id
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3));
+        let shards = self.shards.len() as u64;
+        let index = usize::try_from(hash % shards).unwrap_or(0);
+        &self.shards[index]
+    }
+}
+
 /// The handle callers use; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Writer {
