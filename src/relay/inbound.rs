@@ -469,8 +469,7 @@ pub(crate) async fn post_once(
         Ok(created) => created,
         Err(e) if e.failure() == Failure::NotFound => {
             // The conversation was deleted in Chatwoot: forget it, open a new one, try once more.
-            let chat = store::chats::set_conversation(db, chat.id, None).await.map_err(store_failed)?;
-            relay.live.chats.forget(|cached| cached.id == chat.id);
+            let chat = set_conversation(db, relay, chat.id, None).await?;
             conversation_id = ensure_conversation(db, relay, chatwoot, &chat, false).await?.0;
             store::messages::mark_attempted(db, mapping.id, conversation_id).await.map_err(store_failed)?;
             match create(conversation_id).await {
@@ -483,8 +482,7 @@ pub(crate) async fn post_once(
     relay.writer.complete_message(mapping.id, created.id, conversation_id).await.map_err(store_failed)?;
     if was_resolved && post.direction == "incoming" {
         // Chatwoot reopens a resolved conversation on an incoming message.
-        store::chats::set_conversation(db, chat.id, Some((conversation_id, "open"))).await.map_err(store_failed)?;
-        relay.live.chats.forget(|cached| cached.id == chat.id);
+        set_conversation(db, relay, chat.id, Some((conversation_id, "open"))).await?;
     }
     relay.live.messages_to_chatwoot.fetch_add(1, Ordering::Relaxed);
     Ok(())
@@ -604,10 +602,7 @@ pub(crate) async fn ensure_conversation(
         let usable =
             existing.into_iter().filter(|c| c.inbox_id == Some(relay.inbox_id)).find(|c| c.status != "resolved");
         if let Some(conversation) = usable {
-            store::chats::set_conversation(db, chat.id, Some((conversation.id, conversation.status.as_str())))
-                .await
-                .map_err(store_failed)?;
-            relay.live.chats.forget(|cached| cached.id == chat.id);
+            set_conversation(db, relay, chat.id, Some((conversation.id, conversation.status.as_str()))).await?;
             return Ok((conversation.id, false));
         }
     }
@@ -621,11 +616,21 @@ pub(crate) async fn ensure_conversation(
         Failure::NotFound => inbox_gone(&e),
         _ => on_chatwoot_error(&e),
     })?;
-    store::chats::set_conversation(db, chat.id, Some((conversation.id, conversation.status.as_str())))
-        .await
-        .map_err(store_failed)?;
-    relay.live.chats.forget(|cached| cached.id == chat.id);
+    set_conversation(db, relay, chat.id, Some((conversation.id, conversation.status.as_str()))).await?;
     Ok((conversation.id, false))
+}
+
+/// Records the chat's conversation (`None`: it has none) and drops the chat from the relay's cache, which
+/// must never be older than the row.
+async fn set_conversation(
+    db: &DatabaseConnection,
+    relay: &RelayContext,
+    chat_id: i64,
+    conversation: Option<(i64, &str)>,
+) -> Step<chat::Model> {
+    let chat = store::chats::set_conversation(db, chat_id, conversation).await.map_err(store_failed)?;
+    relay.live.chats.forget(|cached| cached.id == chat_id);
+    Ok(chat)
 }
 
 /// A WhatsApp "delete for everyone": delete the Chatwoot message it maps to, if any.

@@ -116,19 +116,13 @@ pub(crate) type Created = (i64, i64, i64);
 /// The Chatwoot messages exist: remember their ids, in one statement (inside the writer's group
 /// transaction).
 pub(crate) async fn complete_many_in(db: &impl ConnectionTrait, created: &[Created]) -> Result<(), DbErr> {
-    let Some(&(first_row, first_message, first_conversation)) = created.first() else { return Ok(()) };
+    if created.is_empty() {
+        return Ok(());
+    }
     let by_row = |value: fn(&Created) -> i64| {
-        created[1..]
-            .iter()
-            .fold(CaseStatement::new().case(Column::Id.eq(first_row), Expr::val(value(&created[0]))), |case, c| {
-                case.case(Column::Id.eq(c.0), Expr::val(value(c)))
-            })
+        created.iter().fold(CaseStatement::new(), |case, c| case.case(Column::Id.eq(c.0), Expr::val(value(c))))
     };
-    let (message, conversation) = if created.len() == 1 {
-        (Expr::val(first_message), Expr::val(first_conversation))
-    } else {
-        (by_row(|c| c.1).into(), by_row(|c| c.2).into())
-    };
+    let (message, conversation) = (by_row(|c| c.1).into(), by_row(|c| c.2).into());
     Entity::update_many()
         .col_expr(Column::ChatwootMessageId, message)
         .col_expr(Column::ConversationId, conversation)

@@ -80,19 +80,6 @@ impl RowChange {
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
-impl Write {
-    fn kind(&self) -> usize {
-        match self {
-            Self::StoreEvent { .. } => 0,
-            Self::StartMessage { .. } => 1,
-            Self::CompleteMessage { .. } => 2,
-            Self::EventDone { .. } => 3,
-            Self::StoreJob { .. } => 4,
-            Self::Row { .. } => 5,
-        }
-    }
-}
-
 /// What a group's statements returned, per kind, in the order of the group's writes of that kind.
 #[derive(Default)]
 struct Applied {
@@ -240,14 +227,14 @@ async fn run(db: DatabaseConnection, mut receiver: mpsc::Receiver<Write>) {
 
 /// Runs every write of `group`, one statement per kind, atomically. Nobody is answered yet.
 async fn commit(db: &DatabaseConnection, group: &[Write]) -> Result<Applied, DbErr> {
-    let first_kind = group.first().map(Write::kind);
+    // One write, or writes of one batched kind, are a single statement: atomic and durable on its own.
+    // Row changes are a statement each.
     let one_statement = match group {
-        [_] => true,
+        [] | [_] => true,
         [Write::Row { .. }, ..] => false,
-        _ => group.iter().all(|write| Some(write.kind()) == first_kind),
+        [first, rest @ ..] => rest.iter().all(|write| std::mem::discriminant(write) == std::mem::discriminant(first)),
     };
     if one_statement {
-        // One statement: atomic and durable on its own.
         return apply(db, group).await;
     }
     let txn = db.begin().await?;
