@@ -233,8 +233,12 @@ async fn start_as_pending_and_reopen_resolved() {
     stack.ryzeapi.send_event("suporte", sim::text_message("suporte", "3EB0S002", MARIA, "Maria", "primeira"));
     wait_messages(&stack, 1).await;
     let display_id = stack.chatwoot.conversations()[0].display_id;
-    mark_resolved(&stack, &id).await;
-    stack.chatwoot.set_conversation_status(display_id, "resolved");
+    assert!(stack.chatwoot.set_conversation_status(display_id, "resolved"));
+    let conn = stack.db.connect().await;
+    common::eventually_async("the bridge learns the conversation was resolved", Duration::from_secs(10), || {
+        chat_status(&conn, &id)
+    })
+    .await;
     stack.ryzeapi.send_event("suporte", sim::text_message("suporte", "3EB0S003", MARIA, "Maria", "de novo"));
     wait_messages(&stack, 2).await;
     assert_eq!(stack.chatwoot.conversation_count(), 1);
@@ -266,16 +270,6 @@ async fn chat_status(conn: &sea_orm::DatabaseConnection, integration_id: &str) -
         "SELECT conversation_status FROM chats WHERE integration_id = '{integration_id}' AND conversation_status = 'resolved'"
     );
     conn.query_one_raw(Statement::from_string(conn.get_database_backend(), sql)).await.unwrap().is_some()
-}
-
-/// What the bridge learns from Chatwoot's `conversation_status_changed` webhook, written directly until
-/// the webhook route lands.
-async fn mark_resolved(stack: &Stack, integration_id: &str) {
-    use sea_orm::{ConnectionTrait as _, Statement};
-    let conn = stack.db.connect().await;
-    let backend = conn.get_database_backend();
-    let sql = format!("UPDATE chats SET conversation_status = 'resolved' WHERE integration_id = '{integration_id}'");
-    conn.execute_raw(Statement::from_string(backend, sql)).await.unwrap();
 }
 
 #[actix_web::test]
