@@ -232,13 +232,7 @@ async fn start_as_pending_and_reopen_resolved() {
     let (stack, id) = connected_stack(json!({"reopenResolved": true})).await;
     stack.ryzeapi.send_event("suporte", sim::text_message("suporte", "3EB0S002", MARIA, "Maria", "primeira"));
     wait_messages(&stack, 1).await;
-    let display_id = stack.chatwoot.conversations()[0].display_id;
-    assert!(stack.chatwoot.set_conversation_status(display_id, "resolved"));
-    let conn = stack.db.connect().await;
-    common::eventually_async("the bridge learns the conversation was resolved", Duration::from_secs(10), || {
-        chat_status(&conn, &id)
-    })
-    .await;
+    resolve_in_chatwoot(&stack, &id).await;
     stack.ryzeapi.send_event("suporte", sim::text_message("suporte", "3EB0S003", MARIA, "Maria", "de novo"));
     wait_messages(&stack, 2).await;
     assert_eq!(stack.chatwoot.conversation_count(), 1);
@@ -251,25 +245,28 @@ async fn start_as_pending_and_reopen_resolved() {
     wait_messages(&stack, 1).await;
     stack.ryzeapi.send_event("suporte", sim::text_message("suporte", "3EB0S006", MARIA, "Maria", "segunda"));
     wait_messages(&stack, 2).await;
-    let display_id = stack.chatwoot.conversations()[0].display_id;
-    assert!(stack.chatwoot.set_conversation_status(display_id, "resolved"));
-    let conn = stack.db.connect().await;
-    common::eventually_async("the bridge learns the conversation was resolved", Duration::from_secs(10), || {
-        chat_status(&conn, &id)
-    })
-    .await;
+    resolve_in_chatwoot(&stack, &id).await;
     stack.ryzeapi.send_event("suporte", sim::text_message("suporte", "3EB0S005", MARIA, "Maria", "nova"));
     wait_messages(&stack, 3).await;
     assert_eq!(stack.chatwoot.conversation_count(), 2);
 }
 
-/// Whether the bridge has recorded the integration's chat as resolved.
-async fn chat_status(conn: &sea_orm::DatabaseConnection, integration_id: &str) -> bool {
+/// An agent resolves the (only) conversation in Chatwoot; returns once its webhook has reached the bridge
+/// and the chat is recorded as resolved.
+async fn resolve_in_chatwoot(stack: &Stack, integration_id: &str) {
     use sea_orm::{ConnectionTrait as _, Statement};
+    let display_id = stack.chatwoot.conversations()[0].display_id;
+    assert!(stack.chatwoot.set_conversation_status(display_id, "resolved"));
+    let conn = stack.db.connect().await;
     let sql = format!(
         "SELECT conversation_status FROM chats WHERE integration_id = '{integration_id}' AND conversation_status = 'resolved'"
     );
-    conn.query_one_raw(Statement::from_string(conn.get_database_backend(), sql)).await.unwrap().is_some()
+    let resolved = || async {
+        let statement = Statement::from_string(conn.get_database_backend(), sql.clone());
+        conn.query_one_raw(statement).await.unwrap().is_some()
+    };
+    common::eventually_async("the bridge learns the conversation was resolved", Duration::from_secs(10), resolved)
+        .await;
 }
 
 #[actix_web::test]
