@@ -236,6 +236,55 @@ async fn typing_becomes_presence_and_receipts_become_ticks() {
     assert_eq!(stack.chatwoot.message(reply).unwrap().status, "read", "ticks never go backwards");
 }
 
+/// The `PATCH` requests that set `status` on a message, as `(status answered)`.
+fn tick_requests(stack: &Stack, message_id: i64, status: &str) -> Vec<u16> {
+    let suffix = format!("/messages/{message_id}");
+    stack
+        .chatwoot
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "PATCH" && r.path.ends_with(&suffix))
+        .filter(|r| r.body.as_ref().is_some_and(|b| b["status"] == status))
+        .map(|r| r.status)
+        .collect()
+}
+
+#[actix_web::test]
+async fn a_sent_tick_refused_for_a_while_is_set_later_without_sending_again() {
+    let (stack, _id, display_id) = conversation(json!({})).await;
+    stack.chatwoot.fail_next("PATCH", "/messages/", 503, 2);
+    let reply = stack.chatwoot.agent_reply(display_id, "chegou?", false).unwrap();
+    eventually("the tick set", WAIT, || tick_requests(&stack, reply, "sent").contains(&200)).await;
+    assert_eq!(tick_requests(&stack, reply, "sent"), [503, 503, 200]);
+    assert_eq!(sends(&stack).len(), 1, "the replays only set the tick");
+    assert!(tick_requests(&stack, reply, "failed").is_empty(), "a sent message is never shown as failed");
+}
+
+#[actix_web::test]
+async fn a_sent_tick_retried_after_a_receipt_does_not_move_the_tick_back() {
+    let (stack, _id, display_id) = conversation(json!({})).await;
+    // Rack::Attack's 429 asks for a second: the delivery receipt arrives during that wait.
+    stack.chatwoot.fail_next("PATCH", "/messages/", 429, 1);
+    let reply = stack.chatwoot.agent_reply(display_id, "chegou?", false).unwrap();
+    wait_sends(&stack, 1).await;
+    let chatwoot = &stack.chatwoot;
+    eventually("the refused tick", WAIT, || tick_requests(&stack, reply, "sent") == [429]).await;
+    let sent_id = stack.ryzeapi.sent_message_ids("suporte").into_iter().next().unwrap();
+    stack.ryzeapi.send_event("suporte", sim::status_event("suporte", &[&sent_id], "delivered", MARIA));
+    wait_tick_request(&stack, reply, "delivered").await;
+    // The job's replay (a second after the 429) finds the tick past `sent` and leaves it.
+    eventually("the replay finished", WAIT, || {
+        chatwoot.requests().iter().filter(|r| r.method == "PATCH").count() == 2
+            && stack.ryzeapi.requests("suporte").iter().filter(|c| c.path.starts_with("/api/chat/markRead/")).count()
+                == 1
+    })
+    .await;
+    actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(tick_requests(&stack, reply, "sent"), [429]);
+    assert_eq!(stack.chatwoot.message(reply).unwrap().status, "delivered");
+    assert_eq!(sends(&stack).len(), 1);
+}
+
 #[actix_web::test]
 async fn replies_while_paused_wait_and_go_out_on_resume() {
     let (stack, id, display_id) = conversation(json!({})).await;

@@ -126,6 +126,8 @@ struct State {
     requests: Vec<RecordedRequest>,
     violations: Vec<String>,
     fault: Fault,
+    /// Faults for particular requests: `(method, part of the path, status, how many more)`.
+    failures: Vec<(String, String, u16, u32)>,
     contacts: BTreeMap<i64, FakeContact>,
     contact_inboxes: BTreeMap<i64, FakeContactInbox>,
     /// `(inbox_id, source_id)` → contact_inbox id (unique, as in Chatwoot), so lookups need no scan.
@@ -238,6 +240,7 @@ impl FakeChatwoot {
             requests: Vec::new(),
             violations: Vec::new(),
             fault: Fault::None,
+            failures: Vec::new(),
             flaky_draws: 0,
             contacts: BTreeMap::new(),
             contact_inboxes: BTreeMap::new(),
@@ -323,6 +326,12 @@ impl FakeChatwoot {
 
     pub fn set_fault(&self, fault: Fault) {
         self.state().fault = fault;
+    }
+
+    /// Answers the next `times` requests of `method` to a path containing `path_part` with `status` (and
+    /// the page a proxy or Rack::Attack would send), changing nothing; other requests are not affected.
+    pub fn fail_next(&self, method: &str, path_part: &str, status: u16, times: u32) {
+        self.state().failures.push((method.to_owned(), path_part.to_owned(), status, times));
     }
 
     pub fn inboxes(&self) -> Vec<FakeInbox> {
@@ -534,9 +543,17 @@ async fn dispatch(req: HttpRequest, body: web::Bytes, state: web::Data<Mutex<Sta
         }
     }
     let call = Call { http: &req, method: &method, path: &path, json: parsed_body.as_ref(), form: form.as_ref() };
-    let (status, response) = match fault {
-        Fault::Status(status) => fault_page(status),
-        Fault::Flaky { percent } => {
+    let targeted = guard
+        .failures
+        .iter_mut()
+        .find(|(m, part, _, left)| *m == method && path.contains(part.as_str()) && *left > 0)
+        .map(|(_, _, status, left)| {
+            *left -= 1;
+            *status
+        });
+    let (status, response) = match (targeted, fault) {
+        (Some(status), _) | (None, Fault::Status(status)) => fault_page(status),
+        (None, Fault::Flaky { percent }) => {
             // xorshift over a counter: reproducible, evenly spread.
             guard.flaky_draws = guard.flaky_draws.wrapping_add(1);
             let mut x = guard.flaky_draws.wrapping_mul(0x9E37_79B9_7F4A_7C15);

@@ -231,14 +231,8 @@ async fn relay_receipt(relay: &RelayContext, chatwoot: &ChatwootClient, data: &V
         let (Some(conversation), Some(message)) = (mapped.conversation_id, mapped.chatwoot_message_id) else {
             continue;
         };
-        let rank = |s: Option<&str>| match s {
-            Some("sent") => 1,
-            Some("delivered") => 2,
-            Some("read") => 3,
-            _ => 0,
-        };
         if mapped.direction != "outgoing"
-            || (status != "failed" && rank(Some(status)) <= rank(mapped.last_status.as_deref()))
+            || (status != "failed" && super::tick_rank(Some(status)) <= super::tick_rank(mapped.last_status.as_deref()))
         {
             continue;
         }

@@ -17,6 +17,16 @@ pub(crate) fn retry_delay((min, max): (Duration, Duration), attempts: i32) -> Du
     min.saturating_mul(2u32.saturating_pow(exponent)).min(max)
 }
 
+/// The order of Chatwoot's ticks; a tick is only ever replaced by a higher one (`failed` aside).
+pub(crate) fn tick_rank(status: Option<&str>) -> u8 {
+    match status {
+        Some("sent") => 1,
+        Some("delivered") => 2,
+        Some("read") => 3,
+        _ => 0,
+    }
+}
+
 /// What became of one attempt to process a queued item.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {

@@ -176,6 +176,8 @@ async fn send(
     {
         text = if text.is_empty() { format!("*{agent}:*") } else { format!("*{agent}:*\n{text}") };
     }
+    // An earlier attempt sent everything and failed after that (setting the tick): only the tick is left.
+    let resumed;
     if message.attachments.is_empty() {
         if text.trim().is_empty() {
             return Err(Outcome::Failed("The message is empty".into()));
@@ -184,8 +186,9 @@ async fn send(
         let already_sent = store::messages::find_by_chatwoot_id(&relay.reader, &relay.integration_id, message.id)
             .await
             .map_err(store_failed)?
-            .is_some_and(|m| m.direction == "outgoing");
-        if !already_sent {
+            .filter(|m| m.direction == "outgoing");
+        resumed = already_sent.is_some();
+        if already_sent.is_none() {
             let part = Part { job, chat_id, caption: &text, media: false, sending_since: job.sending_at };
             let wa_id =
                 send_once(db, relay, ryzeapi, &part, ryzeapi.send_text(&number, &text, reply_to.as_deref())).await?;
@@ -197,6 +200,7 @@ async fn send(
         }
     } else {
         let already = usize::try_from(job.parts_sent).unwrap_or(0);
+        resumed = already >= message.attachments.len();
         for (index, attachment) in message.attachments.iter().enumerate().skip(already) {
             let caption = (index == 0).then_some(text.as_str());
             // A retried part may have gone out already, its echo tells; only the first part has a caption.
@@ -216,12 +220,11 @@ async fn send(
             relay.writer.job_parts_sent(job.id, parts).await.map_err(store_failed)?;
         }
     }
-    relay.live.messages_to_whatsapp.fetch_add(1, Ordering::Relaxed);
+    if !resumed {
+        relay.live.messages_to_whatsapp.fetch_add(1, Ordering::Relaxed);
+    }
     if relay.ticks() {
-        match chatwoot.set_message_status(message.conversation_id, message.id, "sent", None).await {
-            Ok(()) => {}
-            Err(e) => tracing::warn!(integration_id = %relay.integration_id, error = %e, "could not set the sent tick"),
-        }
+        sent_tick(relay, chatwoot, job, message, resumed).await?;
     }
     // The agent answered: the customer's messages are read.
     if let Ok(Some(last)) = store::messages::last_incoming(&relay.reader, chat_id).await
@@ -230,6 +233,40 @@ async fn send(
         tracing::debug!(integration_id = %relay.integration_id, error = %e, "could not mark the chat read");
     }
     Ok(())
+}
+
+/// Sets the `sent` tick of a message RyzeAPI accepted. A passing failure retries the job: its replay finds
+/// the message sent and only sets the tick, unless a receipt has moved the tick past `sent` meanwhile
+/// (ticks never go backwards). A failure that does not pass, or the job's last attempt, leaves the tick
+/// as it is: the message is on WhatsApp, and must not be shown as failed.
+async fn sent_tick(
+    relay: &RelayContext,
+    chatwoot: &ChatwootClient,
+    job: &outbound_job::Model,
+    message: &WebhookMessage,
+    resumed: bool,
+) -> Step<()> {
+    if resumed {
+        let mapped = store::messages::find_by_chatwoot_id(&relay.reader, &relay.integration_id, message.id)
+            .await
+            .map_err(store_failed)?;
+        if mapped.is_some_and(|m| super::tick_rank(m.last_status.as_deref()) > super::tick_rank(Some("sent"))) {
+            return Ok(());
+        }
+    }
+    let error = match chatwoot.set_message_status(message.conversation_id, message.id, "sent", None).await {
+        Ok(()) => return Ok(()),
+        Err(e) if e.failure() == Failure::NotFound => return Ok(()),
+        Err(e) => e,
+    };
+    match on_chatwoot_error(&error) {
+        retry @ Outcome::Retry { .. } if job.attempts + 1 < MAX_ATTEMPTS => Err(retry),
+        halt @ Outcome::Halt(_) => Err(halt),
+        _ => {
+            tracing::warn!(integration_id = %relay.integration_id, %error, "the sent tick could not be set; the message was sent");
+            Ok(())
+        }
+    }
 }
 
 /// The mapping of a sent part: `chatwoot_id` only on the first part of a message.
