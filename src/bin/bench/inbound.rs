@@ -246,19 +246,7 @@ pub async fn inbound(opts: &Opts, db: &BenchDb) -> Res<(Table, f64, usize)> {
             verdict: verdict.into(),
         });
     }
-    let s = report::sorted(&per_second);
-    table.info(
-        "per-second delivered: min / median / max",
-        format!(
-            "{:.0} / {:.0} / {:.0}",
-            s.first().copied().unwrap_or(0.0),
-            report::percentile(&s, 50.0).unwrap_or(0.0),
-            s.last().copied().unwrap_or(0.0)
-        ),
-    );
-    let head: f64 = per_second.iter().take(5).sum::<f64>() / per_second.len().clamp(1, 5) as f64;
-    let tail: f64 = per_second.iter().rev().take(5).sum::<f64>() / per_second.len().clamp(1, 5) as f64;
-    table.info("first 5 s vs last 5 s", format!("{head:.0} → {tail:.0} msg/s"));
+    report::per_second_rows(&mut table, "per-second delivered", &per_second);
     table.info("messages sent / delivered in the window", format!("{sent} / {in_window}"));
     match drained {
         Ok(_) => table.target("lost after draining", "0", "0", true),

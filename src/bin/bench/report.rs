@@ -140,6 +140,23 @@ pub fn mib(kib: u64) -> String {
 }
 
 /// The latency rows (p50/p90/p99/p99.9/max) of a set of millisecond samples.
+/// Rows for a per-second series: its min / median / max, and whether it held up (first vs last 5 s).
+pub fn per_second_rows(table: &mut Table, figure: &str, per_second: &[f64]) {
+    let s = sorted(per_second);
+    table.info(
+        format!("{figure}: min / median / max"),
+        format!(
+            "{:.0} / {:.0} / {:.0}",
+            s.first().copied().unwrap_or(0.0),
+            percentile(&s, 50.0).unwrap_or(0.0),
+            s.last().copied().unwrap_or(0.0)
+        ),
+    );
+    let head: f64 = per_second.iter().take(5).sum::<f64>() / per_second.len().clamp(1, 5) as f64;
+    let tail: f64 = per_second.iter().rev().take(5).sum::<f64>() / per_second.len().clamp(1, 5) as f64;
+    table.info("first 5 s vs last 5 s", format!("{head:.0} → {tail:.0} msg/s"));
+}
+
 pub fn latency_rows(table: &mut Table, what: &str, samples_ms: &[f64], p99_target: Option<(f64, &str)>) {
     let s = sorted(samples_ms);
     table.info(format!("{what}: samples"), s.len().to_string());

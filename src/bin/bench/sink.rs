@@ -128,19 +128,7 @@ pub async fn sink(opts: &Opts, compare_at: Option<usize>) -> Res<(Table, f64)> {
     let ok: f64 = per_second.iter().sum();
     let throughput = report::rate(ok, elapsed);
     table.info("sink capacity (message creates answered 200)", report::per_s(throughput));
-    let s = report::sorted(&per_second);
-    table.info(
-        "per-second: min / median / max",
-        format!(
-            "{:.0} / {:.0} / {:.0}",
-            s.first().copied().unwrap_or(0.0),
-            report::percentile(&s, 50.0).unwrap_or(0.0),
-            s.last().copied().unwrap_or(0.0)
-        ),
-    );
-    let head: f64 = per_second.iter().take(5).sum::<f64>() / per_second.len().clamp(1, 5) as f64;
-    let tail: f64 = per_second.iter().rev().take(5).sum::<f64>() / per_second.len().clamp(1, 5) as f64;
-    table.info("first 5 s vs last 5 s", format!("{head:.0} → {tail:.0} msg/s"));
+    report::per_second_rows(&mut table, "per-second", &per_second);
     table.info("messages stored at the end", chatwoot.message_count().to_string());
     let done = done.borrow();
     // The rate over stored messages a..b (the fake's cost per create grows with what it holds).
