@@ -176,6 +176,15 @@ pub fn machine_ticks() -> Option<(u64, u64)> {
     Some((total.saturating_sub(idle), total))
 }
 
+/// Time the hypervisor ran something else while this machine's CPUs wanted to run (`steal` in
+/// `/proc/stat`, all CPUs together), so far.
+pub fn stolen() -> Option<Duration> {
+    let text = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = text.lines().find(|l| l.starts_with("cpu "))?;
+    let ticks: u64 = line.split_whitespace().nth(8)?.parse().ok()?;
+    Some(Duration::from_secs_f64(ticks as f64 / clock_ticks()))
+}
+
 /// Cores busy machine-wide (all processes, other tenants included) between two [`machine_ticks`] readings.
 pub fn machine_cores(before: Option<(u64, u64)>, after: Option<(u64, u64)>) -> f64 {
     let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
@@ -244,6 +253,15 @@ impl Bridge {
         if let Ok(level) = std::env::var("BENCH_BRIDGE_LOG") {
             env.retain(|(k, _)| k != "RUST_LOG");
             env.push(("RUST_LOG".to_owned(), level));
+        }
+        // Variables of the bench's own environment handed on to the bridge, by name: e.g.
+        // `BENCH_BRIDGE_PASS=LD_PRELOAD,SLOWSYNC_US` for a shim that makes the disk slower (docs/performance.md).
+        let passed = std::env::var("BENCH_BRIDGE_PASS").unwrap_or_default();
+        for key in passed.split(',').map(str::trim).filter(|k| !k.is_empty()) {
+            if let Ok(value) = std::env::var(key) {
+                env.retain(|(k, _)| k != key);
+                env.push((key.to_owned(), value));
+            }
         }
         for (key, value) in extra_env {
             env.retain(|(k, _)| k != key);
