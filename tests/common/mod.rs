@@ -105,6 +105,8 @@ pub struct Bridge {
     pub url: String,
     pub token: String,
     output: Arc<Mutex<String>>,
+    /// What earlier processes of this bridge printed (before a restart).
+    earlier_output: Vec<Arc<Mutex<String>>>,
     env: HashMap<String, String>,
 }
 
@@ -140,7 +142,14 @@ impl Bridge {
         for (k, v) in options.extra_env {
             env.insert(k, v);
         }
-        let mut bridge = Self { child: None, url: String::new(), token: String::new(), output: Arc::default(), env };
+        let mut bridge = Self {
+            child: None,
+            url: String::new(),
+            token: String::new(),
+            output: Arc::default(),
+            earlier_output: Vec::new(),
+            env,
+        };
         bridge.spawn().await;
         bridge
     }
@@ -149,7 +158,10 @@ impl Bridge {
     async fn spawn(&mut self) {
         let (child, url, output) = spawn_process(self.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
         self.child = Some(child);
-        self.output = output;
+        let earlier = std::mem::replace(&mut self.output, output);
+        if !earlier.lock().unwrap().is_empty() {
+            self.earlier_output.push(earlier);
+        }
         self.url = url.unwrap_or_else(|| panic!("bridge did not start:\n{}", self.output()));
         self.token = self.env.get("BRIDGE_TOKEN").cloned().unwrap_or_else(|| self.stored_token());
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -233,6 +245,18 @@ impl Bridge {
 impl Drop for Bridge {
     fn drop(&mut self) {
         self.kill();
+        // A failing test shows what the bridge said (every process of it, debug lines left out), so a
+        // failure seen once in CI can be explained without reproducing it.
+        if std::thread::panicking() {
+            let mut lines = Vec::new();
+            for (n, output) in self.earlier_output.iter().chain([&self.output]).enumerate() {
+                lines.push(format!("--- bridge process {} ---", n + 1));
+                let text = output.lock().map(|o| o.clone()).unwrap_or_default();
+                lines.extend(text.lines().filter(|l| !l.contains("DEBUG")).map(str::to_owned));
+            }
+            let skip = lines.len().saturating_sub(400);
+            eprintln!("=== the bridge's log (INFO and above, last 400 lines) ===\n{}", lines[skip..].join("\n"));
+        }
     }
 }
 
