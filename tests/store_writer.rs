@@ -37,6 +37,23 @@ fn mapping(integration: &str, id: usize) -> NewMapping {
 }
 
 #[actix_web::test]
+async fn events_without_keys_in_one_group_each_get_their_own_row() {
+    // Without RyzeAPI's eventId, receipts and state events have no key at all: nothing tells their rows
+    // apart but the order they were inserted in, and each caller must still get its own row.
+    let test_db = TestDb::new().await;
+    let store = store::open(&test_db.url).await.unwrap();
+    let writer = store.writers.of("int_a");
+    let keyless = |n: usize| NewEvent { event_id: None, message_key: None, ..event("int_a", n) };
+    let batch: Vec<NewEvent> = (0..40).map(keyless).collect();
+    let results = join_all(batch.iter().map(|e| writer.store_event(e.clone()))).await;
+    for (n, result) in results.into_iter().enumerate() {
+        let Stored::New(id) = result.unwrap() else { panic!("keyless event {n} reported duplicate") };
+        let row = events::find(&store.db, id).await.unwrap().unwrap();
+        assert_eq!(row.payload, format!("{{\"n\":{n}}}"), "the caller of event {n} got row {id}");
+    }
+}
+
+#[actix_web::test]
 async fn a_group_answers_each_write_with_its_own_result() {
     let test_db = TestDb::new().await;
     let store = store::open(&test_db.url).await.unwrap();

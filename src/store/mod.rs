@@ -181,11 +181,15 @@ where
     for row in db.query_all(&insert).await? {
         inserted.push((row.try_get_by_index::<i64>(0)?, returned(&row)?));
     }
+    // Rows with equal keys (events without any key, which nothing deduplicates) are told apart only by
+    // the order they come back in: the order they were inserted in, on SQLite and PostgreSQL alike for a
+    // multi-row VALUES (tests/store_writer.rs checks it). So take each key's first match and keep the rest
+    // in order; a swap_remove here once handed such rows to the wrong callers.
     Ok(keys
         .iter()
         .map(|key| {
             let position = inserted.iter().position(|(_, inserted_key)| inserted_key == key);
-            position.map(|position| inserted.swap_remove(position).0)
+            position.map(|position| inserted.remove(position).0)
         })
         .collect())
 }
