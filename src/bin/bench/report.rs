@@ -139,7 +139,6 @@ pub fn mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
 }
 
-/// The latency rows (p50/p90/p99/p99.9/max) of a set of millisecond samples.
 /// Rows for a per-second series: its min / median / max, and whether it held up (first vs last 5 s).
 pub fn per_second_rows(table: &mut Table, figure: &str, per_second: &[f64]) {
     let s = sorted(per_second);
@@ -157,6 +156,7 @@ pub fn per_second_rows(table: &mut Table, figure: &str, per_second: &[f64]) {
     table.info("first 5 s vs last 5 s", format!("{head:.0} → {tail:.0} msg/s"));
 }
 
+/// The latency rows (p50/p90/p99/p99.9/max) of a set of millisecond samples.
 pub fn latency_rows(table: &mut Table, what: &str, samples_ms: &[f64], p99_target: Option<(f64, &str)>) {
     let s = sorted(samples_ms);
     table.info(format!("{what}: samples"), s.len().to_string());

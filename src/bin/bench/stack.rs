@@ -166,11 +166,17 @@ fn clock_ticks() -> f64 {
     })
 }
 
-/// Machine-wide CPU counters from `/proc/stat`: `(busy, total)` in ticks (busy excludes idle and iowait).
-pub fn machine_ticks() -> Option<(u64, u64)> {
+/// The machine-wide `cpu` line of `/proc/stat`, in ticks: user, nice, system, idle, iowait, irq, softirq,
+/// steal, …
+fn cpu_ticks() -> Option<Vec<u64>> {
     let text = std::fs::read_to_string("/proc/stat").ok()?;
     let line = text.lines().find(|l| l.starts_with("cpu "))?;
-    let values: Vec<u64> = line.split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect();
+    Some(line.split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect())
+}
+
+/// Machine-wide CPU counters from `/proc/stat`: `(busy, total)` in ticks (busy excludes idle and iowait).
+pub fn machine_ticks() -> Option<(u64, u64)> {
+    let values = cpu_ticks()?;
     let total: u64 = values.iter().take(8).sum();
     let idle = values.get(3).copied().unwrap_or(0) + values.get(4).copied().unwrap_or(0);
     Some((total.saturating_sub(idle), total))
@@ -179,10 +185,8 @@ pub fn machine_ticks() -> Option<(u64, u64)> {
 /// Time the hypervisor ran something else while this machine's CPUs wanted to run (`steal` in
 /// `/proc/stat`, all CPUs together), so far.
 pub fn stolen() -> Option<Duration> {
-    let text = std::fs::read_to_string("/proc/stat").ok()?;
-    let line = text.lines().find(|l| l.starts_with("cpu "))?;
-    let ticks: u64 = line.split_whitespace().nth(8)?.parse().ok()?;
-    Some(Duration::from_secs_f64(ticks as f64 / clock_ticks()))
+    let steal = *cpu_ticks()?.get(7)?;
+    Some(Duration::from_secs_f64(steal as f64 / clock_ticks()))
 }
 
 /// Cores busy machine-wide (all processes, other tenants included) between two [`machine_ticks`] readings.
@@ -249,23 +253,24 @@ impl Bridge {
             ("NO_COLOR".to_owned(), "1".to_owned()),
             ("BRIDGE_ENCRYPTION_KEY".to_owned(), random_key()),
         ];
+        let set = |env: &mut Vec<(String, String)>, key: &str, value: String| {
+            env.retain(|(k, _)| k != key);
+            env.push((key.to_owned(), value));
+        };
         // The bridge's log level for a closer look at a run (the log is in the temp dir, kept by `chaos` on failure).
         if let Ok(level) = std::env::var("BENCH_BRIDGE_LOG") {
-            env.retain(|(k, _)| k != "RUST_LOG");
-            env.push(("RUST_LOG".to_owned(), level));
+            set(&mut env, "RUST_LOG", level);
         }
         // Variables of the bench's own environment handed on to the bridge, by name: e.g.
         // `BENCH_BRIDGE_PASS=LD_PRELOAD,SLOWSYNC_US` for a shim that makes the disk slower (docs/performance.md).
         let passed = std::env::var("BENCH_BRIDGE_PASS").unwrap_or_default();
         for key in passed.split(',').map(str::trim).filter(|k| !k.is_empty()) {
             if let Ok(value) = std::env::var(key) {
-                env.retain(|(k, _)| k != key);
-                env.push((key.to_owned(), value));
+                set(&mut env, key, value);
             }
         }
         for (key, value) in extra_env {
-            env.retain(|(k, _)| k != key);
-            env.push(((*key).to_owned(), (*value).to_owned()));
+            set(&mut env, key, (*value).to_owned());
         }
         let log = db.dir.join("bridge.log");
         let mut bridge = Self { child: None, url, env, exe, log, http: client(8) };
