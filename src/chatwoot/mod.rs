@@ -4,14 +4,15 @@
 mod client;
 pub mod dto;
 mod error;
+pub mod version;
 pub mod webhook;
 
 pub use client::{ChatwootClient, ChatwootTarget, Upload};
 pub use error::{ChatwootError, Failure};
 
-/// Whether a dotted Chatwoot version (`4.15.1`) is at least `(major, minor)`. Unparsable parts count as 0.
+pub use version::Version;
+
+/// Whether a dotted Chatwoot version (`4.15.1`) is at least `(major, minor)`. Unparsable versions count as 0.
 pub fn version_at_least(version: &str, (major, minor): (u64, u64)) -> bool {
-    let mut parts = version.trim().trim_start_matches('v').split('.').map(|p| p.parse::<u64>().unwrap_or(0));
-    let (v_major, v_minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-    (v_major, v_minor) >= (major, minor)
+    Version::parse(version).unwrap_or(Version(0, 0, 0)) >= Version(major, minor, 0)
 }
