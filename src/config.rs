@@ -60,6 +60,20 @@ pub struct Settings {
     /// re-deliveries and an unanswered send's echo to find their rows; short enough that the tables stay
     /// small at thousands of messages a second.
     pub retention: Duration,
+    /// `BRIDGE_CHATWOOT_MESSAGES_PER_MINUTE`: most messages the bridge creates in one Chatwoot conversation
+    /// in any minute (default 180). Chatwoot refuses the 200th message of a minute in a conversation
+    /// (`CONVERSATION_MESSAGE_PER_MINUTE_LIMIT`), agents' and activity messages included: the margin is
+    /// theirs. A backlog replay or a busy group waits instead of being refused.
+    pub conversation_messages_per_minute: usize,
+    /// `BRIDGE_UNPROCESSABLE_GIVE_UP_MS`: how long a message that Chatwoot keeps refusing with a 422 of no
+    /// known meaning (any exception there is a 422) is retried before it is marked failed (default 600000,
+    /// ten minutes; the retries back off as any Chatwoot failure does).
+    pub unprocessable_give_up: Duration,
+    /// `BRIDGE_REPLY_ORDER_WINDOW_MS`: how long an agent's reply waits for the webhooks of replies Chatwoot
+    /// created before it (default 500; 0 sends in arrival order). Chatwoot delivers webhooks from up to 10
+    /// Sidekiq threads at once, so two replies a moment apart can arrive swapped; within the window they go
+    /// out in the order Chatwoot created them. Every reply waits this long once.
+    pub reply_order_window: Duration,
     /// Timing of the RyzeAPI link (contract §3 defaults; the `BRIDGE_LINK_*_MS` variables exist for tests).
     pub link: LinkTiming,
     /// What was generated on this start (reported once at startup, never again).
@@ -164,6 +178,14 @@ impl Settings {
             millis("BRIDGE_RETRY_MIN_MS", Duration::from_secs(2))?,
             millis("BRIDGE_RETRY_MAX_MS", Duration::from_secs(300))?,
         );
+        let count = |name: &'static str, default: u64| match get(name) {
+            None => Ok(default),
+            Some(v) => v.parse::<u64>().map_err(|_| bad(name, "must be a whole number (0 or more)")),
+        };
+        let conversation_messages_per_minute =
+            usize::try_from(count("BRIDGE_CHATWOOT_MESSAGES_PER_MINUTE", 180)?.max(1)).unwrap_or(usize::MAX);
+        let unprocessable_give_up = millis("BRIDGE_UNPROCESSABLE_GIVE_UP_MS", Duration::from_secs(600))?;
+        let reply_order_window = Duration::from_millis(count("BRIDGE_REPLY_ORDER_WINDOW_MS", 500)?);
         let ryzeapi_url = get("RYZEAPI_URL").map(|u| parse_http_url("RYZEAPI_URL", &u)).transpose()?;
         let database_url = match get("DATABASE_URL") {
             Some(url) => validate_database_url(&url)?,
@@ -229,6 +251,9 @@ impl Settings {
             relay_retry,
             version_check_every,
             retention,
+            conversation_messages_per_minute,
+            unprocessable_give_up,
+            reply_order_window,
             link,
             generated,
         })

@@ -18,6 +18,11 @@ use super::error::{ChatwootError, error_text};
 use crate::secret::Secret;
 use crate::telemetry::Metrics;
 
+/// Messages Chatwoot lists per page (`message_finder.rb`: `limit(20)`).
+const MESSAGES_PER_PAGE: usize = 20;
+/// Pages looked through for an earlier attempt's message (200 messages).
+const MAX_LOOKUP_PAGES: usize = 10;
+
 /// Largest Chatwoot answer the bridge reads (inbox lists of big accounts stay well under this).
 const MAX_BODY: usize = 8 * 1024 * 1024;
 
@@ -122,6 +127,22 @@ impl ChatwootClient {
         Ok(list.payload)
     }
 
+    /// The contact the inbox links to `source_id`, if any (`contact_inboxes_controller.rb#filter`: the
+    /// contact partial, or 404 when there is no such link).
+    pub async fn contact_by_inbox_source(
+        &self,
+        inbox_id: i64,
+        source_id: &str,
+    ) -> Result<Option<Contact>, ChatwootError> {
+        let body = serde_json::json!({"inbox_id": inbox_id, "source_id": source_id});
+        let path = self.account_path("/contact_inboxes/filter");
+        match self.call("filter_contact_inboxes", Method::POST, path, Some(&body)).await {
+            Ok(contact) => Ok(Some(contact)),
+            Err(ChatwootError::Status { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Links an existing contact to the inbox under `source_id`.
     pub async fn create_contact_inbox(
         &self,
@@ -222,11 +243,42 @@ impl ChatwootClient {
         Err(ChatwootError::Unexpected { status: 302, detail: "too many redirects".into() })
     }
 
-    /// The latest messages of a conversation (Chatwoot returns 20).
-    pub async fn recent_messages(&self, conversation_id: i64) -> Result<Vec<Message>, ChatwootError> {
-        let path = self.account_path(&format!("/conversations/{conversation_id}/messages"));
+    /// The 20 messages of a conversation before `before` (a message id), or the latest 20, oldest first
+    /// (`app/finders/message_finder.rb`).
+    pub async fn messages_before(
+        &self,
+        conversation_id: i64,
+        before: Option<i64>,
+    ) -> Result<Vec<Message>, ChatwootError> {
+        let query = before.map(|id| format!("?before={id}")).unwrap_or_default();
+        let path = self.account_path(&format!("/conversations/{conversation_id}/messages{query}"));
         let list: MessageList = self.call::<(), _>("list_messages", Method::GET, path, None).await?;
         Ok(list.payload)
+    }
+
+    /// The message with this `source_id` created since `since` (unix seconds), looked for page by page
+    /// from the newest. Chatwoot keeps `source_id` unique nowhere (no index, no validation), so an earlier
+    /// attempt's copy can only be found this way; the pages stop at `since`, at the start of the
+    /// conversation, or after [`MAX_LOOKUP_PAGES`].
+    pub async fn find_message_by_source_id(
+        &self,
+        conversation_id: i64,
+        source_id: &str,
+        since: i64,
+    ) -> Result<Option<Message>, ChatwootError> {
+        let mut before = None;
+        for _ in 0..MAX_LOOKUP_PAGES {
+            let page = self.messages_before(conversation_id, before).await?;
+            if let Some(found) = page.iter().find(|m| m.source_id.as_deref() == Some(source_id)) {
+                return Ok(Some(found.clone()));
+            }
+            let Some(oldest) = page.first() else { return Ok(None) };
+            if page.len() < MESSAGES_PER_PAGE || oldest.created_at.is_some_and(|at| at < since) {
+                return Ok(None);
+            }
+            before = Some(oldest.id);
+        }
+        Ok(None)
     }
 
     fn account_path(&self, rest: &str) -> String {
@@ -321,7 +373,9 @@ impl ChatwootClient {
         let request = self
             .http
             .request(method, &url)
-            .insert_header(("api_access_token", self.target.token.expose()))
+            // The dash form: Chatwoot reads it as `HTTP_API_ACCESS_TOKEN` (`access_token_auth_helper.rb`), and nginx
+            // drops header names with underscores by default (`underscores_in_headers off`).
+            .insert_header(("api-access-token", self.target.token.expose()))
             .insert_header(("accept", "application/json"))
             .timeout(timeout);
         let sent = match body {

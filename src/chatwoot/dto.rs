@@ -174,6 +174,9 @@ pub struct Message {
     pub id: i64,
     #[serde(default)]
     pub source_id: Option<String>,
+    /// Unix seconds (`_message.json.jbuilder`: `created_at.to_i`).
+    #[serde(default)]
+    pub created_at: Option<i64>,
 }
 
 /// `GET …/messages` answers `{"meta":…,"payload":[message…]}`.

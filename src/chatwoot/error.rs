@@ -32,6 +32,22 @@ impl Failure {
     }
 }
 
+/// What a 422 from message create means. Chatwoot answers 422 there for *any* exception
+/// (`messages_controller.rb#create`: `rescue StandardError => e; render_could_not_create_error(e.message)`),
+/// so the text decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unprocessable {
+    /// `Validation failed: Too many messages`: the conversation had `CONVERSATION_MESSAGE_PER_MINUTE_LIMIT`
+    /// (200) messages in the last minute (`message.rb#prevent_message_flooding`). Wait, then send.
+    Flooded,
+    /// A validation of the request itself (`Validation failed: …`, `param is missing …`): the same request
+    /// fails again.
+    Invalid,
+    /// Any other exception (storage upload, Redis, a database timeout, or an after-commit callback, after
+    /// which the message exists): look for the message, then try again.
+    Unknown,
+}
+
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ChatwootError {
     /// No HTTP answer at all; the request did not reach Chatwoot (refused, DNS, TLS).
@@ -67,6 +83,18 @@ impl ChatwootError {
                 _ => Failure::Invalid,
             },
         }
+    }
+
+    /// For a 422, what it means (see [`Unprocessable`]).
+    pub fn unprocessable(&self) -> Option<Unprocessable> {
+        let Self::Status { status: 422, message, .. } = self else { return None };
+        Some(if message.contains("Too many messages") {
+            Unprocessable::Flooded
+        } else if message.starts_with("Validation failed") || message.starts_with("param is missing") {
+            Unprocessable::Invalid
+        } else {
+            Unprocessable::Unknown
+        })
     }
 
     /// Chatwoot's HTTP status, when it answered.
@@ -143,6 +171,20 @@ mod tests {
         assert_eq!(status(503, "x").failure(), Failure::ServerError);
         assert_eq!(ChatwootError::Transport { detail: "connection refused".into() }.failure(), Failure::Unreachable);
         assert_eq!(status(401, "Invalid Access Token").detail(), "HTTP 401: Invalid Access Token");
+    }
+
+    #[test]
+    fn tells_the_422s_of_message_create_apart() {
+        assert_eq!(status(422, "Validation failed: Too many messages").unprocessable(), Some(Unprocessable::Flooded));
+        assert_eq!(
+            status(422, "Validation failed: Content is too long (maximum is 150000 characters)").unprocessable(),
+            Some(Unprocessable::Invalid)
+        );
+        assert_eq!(
+            status(422, "Net::ReadTimeout with #<TCPSocket:(closed)>").unprocessable(),
+            Some(Unprocessable::Unknown)
+        );
+        assert_eq!(status(500, "Validation failed: Too many messages").unprocessable(), None);
     }
 
     #[test]

@@ -8,7 +8,7 @@ pub mod version;
 pub mod webhook;
 
 pub use client::{ChatwootClient, ChatwootTarget, Upload};
-pub use error::{ChatwootError, Failure};
+pub use error::{ChatwootError, Failure, Unprocessable};
 
 pub use version::Version;
 

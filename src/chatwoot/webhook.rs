@@ -68,8 +68,9 @@ impl WebhookEvent {
         };
         let conversation = self.body.get("conversation").and_then(|c| c.get("id")).and_then(Value::as_i64)?;
         let private = self.body.get("is_private").and_then(Value::as_bool).unwrap_or(false);
-        let by_agent =
-            self.body.get("user").and_then(|u| u.get("type")).and_then(Value::as_str).is_none_or(|t| t == "user");
+        // Agents carry `type: "user"` (`User#webhook_data`); bots say `agent_bot` and contacts say nothing
+        // (`Contact#webhook_data` has no `type`).
+        let by_agent = self.body.get("user").and_then(|u| u.get("type")).and_then(Value::as_str) == Some("user");
         by_agent.then_some((conversation, on, private))
     }
 }
@@ -150,9 +151,12 @@ impl WebhookMessage {
         self.content_attributes.get("deleted").and_then(Value::as_bool) == Some(true)
     }
 
-    /// `content_attributes == {}`: what an agent's retry leaves on a failed message.
-    pub fn has_empty_attributes(&self) -> bool {
-        self.content_attributes.as_object().is_some_and(serde_json::Map::is_empty)
+    /// Whether the message still shows a send failure (`content_attributes.external_error` set and not
+    /// null). An agent's retry clears it: Chatwoot's `retry` sets the status `sent`, which writes
+    /// `external_error: nil` (the key stays, as `null`), then replaces the attributes (`{}` in 4.10.1; all
+    /// but `external_error` with the open PR #15912), so neither an empty object nor its absence is the sign.
+    pub fn has_external_error(&self) -> bool {
+        self.content_attributes.get("external_error").is_some_and(|e| !e.is_null())
     }
 
     /// The Chatwoot id this message answers (`content_attributes.in_reply_to`).

@@ -900,7 +900,10 @@ fn delete_message(inst: &mut Instance, instance: &str, body: &Map<String, Value>
 fn mark_read(body: &Map<String, Value>) -> Checked<Outcome> {
     let message_id = required_str(body, "messageId")?;
     let number = required_number(body)?;
-    optional_str(body, "sender")?;
+    // RyzeAPI's mark-read takes the author's JID as `sender`, required in groups (docs: api/chat/mark-read).
+    if optional_str(body, "sender")?.is_none() && number.ends_with("@g.us") {
+        return Err("sender is required to mark a group message read".into());
+    }
     Ok(reply(
         200,
         json!({"success": true, "message": "Message marked as read successfully",

@@ -8,6 +8,7 @@ use entity::integration::Model;
 use serde_json::{Map, Value};
 
 use super::{chatwoot_client, new_integration_id, open_sealed, sealed, status};
+use crate::chatwoot::version::{self, Version};
 use crate::chatwoot::{ChatwootClient, ChatwootError, ChatwootTarget, Failure};
 use crate::config::normalize_base_url;
 use crate::error::{AppError, ChatwootContext};
@@ -155,6 +156,9 @@ async fn run(
     let version = chatwoot_version(&chatwoot)
         .await
         .map_err(|e| AppError::from_chatwoot(&e, ctx("reading the Chatwoot version")))?;
+    if let Some((what, detail)) = unsupported_version(version.as_deref()) {
+        return Err(AppError::chatwoot_row(Failure::Invalid, detail, None, ctx(&what)));
+    }
     check_administrator(&chatwoot, request.chatwoot_account_id, ctx("checking the token")).await?;
 
     let existing = store::integrations::find_by_instance(&services.db, &request.instance).await?;
@@ -246,6 +250,16 @@ async fn run(
         }
         Err(e) => Err(e),
     };
+    // A new inbox for an existing integration: the chats' conversations were the old inbox's.
+    let persisted = match persisted {
+        Ok(integration) if inbox_created && existing.is_some() => {
+            store::chats::forget_conversations(&services.db, &integration.id)
+                .await
+                .map(|()| integration)
+                .map_err(|e| AppError::PersistFailed(e.to_string()))
+        }
+        other => other,
+    };
     match persisted {
         Ok(integration) => {
             super::start_actor(shared, &integration.id).await;
@@ -259,6 +273,19 @@ async fn run(
             Err(error)
         }
     }
+}
+
+/// Chatwoot below [`version::OLDEST_SUPPORTED`] drops `source_id`: every message typed on the phone would
+/// come back as an agent's reply and be sent to WhatsApp again, in a loop. Returns what is wrong and the
+/// detail. An unknown version passes (a proxy may hide the version JSON); the doctor says so.
+fn unsupported_version(version: Option<&str>) -> Option<(String, String)> {
+    let text = version?;
+    let found = Version::parse(text).filter(|found| *found < version::OLDEST_SUPPORTED)?;
+    let what = format!(
+        "Chatwoot {found} is older than {}, the oldest version the bridge supports (before it Chatwoot drops `source_id`, so messages typed on the phone would echo back to WhatsApp); upgrade Chatwoot",
+        version::OLDEST_SUPPORTED
+    );
+    Some((what, format!("GET /api answered version {text}")))
 }
 
 /// `GET /api`. `Ok(None)` when the answer is not the version JSON (very old or proxied Chatwoot): the

@@ -433,6 +433,14 @@ impl IntegrationActor {
                 }
                 self.queue.release(&chat);
             }
+            Outcome::Later { after } => {
+                tracing::debug!(integration_id = %self.cfg.id, ?row, wait_ms = after.as_millis() as u64, "paced");
+                self.queue.park(&chat, row);
+                ctx.run_later(after, move |act, ctx| {
+                    act.queue.unpark(&chat);
+                    act.pump(ctx);
+                });
+            }
             Outcome::Retry { after, error } => {
                 tracing::info!(integration_id = %self.cfg.id, ?row, %error, retry_in_ms = after.as_millis() as u64, "will be retried");
                 self.queue.park(&chat, row);

@@ -178,6 +178,8 @@ impl Handler<Start> for Manager {
                     },
                     reader: services.reader.clone(),
                     writer: services.writers.of(&model.id).clone(),
+                    pacer: crate::relay::pace::ConversationPacer::new(shared.settings.conversation_messages_per_minute),
+                    unprocessable_give_up: shared.settings.unprocessable_give_up,
                 };
                 Some(ActorConfig {
                     id: model.id,

@@ -115,16 +115,23 @@ async fn handle(shared: &Shared, id: &str, event: WebhookEvent, body: &[u8]) -> 
         "message_created" | "message_updated" => {
             let Some(message) = event.message() else { return Ok(()) };
             let kind = if event.event == "message_created" {
-                if !message.is_for_whatsapp() {
+                // Chatwoot builds the payload when its job runs: a message deleted meanwhile arrives as
+                // created *and* deleted, and must not be sent.
+                if !message.is_for_whatsapp() || message.is_deleted() {
                     return Ok(());
                 }
                 "send".to_owned()
             } else if message.is_deleted() {
-                if store::messages::find_by_chatwoot_id(db, id, message.id).await?.is_none() {
+                // Only what this number sent can be revoked: an agent deleting a customer's message, or
+                // Chatwoot's echo of a customer's own revoke, never deletes anything on WhatsApp.
+                let mapped = store::messages::find_by_chatwoot_id(db, id, message.id).await?;
+                if !mapped.is_some_and(|m| {
+                    m.direction == "outgoing" && m.last_status.as_deref() != Some(crate::relay::REVOKED)
+                }) {
                     return Ok(());
                 }
                 "delete".to_owned()
-            } else if message.has_empty_attributes() && message.is_for_whatsapp() {
+            } else if !message.has_external_error() && message.is_for_whatsapp() {
                 // An agent's retry: only for a message the bridge failed, and only once per failure.
                 match store::jobs::latest_send(db, id, message.id).await? {
                     Some(job) if job.state == FAILED => {

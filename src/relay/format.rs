@@ -15,6 +15,52 @@ pub fn markdown_to_whatsapp(markdown: &str) -> String {
     convert_markdown(markdown, 0)
 }
 
+/// An agent's text as Chatwoot 4.9–4.12 deliver it, repaired: the dashboard editor stores a line break as
+/// `\` + newline and leaves trailing newlines, and those releases put the stored text in the webhook
+/// (upstream issues #13458, #13459). Does what the later `Messages::WebhookContentNormalizer` does
+/// (PR #13950: `gsub(/\\\r?\n/, "\n")`, then trailing newlines dropped), so it changes nothing on a
+/// release that already did it.
+pub fn normalize_agent_text(text: &str) -> String {
+    let joined = text.replace("\\\r\n", "\n").replace("\\\n", "\n");
+    joined.trim_end_matches(['\r', '\n']).to_owned()
+}
+
+/// Text for an `outgoing` Chatwoot message that Liquid leaves as it is. Chatwoot renders Liquid in every
+/// outgoing message it creates (`app/models/concerns/liquidable.rb`), protecting only code spans, which it
+/// wraps in `{% raw %}` itself (`` content.gsub(/`(.*?)`/m, …) ``): a message typed on the phone with
+/// `{{…}}` or `{%…%}` in it would be changed in Chatwoot, or refused with a Liquid syntax error. Every
+/// stretch outside code spans that holds a Liquid marker goes into a raw block of its own (never around a
+/// code span, whose own raw block would end ours early), split after each `endraw` so that no literal
+/// `{% endraw %}` can close it.
+pub fn liquid_literal(text: &str) -> String {
+    if !text.contains("{{") && !text.contains("{%") {
+        return text.to_owned();
+    }
+    let mut out = String::with_capacity(text.len() + 32);
+    let mut rest = text;
+    loop {
+        // The same code spans Chatwoot finds: a backtick, the shortest run, a backtick.
+        let span = rest.find('`').and_then(|open| rest[open + 1..].find('`').map(|close| (open, open + 1 + close + 1)));
+        let (plain, code, after) = match span {
+            Some((open, end)) => (&rest[..open], &rest[open..end], &rest[end..]),
+            None => (rest, "", ""),
+        };
+        out.push_str(&raw_block(plain));
+        out.push_str(code);
+        if span.is_none() {
+            return out;
+        }
+        rest = after;
+    }
+}
+
+fn raw_block(plain: &str) -> String {
+    if !plain.contains("{{") && !plain.contains("{%") {
+        return plain.to_owned();
+    }
+    plain.split_inclusive("endraw").map(|piece| format!("{{% raw %}}{piece}{{% endraw %}}")).collect()
+}
+
 fn convert_markdown(markdown: &str, nesting: usize) -> String {
     let chars: Vec<char> = markdown.chars().collect();
     let mut out = String::with_capacity(markdown.len());
@@ -154,6 +200,27 @@ fn closing(chars: &[char], open: usize, marker: char) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn liquid_markers_are_kept_literal_outside_code_spans() {
+        assert_eq!(liquid_literal("sem marcas"), "sem marcas");
+        assert_eq!(liquid_literal("Oi {{nome}}!"), "{% raw %}Oi {{nome}}!{% endraw %}");
+        assert_eq!(liquid_literal("a {% if x %} `{{code}}` b"), "{% raw %}a {% if x %} {% endraw %}`{{code}}` b");
+        assert_eq!(liquid_literal("`{{só código}}`"), "`{{só código}}`");
+        assert_eq!(
+            liquid_literal("{% endraw %} {{x}}"),
+            "{% raw %}{% endraw{% endraw %}{% raw %} %} {{x}}{% endraw %}"
+        );
+        assert_eq!(liquid_literal("aberto ` {{x}}"), "{% raw %}aberto ` {{x}}{% endraw %}");
+    }
+
+    #[test]
+    fn agent_text_loses_editor_backslashes_and_trailing_newlines() {
+        assert_eq!(normalize_agent_text("Olá\\\nsegunda linha\\\r\nterceira\n\n\n"), "Olá\nsegunda linha\nterceira");
+        let fixed = normalize_agent_text("a\\\nb\n");
+        assert_eq!(normalize_agent_text(&fixed), fixed, "idempotent");
+        assert_eq!(normalize_agent_text("C:\\dir e\\ no fim"), "C:\\dir e\\ no fim", "other backslashes stay");
+    }
 
     #[test]
     fn converts_markdown_for_whatsapp() {

@@ -15,10 +15,10 @@ use entity::chat;
 use sea_orm::DatabaseConnection;
 use serde_json::{Map, Value, json};
 
-use super::format::whatsapp_to_markdown;
+use super::format::{liquid_literal, whatsapp_to_markdown};
 use super::identity;
 use crate::chatwoot::dto::{NewContact, NewConversation, NewMessage};
-use crate::chatwoot::{ChatwootClient, ChatwootError, ChatwootTarget, Failure};
+use crate::chatwoot::{ChatwootClient, ChatwootError, ChatwootTarget, Failure, Unprocessable};
 use crate::integrations::live::Live;
 use crate::integrations::status;
 use crate::relay::Outcome;
@@ -47,6 +47,10 @@ pub struct RelayContext {
     pub reader: DatabaseConnection,
     /// Group commit for the per-message writes.
     pub writer: store::writer::Writer,
+    /// Chatwoot's per-conversation message limit, kept.
+    pub pacer: super::pace::ConversationPacer,
+    /// How long a message Chatwoot keeps refusing with an unexplained 422 is retried.
+    pub unprocessable_give_up: Duration,
 }
 
 impl RelayContext {
@@ -118,6 +122,7 @@ async fn record(
 ) -> Outcome {
     let db = &services.db;
     let written = match &outcome {
+        Outcome::Later { .. } => return outcome,
         Outcome::Done => relay.writer.event_done_later(row_id).await,
         Outcome::Failed(error) => store::events::mark_failed(db, row_id, error).await,
         Outcome::Retry { error, .. } | Outcome::Halt(error) => {
@@ -271,16 +276,40 @@ pub(crate) fn on_chatwoot_error(error: &ChatwootError) -> Outcome {
 }
 
 /// Records what a failed create means for its replay, and returns the outcome. A definite refusal
-/// (429, other 4xx, 500) created nothing: the replay creates at once. A proxy's 502–504 is ambiguous: the
-/// replay looks first. A timeout or a cut-off answer may still land: the replay waits for it, then looks.
-async fn after_failed_create(db: &DatabaseConnection, mapping: i64, error: &ChatwootError) -> Outcome {
-    let (state, attempted_at) = match error {
-        ChatwootError::OutcomeUnknown { .. } => return on_chatwoot_error(error),
-        ChatwootError::Status { status: 502..=504, .. } => (store::messages::ATTEMPTED, None),
-        _ => (store::messages::PENDING, None),
+/// (429, 500, a validation) created nothing: the replay creates at once. A proxy's 502–504, or a 422 of no
+/// known meaning (Chatwoot answers 422 for any exception, even one raised after the message was saved), is
+/// ambiguous: the replay looks first. A timeout or a cut-off answer may still land: the replay waits for
+/// it, then looks. `Too many messages` waits for Chatwoot's minute to pass; an unexplained 422 is retried
+/// for [`RelayContext::unprocessable_give_up`], then fails, visibly.
+async fn after_failed_create(
+    db: &DatabaseConnection,
+    relay: &RelayContext,
+    mapping: &entity::message_map::Model,
+    error: &ChatwootError,
+) -> Outcome {
+    let (state, outcome) = match (error, error.unprocessable()) {
+        (ChatwootError::OutcomeUnknown { .. }, _) => return on_chatwoot_error(error),
+        (_, Some(Unprocessable::Flooded)) => {
+            (store::messages::PENDING, Outcome::Retry { after: Duration::from_secs(60), error: error.detail() })
+        }
+        (_, Some(Unprocessable::Unknown)) => {
+            let trying_for = (chrono::Utc::now() - mapping.created_at).to_std().unwrap_or_default();
+            let outcome = if trying_for >= relay.unprocessable_give_up {
+                Outcome::Failed(format!(
+                    "Chatwoot kept refusing the message for {} s (it answers 422 for any error of its own). Detail: {}",
+                    trying_for.as_secs(),
+                    error.detail()
+                ))
+            } else {
+                Outcome::Retry { after: Duration::ZERO, error: error.detail() }
+            };
+            (store::messages::ATTEMPTED, outcome)
+        }
+        (ChatwootError::Status { status: 502..=504, .. }, _) => (store::messages::ATTEMPTED, on_chatwoot_error(error)),
+        _ => (store::messages::PENDING, on_chatwoot_error(error)),
     };
-    match store::messages::set_attempt(db, mapping, state, attempted_at).await {
-        Ok(()) => on_chatwoot_error(error),
+    match store::messages::set_attempt(db, mapping.id, state, None).await {
+        Ok(()) => outcome,
         Err(e) => store_failed(e),
     }
 }
@@ -367,10 +396,7 @@ async fn relay_message_steps(
     };
     let chat = ensure_chat(db, relay, message, &chat_key, is_group).await?;
     let chat = ensure_contact(db, relay, chatwoot, chat, &message.chat).await?;
-    let mut attributes = Map::new();
-    if let Some(quoted) = &rendered.reply_to {
-        attributes.insert("in_reply_to_external_id".into(), json!(format!("{SOURCE_PREFIX}{quoted}")));
-    }
+    let attributes = reply_attributes(relay, rendered.reply_to.as_deref()).await?;
     let content = match (&file, &rendered.media_caption) {
         (Some(_), Some(caption)) => caption.as_str(),
         _ => rendered.content.as_str(),
@@ -379,6 +405,22 @@ async fn relay_message_steps(
     let post =
         Post { wa_id: &message.id, direction, content, attributes, file: file.as_ref(), retrying: media.attempts > 0 };
     post_once(db, relay, chatwoot, &chat, post).await
+}
+
+/// `content_attributes` that thread a message to the one it quotes, reacts to or edits. The Chatwoot id
+/// (`in_reply_to`) resolves on every version and for agents' replies, which have no `source_id`; before
+/// 4.9 it is the only key Chatwoot keeps (`message_builder.rb#message_params`). The external id is kept
+/// for Chatwoot's own look-up (`in_reply_to_message_builder.rb`) when the bridge does not know the message.
+async fn reply_attributes(relay: &RelayContext, quoted: Option<&str>) -> Step<Map<String, Value>> {
+    let mut attributes = Map::new();
+    let Some(quoted) = quoted else { return Ok(attributes) };
+    let mapped =
+        store::messages::find_by_wa_id(&relay.reader, &relay.integration_id, quoted).await.map_err(store_failed)?;
+    if let Some(id) = mapped.and_then(|m| m.chatwoot_message_id) {
+        attributes.insert("in_reply_to".into(), json!(id));
+    }
+    attributes.insert("in_reply_to_external_id".into(), json!(format!("{SOURCE_PREFIX}{quoted}")));
+    Ok(attributes)
 }
 
 /// One message to create in a chat's conversation.
@@ -402,7 +444,8 @@ pub(crate) async fn post_once(
     chat: &chat::Model,
     post: Post<'_>,
 ) -> Step<()> {
-    let (mut conversation_id, was_resolved) = ensure_conversation(db, relay, chatwoot, chat, post.retrying).await?;
+    let (mut chat, mut conversation_id, was_resolved) =
+        ensure_conversation(db, relay, chatwoot, chat, post.retrying).await?;
     let new_mapping = store::messages::NewMapping {
         integration_id: relay.integration_id.clone(),
         wa_id: post.wa_id.to_owned(),
@@ -433,18 +476,37 @@ pub(crate) async fn post_once(
                 });
             }
         }
-        // If Chatwoot cannot be asked, do not guess: creating now could make a second copy.
-        let recent = chatwoot.recent_messages(previous_conversation).await.map_err(|e| on_chatwoot_error(&e))?;
-        if let Some(found) = recent.iter().find(|m| m.source_id.as_deref() == Some(source_id.as_str())) {
-            relay.writer.complete_message(mapping.id, found.id, previous_conversation).await.map_err(store_failed)?;
-            return Ok(());
+        // Nothing of the earlier attempt can be older than the mapping (a minute of slack for clocks).
+        let since = mapping.created_at.timestamp() - 60;
+        // If Chatwoot cannot be asked, do not guess: creating now could make a second copy. A conversation
+        // that is gone took the earlier copy with it.
+        match chatwoot.find_message_by_source_id(previous_conversation, &source_id, since).await {
+            Ok(Some(found)) => {
+                relay
+                    .writer
+                    .complete_message(mapping.id, found.id, previous_conversation)
+                    .await
+                    .map_err(store_failed)?;
+                return Ok(());
+            }
+            Ok(None) => {}
+            Err(e) if e.failure() == Failure::NotFound => {}
+            Err(e) => return Err(on_chatwoot_error(&e)),
         }
+    }
+    if let Err(after) = relay.pacer.admit(conversation_id, std::time::Instant::now()) {
+        return Err(Outcome::Later { after });
     }
     if !started.fresh {
         store::messages::mark_attempted(db, mapping.id, conversation_id).await.map_err(store_failed)?;
     }
+    // Chatwoot renders Liquid in outgoing messages; text typed on the phone is shown as typed.
+    let content = match post.direction {
+        "outgoing" => std::borrow::Cow::Owned(liquid_literal(post.content)),
+        _ => std::borrow::Cow::Borrowed(post.content),
+    };
     let body = NewMessage {
-        content: post.content,
+        content: &content,
         message_type: post.direction,
         private: false,
         source_id: &source_id,
@@ -462,16 +524,18 @@ pub(crate) async fn post_once(
     let created = match create(conversation_id).await {
         Ok(created) => created,
         Err(e) if e.failure() == Failure::NotFound => {
-            // The conversation was deleted in Chatwoot: forget it, open a new one, try once more.
-            let chat = set_conversation(db, relay, chat.id, None).await?;
-            conversation_id = ensure_conversation(db, relay, chatwoot, &chat, false).await?.0;
+            // The conversation was deleted in Chatwoot (perhaps with its contact): open a new one, try once
+            // more. The deleted conversation took nothing of ours with it that a replay could find.
+            chat = set_conversation(db, relay, chat.id, None).await?;
+            let reopened = ensure_conversation(db, relay, chatwoot, &chat, false).await?;
+            (chat, conversation_id) = (reopened.0, reopened.1);
             store::messages::mark_attempted(db, mapping.id, conversation_id).await.map_err(store_failed)?;
             match create(conversation_id).await {
                 Ok(created) => created,
-                Err(e) => return Err(after_failed_create(db, mapping.id, &e).await),
+                Err(e) => return Err(after_failed_create(db, relay, &mapping, &e).await),
             }
         }
-        Err(e) => return Err(after_failed_create(db, mapping.id, &e).await),
+        Err(e) => return Err(after_failed_create(db, relay, &mapping, &e).await),
     };
     relay.writer.complete_message(mapping.id, created.id, conversation_id).await.map_err(store_failed)?;
     if was_resolved && post.direction == "incoming" {
@@ -545,24 +609,11 @@ pub(crate) async fn ensure_contact(
     };
     let contact_id = match chatwoot.create_contact(&new_contact).await {
         Ok(contact) => contact.id,
-        Err(ChatwootError::Status { status: 422, message, .. }) if message.contains("has already been taken") => {
-            let (attribute, value) = match &phone {
-                Some(phone) if message.contains("Phone") => ("phone_number", phone.trim_start_matches('+').to_owned()),
-                _ => ("identifier", chat.chat_key.clone()),
-            };
-            let found = chatwoot.find_contacts(attribute, &value).await.map_err(|e| on_chatwoot_error(&e))?;
-            let Some(contact) = found.first() else {
-                return Err(Outcome::Failed(format!(
-                    "Chatwoot says the contact exists ({message}) but does not find it"
-                )));
-            };
-            chatwoot
-                .create_contact_inbox(contact.id, relay.inbox_id, &source_id)
-                .await
-                .map_err(|e| on_chatwoot_error(&e))?;
-            contact.id
+        Err(e) if e.failure() == Failure::ServerError || is_taken(&e) => {
+            link_existing_contact(relay, chatwoot, &chat, phone.as_deref(), &e).await?
         }
-        Err(e) if e.failure() == Failure::NotFound => return Err(inbox_gone(&e)),
+        // Creating a contact finds only the inbox (`contacts_controller.rb#create`): a 404 means it is gone.
+        Err(e) if e.failure() == Failure::NotFound => return Err(gone_or_retry(relay, chatwoot, &e).await),
         Err(e) => return Err(on_chatwoot_error(&e)),
     };
     let chat = store::chats::set_contact(db, chat.id, contact_id, &source_id).await.map_err(store_failed)?;
@@ -570,34 +621,117 @@ pub(crate) async fn ensure_contact(
     Ok(chat)
 }
 
+/// Chatwoot's answer when the phone number or identifier already belongs to a contact of the account.
+fn is_taken(error: &ChatwootError) -> bool {
+    matches!(error, ChatwootError::Status { status: 422, message, .. } if message.contains("has already been taken"))
+}
+
+/// The contact Chatwoot already has for this chat, after a create was refused: the one the inbox links
+/// to the chat's `source_id` (an earlier create that timed out, or a contact merged or edited by an
+/// agent), else the one with the phone number or identifier, linked to the inbox now. A 500 from a create
+/// is `RecordNotUnique` when the link exists (`contact_inbox_builder.rb` re-raises it for API inboxes),
+/// else a passing failure.
+async fn link_existing_contact(
+    relay: &RelayContext,
+    chatwoot: &ChatwootClient,
+    chat: &chat::Model,
+    phone: Option<&str>,
+    refused: &ChatwootError,
+) -> Step<i64> {
+    let linked = || async {
+        chatwoot.contact_by_inbox_source(relay.inbox_id, &chat.chat_key).await.map_err(|e| on_chatwoot_error(&e))
+    };
+    if let Some(contact) = linked().await? {
+        return Ok(contact.id);
+    }
+    let ChatwootError::Status { status: 422, message, .. } = refused else { return Err(on_chatwoot_error(refused)) };
+    let (attribute, value) = match phone {
+        Some(phone) if message.contains("Phone") => ("phone_number", phone.trim_start_matches('+').to_owned()),
+        _ => ("identifier", chat.chat_key.clone()),
+    };
+    let found = chatwoot.find_contacts(attribute, &value).await.map_err(|e| on_chatwoot_error(&e))?;
+    let Some(contact) = found.first() else {
+        return Err(Outcome::Failed(format!("Chatwoot says the contact exists ({message}) but does not find it")));
+    };
+    match chatwoot.create_contact_inbox(contact.id, relay.inbox_id, &chat.chat_key).await {
+        Ok(()) => Ok(contact.id),
+        Err(e) if e.failure() == Failure::ServerError => match linked().await? {
+            // Linked meanwhile, to this contact or another one.
+            Some(contact) => Ok(contact.id),
+            // A 500 that keeps coming is no passing failure: say so instead of retrying for ever.
+            None => Err(Outcome::Failed(format!(
+                "Chatwoot cannot link contact {} to the inbox for {}. Detail: {}",
+                contact.id,
+                chat.chat_key,
+                e.detail()
+            ))),
+        },
+        Err(e) => Err(on_chatwoot_error(&e)),
+    }
+}
+
 /// The conversation to post into: the chat's last one unless it is resolved (then `reopenResolved`
-/// decides), else a new one. Returns it and whether it was resolved. When `retrying`, a conversation an
-/// earlier, timed-out attempt may have created is looked for first (new customers cost no extra call).
+/// decides), else a new one. Returns the chat as it now is, the conversation, and whether it was resolved.
+/// When `retrying`, a conversation an earlier, timed-out attempt may have created is looked for first (new
+/// customers cost no extra call). A contact deleted in Chatwoot is created again (once per call); only a
+/// deleted inbox halts.
 pub(crate) async fn ensure_conversation(
     db: &DatabaseConnection,
     relay: &RelayContext,
     chatwoot: &ChatwootClient,
     chat: &chat::Model,
     retrying: bool,
-) -> Step<(i64, bool)> {
+) -> Step<(chat::Model, i64, bool)> {
     if let Some(id) = chat.conversation_id {
         let resolved = chat.conversation_status.as_deref() == Some("resolved");
         // The status conversation receives notices even when resolved.
         if !resolved || relay.reopen_resolved || chat.kind == super::status::KIND {
-            return Ok((id, resolved));
+            return Ok((chat.clone(), id, resolved));
         }
     }
-    let (Some(contact_id), Some(source_id)) = (chat.contact_id, chat.contact_source_id.as_deref()) else {
-        return Err(Outcome::Failed("chat has no contact".into()));
-    };
+    let mut chat = chat.clone();
+    let mut contact_recreated = false;
+    loop {
+        let (Some(contact_id), Some(source_id)) = (chat.contact_id, chat.contact_source_id.clone()) else {
+            return Err(Outcome::Failed("chat has no contact".into()));
+        };
+        let conversation = match find_or_create_conversation(relay, chatwoot, contact_id, &source_id, retrying).await {
+            Ok(conversation) => conversation,
+            Err(e) if e.failure() == Failure::NotFound && !contact_recreated => {
+                // The contact or the inbox is gone: only the inbox halts the integration.
+                if !inbox_exists(relay, chatwoot).await? {
+                    return Err(inbox_gone(&e));
+                }
+                tracing::info!(integration_id = %relay.integration_id, chat_id = chat.id, contact_id, "the Chatwoot contact is gone; creating it again");
+                contact_recreated = true;
+                let forgotten = store::chats::forget_contact(db, chat.id).await.map_err(store_failed)?;
+                relay.live.chats.forget(|cached| cached.id == chat.id);
+                chat = ensure_contact(db, relay, chatwoot, forgotten, &party_of(&chat)).await?;
+                continue;
+            }
+            Err(e) if e.failure() == Failure::NotFound => return Err(gone_or_retry(relay, chatwoot, &e).await),
+            Err(e) => return Err(on_chatwoot_error(&e)),
+        };
+        let chat = set_conversation(db, relay, chat.id, Some((conversation.id, conversation.status.as_str()))).await?;
+        return Ok((chat, conversation.id, false));
+    }
+}
+
+/// The contact's open conversation in this inbox that an earlier attempt may have created (when
+/// `retrying`), else a new one.
+async fn find_or_create_conversation(
+    relay: &RelayContext,
+    chatwoot: &ChatwootClient,
+    contact_id: i64,
+    source_id: &str,
+    retrying: bool,
+) -> Result<crate::chatwoot::dto::Conversation, ChatwootError> {
     if retrying {
-        // An earlier attempt may have created the conversation without our knowing (it timed out).
-        let existing = chatwoot.contact_conversations(contact_id).await.map_err(|e| on_chatwoot_error(&e))?;
+        let existing = chatwoot.contact_conversations(contact_id).await?;
         let usable =
             existing.into_iter().filter(|c| c.inbox_id == Some(relay.inbox_id)).find(|c| c.status != "resolved");
         if let Some(conversation) = usable {
-            set_conversation(db, relay, chat.id, Some((conversation.id, conversation.status.as_str()))).await?;
-            return Ok((conversation.id, false));
+            return Ok(conversation);
         }
     }
     let request = NewConversation {
@@ -606,12 +740,37 @@ pub(crate) async fn ensure_conversation(
         source_id,
         status: relay.start_as_pending.then_some("pending"),
     };
-    let conversation = chatwoot.create_conversation(&request).await.map_err(|e| match e.failure() {
-        Failure::NotFound => inbox_gone(&e),
-        _ => on_chatwoot_error(&e),
-    })?;
-    set_conversation(db, relay, chat.id, Some((conversation.id, conversation.status.as_str()))).await?;
-    Ok((conversation.id, false))
+    chatwoot.create_conversation(&request).await
+}
+
+/// Whether the integration's inbox still exists in Chatwoot.
+async fn inbox_exists(relay: &RelayContext, chatwoot: &ChatwootClient) -> Step<bool> {
+    match chatwoot.get_inbox(relay.inbox_id).await {
+        Ok(_) => Ok(true),
+        Err(e) if e.failure() == Failure::NotFound && !matches!(e, ChatwootError::Unexpected { .. }) => Ok(false),
+        Err(e) => Err(on_chatwoot_error(&e)),
+    }
+}
+
+/// A 404 whose cause the bridge cannot repair: a halt if the inbox is gone, else a retry (never a drop).
+async fn gone_or_retry(relay: &RelayContext, chatwoot: &ChatwootClient, error: &ChatwootError) -> Outcome {
+    match inbox_exists(relay, chatwoot).await {
+        Ok(false) => inbox_gone(error),
+        Ok(true) => Outcome::Retry { after: Duration::ZERO, error: error.detail() },
+        Err(outcome) => outcome,
+    }
+}
+
+/// The chat as a WhatsApp party, for a contact created again from what the bridge remembers.
+fn party_of(chat: &chat::Model) -> Party {
+    let key = chat.chat_key.clone();
+    if chat.kind == super::status::KIND {
+        Party::default()
+    } else if key.ends_with("@lid") {
+        Party { lid: Some(key), ..Party::default() }
+    } else {
+        Party { jid: Some(key), ..Party::default() }
+    }
 }
 
 /// Records the chat's conversation (`None`: it has none) and drops the chat from the relay's cache, which
@@ -637,11 +796,17 @@ async fn revoke(relay: &RelayContext, chatwoot: &ChatwootClient, target: &str) -
     let (Some(conversation), Some(message)) = (mapped.conversation_id, mapped.chatwoot_message_id) else {
         return Ok(());
     };
-    match chatwoot.delete_message(conversation, message).await {
-        Ok(()) => Ok(()),
-        Err(e) if e.failure() == Failure::NotFound => Ok(()),
-        Err(e) => Err(on_chatwoot_error(&e)),
+    if mapped.last_status.as_deref() == Some(super::REVOKED) {
+        return Ok(());
     }
+    match chatwoot.delete_message(conversation, message).await {
+        Ok(()) => {}
+        Err(e) if e.failure() == Failure::NotFound => {}
+        Err(e) => return Err(on_chatwoot_error(&e)),
+    }
+    // Chatwoot's `message_updated` for this delete must not be taken for an agent's delete (and revoked on
+    // WhatsApp a second time): the webhook skips revoked mappings, and so does the delete job.
+    relay.writer.set_last_status(mapped.id, super::REVOKED).await.map_err(store_failed)
 }
 
 /// Where a message's media comes from: inline base64, a plain `s3Url`, or RyzeAPI's base64 endpoint.
@@ -727,7 +892,10 @@ impl MediaSource<'_> {
             return Ok(None);
         }
         let mime = mime
-            .map(|m| m.split(';').next().unwrap_or(&m).trim().to_owned())
+            .map(|m| m.split(';').next().unwrap_or(&m).trim().to_ascii_lowercase())
+            // Chatwoot previews only the types `file_type_helper.rb#image_file?` lists: `image/jpg` is not
+            // one of them and would become a download.
+            .map(|m| if m == "image/jpg" { "image/jpeg".to_owned() } else { m })
             .unwrap_or_else(|| default_mime(&message.kind).to_owned());
         let voice = message.kind == "ptt" || media.get("isVoiceNote").and_then(Value::as_bool) == Some(true);
         let file_name = text(&["fileName", "filename", "file_name"])

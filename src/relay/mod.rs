@@ -5,6 +5,7 @@ pub mod format;
 pub mod identity;
 pub mod inbound;
 pub mod outbound;
+pub mod pace;
 pub mod qr_png;
 pub mod status;
 
@@ -23,9 +24,14 @@ pub(crate) fn tick_rank(status: Option<&str>) -> u8 {
         Some("sent") => 1,
         Some("delivered") => 2,
         Some("read") => 3,
+        Some(REVOKED) => 4,
         _ => 0,
     }
 }
+
+/// The mapping's message was deleted for everyone on WhatsApp (and in Chatwoot): no later tick, delete or
+/// echo of the delete acts on it again.
+pub(crate) const REVOKED: &str = "revoked";
 
 /// What became of one attempt to process a queued item.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +40,9 @@ pub enum Outcome {
     Done,
     /// Failed for now (network, 429, 5xx): try this item again after `after`, holding the chat's queue.
     Retry { after: Duration, error: String },
+    /// Not yet, and not a failure (a limit of Chatwoot's is reached): try again after `after`, holding the
+    /// chat's queue, without counting an attempt.
+    Later { after: Duration },
     /// Failed for good: recorded and visible; the chat's queue goes on.
     Failed(String),
     /// The integration cannot go on (e.g. Chatwoot revoked the token): stop processing, keep everything

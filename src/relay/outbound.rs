@@ -16,7 +16,7 @@ use entity::outbound_job;
 use sea_orm::DatabaseConnection;
 
 use super::Outcome;
-use super::format::markdown_to_whatsapp;
+use super::format::{markdown_to_whatsapp, normalize_agent_text};
 use super::inbound::{RelayContext, Step, on_chatwoot_error, outcome_of, store_failed};
 use super::status;
 use crate::chatwoot::webhook::{WebhookAttachment, WebhookEvent, WebhookMessage};
@@ -70,6 +70,9 @@ pub async fn process(shared: Arc<Shared>, relay: Arc<RelayContext>, http: Option
         (None, _) => send(db, &relay, &chatwoot, &ryzeapi, &job, &message).await,
     };
     let outcome = outcome_of(result);
+    if let Outcome::Later { .. } = outcome {
+        return outcome;
+    }
     // A retryable failure that keeps failing becomes final — but not while RyzeAPI is unreachable as a
     // whole (its link is down too): then replies wait, however long the outage, and go out in order.
     let ryzeapi_down = relay.live.snapshot().state != LinkState::Connected;
@@ -170,7 +173,8 @@ async fn send(
             .map(|m| m.wa_id),
         None => None,
     };
-    let mut text = message.content.as_deref().map(markdown_to_whatsapp).unwrap_or_default();
+    let mut text =
+        message.content.as_deref().map(|c| markdown_to_whatsapp(&normalize_agent_text(c))).unwrap_or_default();
     if relay.sign_messages
         && let Some(agent) = message.sender_name.as_deref().filter(|n| !n.is_empty())
     {
@@ -227,12 +231,21 @@ async fn send(
         sent_tick(relay, chatwoot, job, message, resumed).await?;
     }
     // The agent answered: the customer's messages are read.
-    if let Ok(Some(last)) = store::messages::last_incoming(&relay.reader, chat_id).await
-        && let Err(e) = ryzeapi.mark_read(&last, &number).await
-    {
-        tracing::debug!(integration_id = %relay.integration_id, error = %e, "could not mark the chat read");
+    if let Ok(Some(last)) = store::messages::last_incoming(&relay.reader, chat_id).await {
+        let sender = if jid.ends_with("@g.us") { group_author(relay, &last).await } else { None };
+        if let Err(e) = ryzeapi.mark_read(&last, &number, sender.as_deref()).await {
+            tracing::debug!(integration_id = %relay.integration_id, error = %e, "could not mark the chat read");
+        }
     }
     Ok(())
+}
+
+/// The author of a received group message (RyzeAPI's mark-read needs it in groups), from its stored event.
+async fn group_author(relay: &RelayContext, wa_id: &str) -> Option<String> {
+    let key = format!("msg:{wa_id}");
+    let payload = store::events::payload_by_message_key(&relay.reader, &relay.integration_id, &key).await.ok()??;
+    let envelope = crate::ryzeapi::event::Envelope::parse(&payload).ok()?;
+    crate::ryzeapi::event::MessageExchange::from_data(&envelope.data).sender.jid
 }
 
 /// Sets the `sent` tick of a message RyzeAPI accepted. A passing failure retries the job: its replay finds
@@ -450,7 +463,12 @@ async fn revoke(
     else {
         return Ok(());
     };
-    ryzeapi.revoke(&mapped.wa_id).await.map_err(send_failed)
+    // Only what this number sent; a mapping revoked already (WhatsApp's own revoke, or a repeat) is done.
+    if mapped.direction != "outgoing" || mapped.last_status.as_deref() == Some(super::REVOKED) {
+        return Ok(());
+    }
+    ryzeapi.revoke(&mapped.wa_id).await.map_err(send_failed)?;
+    relay.writer.set_last_status(mapped.id, super::REVOKED).await.map_err(store_failed)
 }
 
 /// An agent's typing indicator → WhatsApp presence (best-effort: failures are only logged).

@@ -44,6 +44,9 @@ impl SendError {
     }
 }
 
+/// How long a typing indicator lasts on WhatsApp unless cleared earlier.
+pub const PRESENCE_SECONDS: u64 = 10;
+
 pub struct RyzeApiClient {
     http: awc::Client,
     base_url: String,
@@ -133,14 +136,20 @@ impl RyzeApiClient {
     }
 
     /// Marks a customer's message (and those before it) as read.
-    pub async fn mark_read(&self, message_id: &str, number: &str) -> Result<(), SendError> {
-        let body = json!({"messageId": message_id, "number": number});
+    /// Marks a received message read. In groups RyzeAPI needs its author's JID as `sender`.
+    pub async fn mark_read(&self, message_id: &str, number: &str, sender: Option<&str>) -> Result<(), SendError> {
+        let mut body = json!({"messageId": message_id, "number": number});
+        if let Some(sender) = sender {
+            body["sender"] = json!(sender);
+        }
         self.call("mark_read", Method::POST, &format!("/api/chat/markRead/{}", self.instance), body).await.map(|_| ())
     }
 
-    /// Shows (`typing`) or clears (`paused`) the typing indicator.
+    /// Shows (`typing`) or clears (`paused`) the typing indicator, for [`PRESENCE_SECONDS`] at most (Chatwoot
+    /// sends `typing_off` when the agent stops; this bounds an indicator whose `off` was lost).
     pub async fn presence(&self, number: &str, state: &str) -> Result<(), SendError> {
-        let body = json!({"number": number, "state": state, "duration": 10000});
+        // `duration` is in seconds (RyzeAPI caps it at 60, then pauses by itself).
+        let body = json!({"number": number, "state": state, "duration": PRESENCE_SECONDS});
         self.call("presence", Method::POST, &format!("/api/chat/presence/{}", self.instance), body).await.map(|_| ())
     }
 

@@ -144,6 +144,29 @@ pub async fn set_contact(
     .await
 }
 
+/// Forgets the chat's contact and conversation (deleted in Chatwoot): the next message creates them anew.
+pub async fn forget_contact(db: &DatabaseConnection, chat_id: i64) -> Result<chat::Model, StoreError> {
+    update(db, chat_id, |row| {
+        row.contact_id = Set(None);
+        row.contact_source_id = Set(None);
+        row.conversation_id = Set(None);
+        row.conversation_status = Set(None);
+    })
+    .await
+}
+
+/// Forgets every chat's conversation of an integration (its inbox was replaced: the old conversations
+/// went with the old inbox). Contacts belong to the account and stay.
+pub async fn forget_conversations(db: &DatabaseConnection, integration_id: &str) -> Result<(), StoreError> {
+    chat::Entity::update_many()
+        .col_expr(chat::Column::ConversationId, sea_orm::sea_query::Expr::value(Option::<i64>::None))
+        .col_expr(chat::Column::ConversationStatus, sea_orm::sea_query::Expr::value(Option::<String>::None))
+        .filter(chat::Column::IntegrationId.eq(integration_id))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
 /// Remembers the chat's current conversation (`None` forgets it, e.g. after Chatwoot answered 404).
 pub async fn set_conversation(
     db: &DatabaseConnection,

@@ -164,6 +164,23 @@ pub async fn exchanges_in_chat_since(
         .await?)
 }
 
+/// The stored frame of the message event with this `message_key` (`msg:<WhatsApp id>`), while retention
+/// keeps it.
+pub async fn payload_by_message_key(
+    db: &DatabaseConnection,
+    integration_id: &str,
+    message_key: &str,
+) -> Result<Option<String>, StoreError> {
+    Ok(Entity::find()
+        .select_only()
+        .column(Column::Payload)
+        .filter(Column::IntegrationId.eq(integration_id))
+        .filter(Column::MessageKey.eq(message_key))
+        .into_tuple::<String>()
+        .one(db)
+        .await?)
+}
+
 /// Counts by state for one integration.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct EventCounts {
