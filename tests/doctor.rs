@@ -154,19 +154,115 @@ async fn a_private_public_url_on_chatwoot_4_14_is_a_hint_not_a_failure() {
 }
 
 #[actix_web::test]
-async fn an_old_chatwoot_is_a_warning_only() {
+async fn an_old_chatwoot_warns_with_what_it_lacks() {
     let chatwoot = fake_chatwoot();
     chatwoot.set_version("4.1.0");
     let out = probe(chatwoot.url(), ADMIN, ACCOUNT, PUBLIC_URL, false).await;
     out.assert_code(0);
-    out.assert_contains("! chatwoot version: Chatwoot 4.1.0: message status ticks need Chatwoot ≥ 4.2");
+    out.assert_contains(
+        "! chatwoot version: Chatwoot 4.1.0: message status ticks (delivered/read) need Chatwoot ≥ 4.2.0; \
+         quotes, reactions and edits are threaded only when the quoted message is known to the bridge: \
+         Chatwoot before 4.9.0 drops content_attributes other than in_reply_to; \
+         webhooks are not signed before 4.13.0: only the secret webhook URL protects them",
+    );
+    out.assert_contains("fix: upgrade Chatwoot to 4.13.0 or newer for all of these");
     out.assert_contains("OK: 5 passed, 1 warnings, 0 failed");
 
     let json = probe(chatwoot.url(), ADMIN, ACCOUNT, PUBLIC_URL, true).await.json();
     assert_eq!(json["ok"], true);
     let version = json["checks"].as_array().unwrap().iter().find(|c| c["name"] == "chatwoot version").unwrap();
     assert_eq!(version["status"], "warn");
-    assert!(version["fix"].as_str().unwrap().contains("4.2"));
+    assert!(version["fix"].as_str().unwrap().contains("4.13"));
+
+    // 4.2–4.8: ticks work, quotes by WhatsApp id and signatures do not.
+    chatwoot.set_version("4.8.0");
+    let out = probe(chatwoot.url(), ADMIN, ACCOUNT, PUBLIC_URL, false).await;
+    out.assert_code(0);
+    out.assert_contains("! chatwoot version: Chatwoot 4.8.0: quotes, reactions and edits are threaded only when");
+    out.assert_lacks("status ticks");
+
+    // 4.9–4.12: everything but signatures; the `\` line breaks are repaired by the bridge.
+    chatwoot.set_version("4.10.1");
+    let out = probe(chatwoot.url(), ADMIN, ACCOUNT, PUBLIC_URL, false).await;
+    out.assert_code(0);
+    out.assert_contains(
+        "✔ chatwoot version: Chatwoot 4.10.1 (webhooks are signed only from 4.13.0 on; \
+         agent line breaks arrive as `\\`+newline, which the bridge repairs)",
+    );
+}
+
+#[actix_web::test]
+async fn a_chatwoot_older_than_3_4_fails() {
+    let chatwoot = fake_chatwoot();
+    chatwoot.set_version("3.3.1");
+    let out = probe(chatwoot.url(), ADMIN, ACCOUNT, PUBLIC_URL, false).await;
+    out.assert_code(1);
+    out.assert_contains("✖ chatwoot version: Chatwoot 3.3.1 is older than 3.4.0: it drops a message's source_id");
+    out.assert_contains("in a loop; the bridge refuses to activate on it");
+    out.assert_contains("fix: upgrade Chatwoot to 3.4.0 or newer");
+    // The other checks still run: they tell what else to fix.
+    out.assert_contains("✔ administrator role");
+}
+
+/// A stand-in for Chatwoot behind a reverse proxy that strips the access-token header: `GET /api` answers,
+/// every authenticated route gets devise's 401, as Chatwoot answers a request without any token.
+fn chatwoot_behind_a_stripping_proxy() -> String {
+    use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+    let server = HttpServer::new(|| {
+        App::new().default_service(web::to(|req: HttpRequest| async move {
+            if req.path() == "/api" {
+                HttpResponse::Ok()
+                    .json(serde_json::json!({"version": "4.15.1", "queue_services": "ok", "data_services": "ok"}))
+            } else {
+                HttpResponse::Unauthorized()
+                    .json(serde_json::json!({"errors": ["You need to sign in or sign up before continuing."]}))
+            }
+        }))
+    })
+    .workers(1)
+    .bind(("127.0.0.1", 0))
+    .unwrap();
+    let addr = server.addrs()[0];
+    actix_web::rt::spawn(server.run());
+    format!("http://{addr}")
+}
+
+#[actix_web::test]
+async fn a_proxy_that_strips_the_token_header_is_named() {
+    let url = chatwoot_behind_a_stripping_proxy();
+    let out = probe(&url, ADMIN, ACCOUNT, PUBLIC_URL, false).await;
+    out.assert_code(1);
+    out.assert_contains(
+        "✖ chatwoot token: GET /api/v1/profile refused: HTTP 401: You need to sign in or sign up before continuing.",
+    );
+    out.assert_contains(
+        "fix: Chatwoot received no access token although the bridge sent one: a reverse proxy in front of Chatwoot drops or strips the access-token header. The bridge sends it as `Api-Access-Token`",
+    );
+    out.assert_contains("underscores_in_headers on;");
+    out.assert_lacks("verify chatwootApiToken");
+}
+
+#[actix_web::test]
+async fn a_throttled_host_is_told_what_to_set_in_chatwoot() {
+    let chatwoot = fake_chatwoot();
+    // Rack::Attack on one call: the token check.
+    chatwoot.fail_next("GET", "/api/v1/profile", 429, 1);
+    let out = probe(chatwoot.url(), ADMIN, ACCOUNT, PUBLIC_URL, false).await;
+    out.assert_code(1);
+    out.assert_contains("✖ chatwoot token: GET /api/v1/profile refused: HTTP 429: Retry later");
+    out.assert_contains(&format!("fix: Chatwoot at {} is throttling this host (Rack::Attack", chatwoot.url()));
+    out.assert_contains(
+        "every integration of this bridge shares one budget of RACK_ATTACK_LIMIT requests a minute per IP (default 3000, config/initializers/rack_attack.rb). In Chatwoot's environment set RACK_ATTACK_ALLOWED_IPS=<the bridge's IP as Chatwoot sees it>, or a higher RACK_ATTACK_LIMIT",
+    );
+    out.assert_lacks("verify chatwootApiToken");
+
+    // On every call, from the first one on.
+    chatwoot.set_fault(Fault::Status(429));
+    let out = probe(chatwoot.url(), ADMIN, ACCOUNT, PUBLIC_URL, false).await;
+    out.assert_code(1);
+    out.assert_contains("✖ chatwoot reachable: GET");
+    out.assert_contains("RACK_ATTACK_ALLOWED_IPS=");
+    out.assert_lacks("Chatwoot is unreachable");
 }
 
 #[actix_web::test]

@@ -186,7 +186,7 @@ async fn probe_target(target: Target) -> (Report, Vec<String>) {
         settings.chatwoot_timeout,
         Metrics::default(),
     );
-    if let Access::Granted { inboxes } = account_checks(&client, &settings.public_url, &mut checks).await {
+    if let Access::Granted { inboxes, .. } = account_checks(&client, &settings.public_url, &mut checks).await {
         let listed = match inboxes {
             Some(inboxes) => Ok(inboxes),
             None => client.list_inboxes().await,
