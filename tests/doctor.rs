@@ -369,6 +369,7 @@ async fn doctor_on(stack: &Stack, json: bool) -> Outcome {
     for inbox in stack.chatwoot.inboxes() {
         let secret = inbox.webhook_url.rsplit('/').next().unwrap().to_owned();
         out.assert_lacks(&secret);
+        out.assert_lacks(&inbox.secret);
     }
     out
 }
@@ -389,6 +390,7 @@ async fn stored_integrations_healthy() {
         "  ✔ administrator role",
         "  ✔ inbox: inbox",
         &format!("  ✔ webhook URL: points at {}/v1/webhooks/chatwoot/{id}/…", stack.bridge.url),
+        "  ✔ webhook signing: deliveries are verified with the inbox's current signing secret",
         "  ✔ ryzeapi link: WebSocket upgrade accepted",
         "  ✔ inbound queue: WhatsApp events: 0 pending, 0 failed",
         "  ✔ outbound queue: agent replies: 0 pending, 0 failed",
@@ -468,6 +470,28 @@ async fn stored_integration_whose_webhook_moved_fails() {
     out.assert_code(1);
     out.assert_contains("✖ webhook URL: the inbox's webhook points at https://elsewhere.example/hook, expected");
     out.assert_lacks("private-value");
+}
+
+#[actix_web::test]
+async fn stored_integration_activated_before_signing_warns_after_the_upgrade() {
+    let stack = Stack::start().await;
+    stack.chatwoot.set_version("4.12.0");
+    let id = stack.activate("suporte").await;
+    stack.wait_link(&id, "connected", Duration::from_secs(3)).await;
+    let out = doctor_on(&stack, false).await;
+    out.assert_code(0);
+    out.assert_contains("  ✔ webhook signing: Chatwoot signs webhooks only from 4.13.0 on");
+
+    // Chatwoot upgraded: the inbox now has a secret the bridge never stored.
+    stack.chatwoot.set_version("4.15.1");
+    let out = doctor_on(&stack, false).await;
+    out.assert_code(0);
+    out.assert_contains(
+        "  ! webhook signing: Chatwoot shows a signing secret for the inbox but the bridge stored none (activated before Chatwoot was upgraded to 4.13)",
+    );
+    out.assert_contains(
+        "fix: re-activate the integration from RyzeAPI (POST /api/chatwoot/set/suporte) to store the signing secret",
+    );
 }
 
 #[actix_web::test]

@@ -9,6 +9,7 @@ use entity::integration::Model;
 use futures_util::{SinkExt as _, StreamExt as _};
 use sea_orm::DatabaseConnection;
 
+use crate::chatwoot::version::{SIGNING, Version};
 use crate::chatwoot::{ChatwootClient, ChatwootError, ChatwootTarget, Failure};
 use crate::config::Settings;
 use crate::crypto::Sealer;
@@ -193,7 +194,7 @@ async fn check_integration(env: &Env<'_>, model: &Model) -> (IntegrationReport, 
             ));
             secrets.push(token.expose().to_owned());
             secrets.push(webhook_secret.expose().to_owned());
-            chatwoot_checks(env, model, token, &webhook_secret, &mut checks).await;
+            chatwoot_checks(env, model, token, &webhook_secret, &mut checks, &mut secrets).await;
         }
         Err(check) => checks.push(check),
     }
@@ -234,6 +235,10 @@ fn open(sealer: &Sealer, model: &Model, column: &str) -> Result<Secret, Check> {
         sealed::CHATWOOT_TOKEN => &model.chatwoot_token_sealed,
         _ => &model.webhook_secret_sealed,
     };
+    open_value(sealer, model, sealed_value, column)
+}
+
+fn open_value(sealer: &Sealer, model: &Model, sealed_value: &str, column: &str) -> Result<Secret, Check> {
     sealer.open(sealed_value, &model.id, column).map_err(|e| {
         let fix = match e {
             crate::crypto::CryptoError::UnknownKey(_) => e.to_string(),
@@ -249,17 +254,26 @@ async fn chatwoot_checks(
     token: Secret,
     webhook_secret: &Secret,
     checks: &mut Vec<Check>,
+    secrets: &mut Vec<String>,
 ) {
     let target =
         ChatwootTarget { base_url: model.chatwoot_base_url.clone(), account_id: model.chatwoot_account_id, token };
     let chatwoot = ChatwootClient::new(env.http.clone(), target, env.settings.chatwoot_timeout, Metrics::default());
-    if let Access::Stopped = account_checks(&chatwoot, &env.settings.public_url, checks).await {
-        if let Some(check) = checks.last_mut().filter(|c| c.name == "chatwoot token") {
-            let fix = check.fix.take().unwrap_or_default();
-            check.fix = Some(format!("{fix} Then {} with the new token.", reactivate(&model.instance)));
+    let version = match account_checks(&chatwoot, &env.settings.public_url, checks).await {
+        Access::Granted { version, .. } => version,
+        Access::Stopped => {
+            // A refused token needs a new one stored (not a proxy's missing header, nor a throttle).
+            if let Some(check) = checks.last_mut().filter(|c| c.name == "chatwoot token") {
+                let fix = check.fix.take().unwrap_or_default();
+                check.fix = Some(if fix.starts_with("Chatwoot rejected the API token") {
+                    format!("{fix} Then {} with the new token.", reactivate(&model.instance))
+                } else {
+                    fix
+                });
+            }
+            return;
         }
-        return;
-    }
+    };
     let ctx = ChatwootContext {
         base_url: &model.chatwoot_base_url,
         account_id: model.chatwoot_account_id,
@@ -308,6 +322,81 @@ async fn chatwoot_checks(
             ),
         ));
     }
+
+    if let Some(shown) = inbox.secret.as_deref().filter(|s| !s.is_empty()) {
+        secrets.push(shown.to_owned());
+    }
+    let stored = match model.signing_secret_sealed.as_deref() {
+        Some(sealed_value) => match open_value(env.sealer, model, sealed_value, sealed::SIGNING_SECRET) {
+            Ok(stored) => {
+                secrets.push(stored.expose().to_owned());
+                Some(stored)
+            }
+            Err(check) => {
+                checks.push(check);
+                return;
+            }
+        },
+        None => None,
+    };
+    checks.push(signing_check(stored.as_ref().map(Secret::expose), inbox.secret.as_deref(), version, &model.instance));
+}
+
+/// The stored webhook signing secret against the inbox's current `secret` (shown to administrators from
+/// Chatwoot 4.13 on). Never prints either.
+fn signing_check(stored: Option<&str>, current: Option<&str>, version: Option<Version>, instance: &str) -> Check {
+    const NAME: &str = "webhook signing";
+    let current = current.filter(|s| !s.is_empty());
+    match (stored, current) {
+        (Some(stored), Some(current)) if constant_time_eq(stored, current) => {
+            Check::pass(NAME, "deliveries are verified with the inbox's current signing secret")
+        }
+        (Some(_), Some(_)) => Check::fail(
+            NAME,
+            "the inbox's webhook signing secret changed in Chatwoot (reset by an admin?): deliveries signed with the new secret do not match the one the bridge stored",
+            format!(
+                "the bridge re-reads the inbox's secret on the next signed delivery it cannot verify; if agent replies still fail, {} to store the new secret",
+                reactivate(instance)
+            ),
+        ),
+        (None, Some(_)) => Check::warn(
+            NAME,
+            "Chatwoot shows a signing secret for the inbox but the bridge stored none (activated before Chatwoot was upgraded to 4.13): deliveries are accepted unverified, protected only by the secret webhook URL",
+            Some(format!("{} to store the signing secret; deliveries are verified from then on", reactivate(instance))),
+        ),
+        (Some(_), None) if version.is_some_and(|v| v < SIGNING) => Check::fail(
+            NAME,
+            format!(
+                "the bridge stored a signing secret but Chatwoot {} does not sign webhooks (downgraded below {SIGNING}?): every delivery is refused as unsigned",
+                version.map(|v| v.to_string()).unwrap_or_default()
+            ),
+            format!("{} so that the bridge stores what this Chatwoot offers", reactivate(instance)),
+        ),
+        (Some(_), None) => Check::warn(
+            NAME,
+            "the bridge verifies deliveries with a stored signing secret, but Chatwoot does not show the inbox's secret",
+            Some(format!(
+                "verify that the token's user is administrator; if deliveries are refused as unsigned, {}",
+                reactivate(instance)
+            )),
+        ),
+        (None, None) => match version {
+            Some(v) if v >= SIGNING => Check::warn(
+                NAME,
+                format!("Chatwoot {v} shows no signing secret for the inbox: deliveries are accepted unverified"),
+                None,
+            ),
+            _ => Check::pass(
+                NAME,
+                format!("Chatwoot signs webhooks only from {SIGNING} on: the secret webhook URL protects deliveries"),
+            ),
+        },
+    }
+}
+
+/// Compares without stopping at the first difference.
+fn constant_time_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// A webhook URL fit to print: the bridge's secret path segment becomes `…`; elsewhere the user info,
@@ -458,6 +547,22 @@ mod tests {
         assert_eq!(sqlite_path("sqlite::memory:"), None);
         assert_eq!(sqlite_path("postgres://h/db"), None);
         assert_eq!(database_label("postgres://user:pw@db:5432/bridge"), "PostgreSQL db:5432/bridge");
+    }
+
+    #[test]
+    fn signing_secrets_are_compared_never_shown() {
+        use super::super::report::Status;
+        let v = |text| Version::parse(text);
+        let same = signing_check(Some("whsec1"), Some("whsec1"), v("4.15.1"), "i");
+        assert_eq!(same.status, Status::Pass);
+        let changed = signing_check(Some("whsec1"), Some("whsec2"), v("4.15.1"), "i");
+        assert_eq!(changed.status, Status::Fail);
+        assert!(changed.detail.contains("changed in Chatwoot (reset by an admin?)"), "{}", changed.detail);
+        assert!(!changed.detail.contains("whsec") && !changed.fix.unwrap_or_default().contains("whsec"));
+        assert_eq!(signing_check(None, Some("whsec2"), v("4.13.0"), "i").status, Status::Warn);
+        assert_eq!(signing_check(Some("whsec1"), None, v("4.12.0"), "i").status, Status::Fail);
+        assert_eq!(signing_check(None, None, v("4.10.1"), "i").status, Status::Pass);
+        assert!(constant_time_eq("abc", "abc") && !constant_time_eq("abc", "abd") && !constant_time_eq("a", "ab"));
     }
 
     #[test]
