@@ -14,6 +14,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 async fn receive(
     shared: web::Data<Shared>,
+    http: web::Data<awc::Client>,
     path: web::Path<(String, String)>,
     req: HttpRequest,
     payload: web::Payload,
@@ -22,6 +23,6 @@ async fn receive(
     let body = read_body(&req, payload).await?;
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
     let signature = Signature { signature: header("x-chatwoot-signature"), timestamp: header("x-chatwoot-timestamp") };
-    webhooks::accept(&shared, &id, &secret, signature, &body).await?;
+    webhooks::accept(&shared, &http, &id, &secret, signature, &body).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({"ok": true})))
 }

@@ -79,6 +79,10 @@ pub struct IntegrationActor {
     ingest: Ingest,
     queue: ChatQueues,
     fresh: FreshPayloads,
+    /// `BRIDGE_REPLY_ORDER_WINDOW_MS`: how long a reply just received waits before it is sent.
+    reply_window: Duration,
+    /// Replies still inside their window, and when it ends.
+    hold_until: HashMap<Item, Instant>,
     /// Pending events are being loaded from the database: queue, but do not start anything yet.
     loading: bool,
     halted: bool,
@@ -130,8 +134,8 @@ impl FreshPayloads {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub enum Work {
-    /// A stored outbound job (its conversation orders it).
-    Job { id: i64, conversation_id: i64 },
+    /// A stored outbound job, just received: its conversation orders it by Chatwoot message.
+    Job { id: i64, conversation_id: i64, chatwoot_message_id: i64 },
     /// An agent's typing indicator (best-effort, not stored).
     Typing { conversation_id: i64, on: bool },
 }
@@ -141,8 +145,11 @@ impl Handler<Work> for IntegrationActor {
 
     fn handle(&mut self, work: Work, ctx: &mut Context<Self>) {
         match work {
-            Work::Job { id, conversation_id } => {
-                self.queue.push(conversation_key(conversation_id), Item::Job(id));
+            Work::Job { id, conversation_id, chatwoot_message_id } => {
+                let item = Item::Job { message: chatwoot_message_id, id };
+                if self.queue.push(conversation_key(conversation_id), item) && !self.reply_window.is_zero() {
+                    self.hold_until.insert(item, Instant::now() + self.reply_window);
+                }
                 self.pump(ctx);
             }
             Work::Typing { conversation_id, on } => {
@@ -163,6 +170,7 @@ pub struct Shutdown;
 impl IntegrationActor {
     pub fn new(cfg: ActorConfig, shared: Arc<Shared>, live: Arc<Live>) -> Self {
         let relay = cfg.relay.clone();
+        let reply_window = shared.settings.reply_order_window;
         Self {
             backoff: Backoff::reconnect(cfg.timing.reconnect_min, cfg.timing.reconnect_max),
             cfg,
@@ -178,6 +186,8 @@ impl IntegrationActor {
             ingest: Ingest::default(),
             queue: ChatQueues::default(),
             fresh: FreshPayloads::default(),
+            reply_window,
+            hold_until: HashMap::new(),
             loading: false,
             halted: false,
             stopping: false,
@@ -407,15 +417,29 @@ impl IntegrationActor {
         }
         while self.queue.in_flight < MAX_IN_FLIGHT {
             let Some((chat, row)) = self.queue.next() else { break };
+            // A reply waits out its window, in case one Chatwoot created before it is still on its way;
+            // one that arrives meanwhile goes ahead of it (the queue is ordered by Chatwoot message).
+            if let Some(until) = self.hold_until.remove(&row) {
+                let wait = until.saturating_duration_since(Instant::now());
+                if !wait.is_zero() {
+                    self.hold_until.insert(row, until);
+                    self.queue.park(&chat, row);
+                    ctx.run_later(wait, move |act, ctx| {
+                        act.queue.unpark(&chat);
+                        act.pump(ctx);
+                    });
+                    continue;
+                }
+            }
             let (shared, relay, http) = (self.shared.clone(), self.relay.clone(), self.http.clone());
             let payload = match row {
                 Item::Event(id) => self.fresh.take(id),
-                Item::Job(_) => None,
+                Item::Job { .. } => None,
             };
             let work = async move {
                 match row {
                     Item::Event(id) => inbound::process(shared, relay, http, id, payload).await,
-                    Item::Job(id) => outbound::process(shared, relay, http, id).await,
+                    Item::Job { id, .. } => outbound::process(shared, relay, http, id).await,
                 }
             };
             ctx.spawn(work.into_actor(self).map(move |outcome, act, ctx| act.finished_item(chat, row, outcome, ctx)));
@@ -483,7 +507,7 @@ impl IntegrationActor {
         self.loading = true;
         let load = async move {
             let events = store::events::pending(&db, &id).await?;
-            let jobs = store::jobs::pending(&db, &id).await?;
+            let jobs = store::jobs::pending_with_messages(&db, &id).await?;
             Ok::<_, store::StoreError>((events, jobs))
         };
         ctx.spawn(load.into_actor(self).map(|pending, act, ctx| {
@@ -496,8 +520,8 @@ impl IntegrationActor {
                     for (row, chat) in events {
                         act.queue.push(chat, Item::Event(row));
                     }
-                    for (job, conversation) in jobs {
-                        act.queue.push(conversation_key(conversation), Item::Job(job));
+                    for (job, conversation, message) in jobs {
+                        act.queue.push(conversation_key(conversation), Item::Job { message, id: job });
                     }
                     act.pump(ctx);
                 }
@@ -507,12 +531,13 @@ impl IntegrationActor {
     }
 }
 
-/// A queued piece of work: a stored RyzeAPI event or a stored Chatwoot webhook job (each numbered in
-/// arrival order; one queue never mixes the two).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+/// A queued piece of work: a stored RyzeAPI event (numbered in arrival order) or a stored Chatwoot
+/// webhook job (ordered by the Chatwoot message it is about, then by arrival: Chatwoot numbers messages
+/// as it creates them, and delivers their webhooks in no promised order). One queue never mixes the two.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 enum Item {
     Event(i64),
-    Job(i64),
+    Job { message: i64, id: i64 },
 }
 
 /// The queue key of a Chatwoot conversation's outbound jobs.

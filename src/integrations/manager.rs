@@ -44,6 +44,8 @@ pub struct QueueJob {
     pub integration_id: String,
     pub job_id: i64,
     pub conversation_id: i64,
+    /// The Chatwoot message the job is about: replies go out in the order Chatwoot created them.
+    pub chatwoot_message_id: i64,
 }
 
 /// An agent started or stopped typing in a conversation.
@@ -215,7 +217,11 @@ impl Handler<QueueJob> for Manager {
     /// Not running (paused): the job waits in the database and is loaded when the actor starts.
     fn handle(&mut self, job: QueueJob, _ctx: &mut Context<Self>) {
         if let Some(addr) = self.running.get(&job.integration_id) {
-            addr.do_send(actor::Work::Job { id: job.job_id, conversation_id: job.conversation_id });
+            addr.do_send(actor::Work::Job {
+                id: job.job_id,
+                conversation_id: job.conversation_id,
+                chatwoot_message_id: job.chatwoot_message_id,
+            });
         }
     }
 }

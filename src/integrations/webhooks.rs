@@ -7,8 +7,10 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use super::{manager, open_sealed, sealed};
+use crate::chatwoot::ChatwootTarget;
 use crate::chatwoot::webhook::{WebhookEvent, signature_is_valid};
 use crate::error::AppError;
 use crate::secret::{Secret, constant_time_eq};
@@ -38,7 +40,13 @@ pub struct KeyCache {
     entries: Mutex<HashMap<String, Arc<WebhookKeys>>>,
     /// Bumped by every `forget`: credentials read before it must not be kept after it.
     generation: AtomicU64,
+    /// When each integration's signing secret was last read from Chatwoot (see [`SECRET_REFRESH_EVERY`]).
+    refreshed: Mutex<HashMap<String, Instant>>,
 }
+
+/// At most one re-read of an inbox's signing secret per integration in this time: a bad signature costs
+/// a Chatwoot call only that often, whoever sends it.
+const SECRET_REFRESH_EVERY: Duration = Duration::from_secs(60);
 
 impl KeyCache {
     fn entries(&self) -> MutexGuard<'_, HashMap<String, Arc<WebhookKeys>>> {
@@ -50,6 +58,16 @@ impl KeyCache {
         let mut entries = self.entries();
         self.generation.fetch_add(1, Ordering::AcqRel);
         entries.remove(id);
+    }
+
+    /// Whether the signing secret of `id` may be read from Chatwoot now (and notes that it is).
+    fn may_refresh(&self, id: &str, now: Instant) -> bool {
+        let mut refreshed = self.refreshed.lock().unwrap_or_else(PoisonError::into_inner);
+        if refreshed.get(id).is_some_and(|at| now.duration_since(*at) < SECRET_REFRESH_EVERY) {
+            return false;
+        }
+        refreshed.insert(id.to_owned(), now);
+        true
     }
 
     /// Keeps `keys`, read from the database when the generation was `read_at`, unless something was
@@ -86,6 +104,7 @@ async fn keys_of(shared: &Shared, services: &Services, id: &str) -> Result<Optio
 /// Authenticates and stores one webhook delivery. `Ok` means: stored (or irrelevant) — answer 200.
 pub async fn accept(
     shared: &Shared,
+    http: &awc::Client,
     id: &str,
     secret: &str,
     signature: Signature<'_>,
@@ -96,16 +115,66 @@ pub async fn accept(
     if !constant_time_eq(secret, keys.secret.expose()) {
         return Err(AppError::WebhookNotFound);
     }
-    if let Some(signing) = &keys.signing {
-        let (Some(sig), Some(ts)) = (signature.signature, signature.timestamp) else {
-            return Err(AppError::BadSignature);
-        };
-        if !signature_is_valid(signing.expose(), ts, body, sig, chrono::Utc::now().timestamp()) {
-            return Err(AppError::BadSignature);
+    let now = chrono::Utc::now().timestamp();
+    let verifies = |signing: &Secret| match (signature.signature, signature.timestamp) {
+        (Some(sig), Some(ts)) => signature_is_valid(signing.expose(), ts, body, sig, now),
+        _ => false,
+    };
+    // A signed delivery the stored secret does not verify (an admin reset the secret, 4.13+), or the first
+    // signed one (Chatwoot was upgraded to 4.13 after the activation): read the inbox's secret again.
+    let stale = match &keys.signing {
+        Some(signing) => !verifies(signing),
+        None => signature.signature.is_some(),
+    };
+    if stale {
+        let current = refresh_signing_secret(shared, services, http, id).await;
+        match (&keys.signing, current) {
+            (_, Some(current)) if verifies(&current) => {}
+            // Still unsigned: nothing to hold the delivery against.
+            (None, None) => {}
+            _ => return Err(AppError::BadSignature),
         }
     }
     let event = WebhookEvent::parse(body).map_err(|e| AppError::InvalidBody(format!("webhook: {e}")))?;
     handle(shared, id, event, body).await
+}
+
+/// Reads the inbox's signing secret from Chatwoot (with the stored admin token) and keeps it when it
+/// changed; at most once per [`SECRET_REFRESH_EVERY`] per integration. `None` when it was not read (too
+/// soon, Chatwoot unreachable) or the inbox has none.
+async fn refresh_signing_secret(shared: &Shared, services: &Services, http: &awc::Client, id: &str) -> Option<Secret> {
+    if !shared.webhook_keys.may_refresh(id, Instant::now()) {
+        return None;
+    }
+    let integration = store::integrations::find(&services.db, id).await.ok()??;
+    let token = open_sealed(&services.sealer, &integration.chatwoot_token_sealed, id, sealed::CHATWOOT_TOKEN).ok()?;
+    let target = ChatwootTarget {
+        base_url: integration.chatwoot_base_url.clone(),
+        account_id: integration.chatwoot_account_id,
+        token,
+    };
+    let inbox = match super::chatwoot_client(shared, http, target, None).get_inbox(integration.inbox_id).await {
+        Ok(inbox) => inbox,
+        Err(error) => {
+            tracing::warn!(integration_id = %id, %error, "could not read the inbox's signing secret again");
+            return None;
+        }
+    };
+    let current = Secret::new(inbox.secret.filter(|s| !s.is_empty())?);
+    let stored = integration
+        .signing_secret_sealed
+        .as_ref()
+        .and_then(|s| open_sealed(&services.sealer, s, id, sealed::SIGNING_SECRET).ok());
+    if stored.as_ref().is_none_or(|s| !constant_time_eq(s.expose(), current.expose())) {
+        let resealed = services.sealer.seal(&current, id, sealed::SIGNING_SECRET).ok()?;
+        if let Err(error) = store::integrations::set_signing_secret(&services.db, id, resealed).await {
+            tracing::warn!(integration_id = %id, %error, "could not store the inbox's new signing secret");
+        } else {
+            tracing::info!(integration_id = %id, "the inbox's webhook signing secret changed in Chatwoot; using the new one");
+        }
+        shared.webhook_keys.forget(id);
+    }
+    Some(current)
 }
 
 async fn handle(shared: &Shared, id: &str, event: WebhookEvent, body: &[u8]) -> Result<(), AppError> {
@@ -160,6 +229,7 @@ async fn handle(shared: &Shared, id: &str, event: WebhookEvent, body: &[u8]) -> 
                     integration_id: id.to_owned(),
                     job_id,
                     conversation_id: message.conversation_id,
+                    chatwoot_message_id: message.id,
                 });
             }
             Ok(())

@@ -125,6 +125,17 @@ pub async fn set_sealed(
     Ok(())
 }
 
+/// Replaces the sealed signing secret (Chatwoot's inbox secret changed).
+pub async fn set_signing_secret(db: &DatabaseConnection, id: &str, sealed: String) -> Result<(), StoreError> {
+    let row = ActiveModel {
+        id: sea_orm::Unchanged(id.to_owned()),
+        signing_secret_sealed: sea_orm::Set(Some(sealed)),
+        ..Default::default()
+    };
+    row.update(db).await?;
+    Ok(())
+}
+
 /// Records the Chatwoot version last read from `GET /api`.
 pub async fn set_chatwoot_version(db: &DatabaseConnection, id: &str, version: &str) -> Result<(), StoreError> {
     let row = ActiveModel {

@@ -69,6 +69,24 @@ pub async fn pending(db: &DatabaseConnection, integration_id: &str) -> Result<Ve
         .await?)
 }
 
+/// Pending jobs as `(job, conversation, Chatwoot message)`: what the actor queues at start.
+pub async fn pending_with_messages(
+    db: &DatabaseConnection,
+    integration_id: &str,
+) -> Result<Vec<(i64, i64, i64)>, StoreError> {
+    Ok(Entity::find()
+        .select_only()
+        .column(Column::Id)
+        .column(Column::ConversationId)
+        .column(Column::ChatwootMessageId)
+        .filter(Column::IntegrationId.eq(integration_id))
+        .filter(Column::State.eq(PENDING))
+        .order_by_asc(Column::Id)
+        .into_tuple::<(i64, i64, i64)>()
+        .all(db)
+        .await?)
+}
+
 /// How many retries of this Chatwoot message were stored so far.
 pub async fn count_kind_prefix(
     db: &DatabaseConnection,
