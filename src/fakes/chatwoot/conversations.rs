@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
 use super::contacts::{self, internal_error};
+use super::webhooks::Subject;
 use super::{Actor, Call, State, empty, error, id_param, iso, messages, no_route, not_found, reply, unix, uuid};
 
 /// A conversation as the fake stores it. URLs and webhooks use `display_id` (per account), not `id`.
@@ -329,17 +330,11 @@ pub(super) fn change(attribute: &str, previous: Value, current: Value) -> Value 
     json!({ attribute: {"previous_value": previous, "current_value": current} })
 }
 
-/// Emits a conversation event: webhook data + `event` (+ `changed_attributes` when given).
+/// Emits a conversation event: webhook data + `event` (+ `changed_attributes` when given), built when the
+/// job runs (`app/listeners/webhook_listener.rb`).
 pub(super) fn emit_conversation(state: &mut State, id: i64, event: &str, changed: Option<Value>) {
-    let Some(conversation) = state.conversations.get(&id).cloned() else { return };
-    let mut payload = conversation_webhook_json(state, &conversation);
-    if let Some(map) = payload.as_object_mut() {
-        map.insert("event".into(), json!(event));
-        if let Some(changed) = changed {
-            map.insert("changed_attributes".into(), changed);
-        }
-    }
-    state.emit(conversation.inbox_id, payload);
+    let Some(inbox_id) = state.conversations.get(&id).map(|c| c.inbox_id) else { return };
+    state.emit(inbox_id, event, Subject::Conversation { id, changed });
 }
 
 /// `conversation_typing_on/off` (4.2+): `user` is a user's or a contact's webhook data.
@@ -347,11 +342,9 @@ pub(super) fn emit_typing(state: &mut State, id: i64, on: bool, user: Value, pri
     if !super::version_at_least(&state.version, (4, 2)) {
         return;
     }
-    let Some(conversation) = state.conversations.get(&id).cloned() else { return };
+    let Some(inbox_id) = state.conversations.get(&id).map(|c| c.inbox_id) else { return };
     let event = if on { "conversation_typing_on" } else { "conversation_typing_off" };
-    let payload = json!({"event": event, "user": user, "conversation": conversation_webhook_json(state, &conversation),
-                         "is_private": private});
-    state.emit(conversation.inbox_id, payload);
+    state.emit(inbox_id, event, Subject::Typing { conversation_id: id, user, private });
 }
 
 /// `User#webhook_data`.
