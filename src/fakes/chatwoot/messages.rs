@@ -1,5 +1,7 @@
 //! Messages (reference §5): create (JSON and multipart), list, status PATCH, delete, retry, attachments
-//! served through Active Storage-style redirect URLs, and the `message_*` webhooks (§6).
+//! served through Active Storage-style redirect URLs, and the `message_*` webhooks (§6), each as the
+//! Chatwoot version set on the fake does it: `source_id` from 3.4, `content_attributes` on create from 4.9,
+//! webhook text normalized from 4.13, attachment `extension`/`content_type` from 4.13.
 
 use std::collections::VecDeque;
 
@@ -11,7 +13,18 @@ use serde_json::{Map, Value, json};
 use super::contacts::{self, FakeContact};
 use super::conversations::{self, FakeConversation, change};
 use super::multipart::{FilePart, Form};
+use super::webhooks::Subject;
 use super::{Actor, Call, State, error, iso, no_route, not_found, reply, unix};
+use crate::chatwoot::version::{BACKSLASH_BREAKS_FIXED, CONTENT_ATTRIBUTES, OLDEST_SUPPORTED, Version};
+
+/// PR #13945 (merged 2026-03-30, taken as first released in 4.13): attachments carry `extension` (filled)
+/// and `content_type`, and audio `data_url` gets `?disposition=inline`.
+const ATTACHMENT_CONTENT_TYPE: Version = Version(4, 13, 0);
+
+/// The fake's version as a [`Version`] (unparsable: the newest behaviour).
+fn version(state: &State) -> Version {
+    Version::parse(&state.version).unwrap_or(Version(u64::MAX, 0, 0))
+}
 
 /// Who sent a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,25 +94,36 @@ pub(super) struct Thread {
     pub ids: Vec<i64>,
     /// Incoming messages (the fake's `unread_count`: nothing ever marks them read).
     pub incoming: usize,
-    /// Creation times of the latest messages, oldest first; older than a minute ones are dropped lazily.
+    /// Creation times of the messages of the last minute, oldest first (older ones are dropped on every
+    /// push and count, so a count costs O(1) amortized however fast messages come).
     recent: VecDeque<DateTime<Utc>>,
 }
 
 impl Thread {
-    /// Messages created after `since` (the per-minute limit).
-    fn created_after(&mut self, since: DateTime<Utc>) -> usize {
-        while self.recent.front().is_some_and(|at| *at <= since) {
+    /// Messages with `created_at >= since`: `prevent_message_flooding` counts every message of the
+    /// conversation (any type, private notes too) created in the last minute.
+    fn created_since(&mut self, since: DateTime<Utc>) -> usize {
+        while self.recent.front().is_some_and(|at| *at < since) {
             self.recent.pop_front();
         }
-        // Bounded by the limit itself; counting (not `len`) keeps it exact should the clock step back.
-        self.recent.iter().filter(|at| **at > since).count()
+        self.recent.len()
     }
 
     fn push(&mut self, id: i64, incoming: bool, at: DateTime<Utc>) {
         self.ids.push(id);
         self.incoming += usize::from(incoming);
         self.recent.push_back(at);
+        self.created_since(at - TimeDelta::minutes(1));
     }
+}
+
+/// `app/models/message.rb#prevent_message_flooding` (a `before_validation`, so on create and on every
+/// update): `conversation.messages.where('created_at >= ?', 1.minute.ago).count >=
+/// Limits.conversation_message_per_minute_limit` adds the base error `Too many messages`.
+fn flooded(state: &mut State, conversation_id: i64) -> bool {
+    let Some(limit) = state.conversation_message_limit else { return false };
+    let since = Utc::now() - TimeDelta::minutes(1);
+    state.threads.get_mut(&conversation_id).map_or(0, |t| t.created_since(since)) >= limit
 }
 
 /// Stored file bytes.
@@ -150,7 +174,6 @@ const MESSAGE_PARAMS: &[&str] = &[
 ];
 const MAX_CONTENT: usize = 150_000;
 const MAX_ATTACHMENTS: usize = 15;
-const PER_MINUTE: usize = 200;
 
 /// A message to create, however it arrived.
 #[derive(Debug, Default)]
@@ -187,7 +210,19 @@ pub(super) fn route(
                     MessageInput::default()
                 }
             };
+            // `messages_controller.rb#create` rescues StandardError as 422 `{"error": e.message}`.
+            let fault =
+                state.unprocessable.iter_mut().find(|f| f.left > 0 && call.path.contains(f.path_part.as_str())).map(
+                    |f| {
+                        f.left -= 1;
+                        (f.text.clone(), f.after_commit)
+                    },
+                );
+            if let Some((text, false)) = &fault {
+                return error(422, text);
+            }
             match create(state, conversation_id, input, Some(actor)) {
+                Ok(_) if fault.is_some() => error(422, &fault.map(|f| f.0).unwrap_or_default()),
                 Ok(id) => state.messages.get(&id).map_or_else(not_found, |m| reply(200, message_json(state, m))),
                 Err(answer) => *answer,
             }
@@ -322,11 +357,12 @@ fn read_form_params(state: &mut State, path: &str, form: &Form) -> MessageInput 
     input
 }
 
-/// `FileTypeHelper#file_type`.
+/// `app/helpers/file_type_helper.rb#file_type`.
 fn file_type(content_type: &str) -> &'static str {
     let content_type = content_type.split(';').next().unwrap_or_default().trim().to_lowercase();
     match content_type.as_str() {
-        "image/jpeg" | "image/jpg" | "image/png" | "image/gif" | "image/bmp" | "image/webp" => "image",
+        // `image_file?` lists no `image/jpg`: such a part is a `file` (a download, not a preview).
+        "image/jpeg" | "image/png" | "image/gif" | "image/bmp" | "image/webp" => "image",
         "video/ogg" | "video/mp4" | "video/webm" | "video/quicktime" => "video",
         ct if ct.starts_with("audio/") => "audio",
         _ => "file",
@@ -372,8 +408,8 @@ pub(super) fn create(
         return Err(Box::new(error(422, "Validation failed: Attachments exceeded maximum allowed")));
     }
     let now = Utc::now();
-    let recent = state.threads.get_mut(&conversation_id).map_or(0, |t| t.created_after(now - TimeDelta::minutes(1)));
-    if recent >= PER_MINUTE {
+    if flooded(state, conversation_id) {
+        // `save!` raises RecordInvalid, rescued by the controller's `rescue StandardError`.
         return Err(Box::new(error(422, "Validation failed: Too many messages")));
     }
     let contact = state.contacts.get(&conversation.contact_id).cloned();
@@ -389,8 +425,10 @@ pub(super) fn create(
         content =
             Some(render_liquid(text, &|name| liquid_variable(state, &conversation, contact.as_ref(), actor, name)));
     }
-    let mut attributes = input.content_attributes.clone();
+    let mut attributes = builder_attributes(state, &input.content_attributes);
     resolve_reply(state, conversation_id, &mut attributes);
+    // `source_id: @params[:source_id]` arrived in `message_builder.rb` with #8359 (3.4.0); before, dropped.
+    let source_id = input.source_id.clone().filter(|_| version(state) >= OLDEST_SUPPORTED);
     if let Some(at) = &input.external_created_at {
         attributes.insert("external_created_at".into(), at.clone());
     }
@@ -431,7 +469,7 @@ pub(super) fn create(
         message_type: message_type.clone(),
         content_type,
         private: input.private,
-        source_id: input.source_id.clone(),
+        source_id,
         echo_id: input.echo_id.clone(),
         status: "sent".into(),
         external_error: None,
@@ -447,7 +485,23 @@ pub(super) fn create(
     Ok(id)
 }
 
-/// `Messages::InReplyToMessageBuilder`: resolves the quoted message in the same conversation and writes both keys.
+/// The `content_attributes` `MessageBuilder` keeps. From 4.9 (`content_attributes: content_attributes.presence`,
+/// #12782) all of them; before, `message_params` takes only `items: @items, in_reply_to: @in_reply_to` (dug
+/// out of `content_attributes`) and `automation_rule_id`, so `in_reply_to_external_id` and the rest are dropped.
+fn builder_attributes(state: &State, posted: &Map<String, Value>) -> Map<String, Value> {
+    if version(state) >= CONTENT_ATTRIBUTES {
+        return posted.clone();
+    }
+    posted
+        .iter()
+        .filter(|(key, value)| {
+            matches!(key.as_str(), "in_reply_to" | "items" | "automation_rule_id") && !value.is_null()
+        })
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect()
+}
+
+/// `Messages::InReplyToMessageBuilder` (`message.rb#ensure_in_reply_to`, before save): resolves the quoted message in the same conversation and writes both keys.
 fn resolve_reply(state: &State, conversation_id: i64, attributes: &mut Map<String, Value>) {
     let by_id = attributes.get("in_reply_to").filter(|v| !v.is_null()).cloned();
     let by_external = attributes.get("in_reply_to_external_id").filter(|v| !v.is_null()).cloned();
@@ -511,28 +565,51 @@ fn after_create(state: &mut State, id: i64, conversation: &FakeConversation, sen
     });
 }
 
-/// Emits `message_created` / `message_updated` with `Message#webhook_data`.
+/// Emits `message_created` / `message_updated`; `Message#webhook_data` is built when the job runs.
 pub(super) fn emit_message(state: &mut State, id: i64, event: &str) {
-    let Some(message) = state.messages.get(&id).cloned() else { return };
-    let mut payload = webhook_json(state, &message);
-    if let Some(map) = payload.as_object_mut() {
-        map.insert("event".into(), json!(event));
-    }
-    state.emit(message.inbox_id, payload);
+    let Some(inbox_id) = state.messages.get(&id).map(|m| m.inbox_id) else { return };
+    state.emit(inbox_id, event, Subject::Message(id));
 }
 
+/// Ruby's `String#to_i`: leading digits (after an optional sign), else 0.
+fn ruby_to_i(text: &str) -> i64 {
+    let text = text.trim_start();
+    let (sign, digits) = match text.strip_prefix('-') {
+        Some(rest) => (-1, rest),
+        None => (1, text.strip_prefix('+').unwrap_or(text)),
+    };
+    let digits: String = digits.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse::<i64>().map_or(0, |n| sign * n)
+}
+
+/// The last `n` of a list, oldest first.
+fn last_n<T: Copy>(list: &[T], n: usize) -> Vec<T> {
+    list[list.len().saturating_sub(n)..].to_vec()
+}
+
+/// `app/finders/message_finder.rb`, ordered by `created_at` (the fake's ids grow with it):
+/// `after` + `before`: `id >= after AND id < before`, ascending, up to 1000; `before`: the 20 just older
+/// than the id; `after`: up to 100 newer than the id, ascending; `before_timestamp`: the 20 created before
+/// that unix time; otherwise the latest 20. `filter_internal_messages` drops private notes and activities.
 fn list(state: &mut State, call: &Call<'_>, conversation_id: i64) -> (u16, HttpResponse) {
     let query = call.query();
-    let before = query.get("before").and_then(|v| v.parse::<i64>().ok());
-    let after = query.get("after").and_then(|v| v.parse::<i64>().ok());
-    let all: Vec<&FakeMessage> = state.thread_messages(conversation_id).collect();
-    let selected: Vec<&FakeMessage> = match (before, after) {
-        (_, Some(after)) => all.into_iter().filter(|m| m.id > after).take(100).collect(),
-        (Some(before), None) => {
-            let older: Vec<_> = all.into_iter().filter(|m| m.id < before).collect();
-            older[older.len().saturating_sub(20)..].to_vec()
+    // `.present?`: a blank parameter counts as absent; Ruby's `to_i` reads the rest.
+    let param = |key: &str| query.get(key).filter(|v| !v.trim().is_empty()).map(|v| ruby_to_i(v));
+    let internal_filtered = query.get("filter_internal_messages").is_some_and(|v| !v.trim().is_empty());
+    let all: Vec<&FakeMessage> = state
+        .thread_messages(conversation_id)
+        .filter(|m| !internal_filtered || (!m.private && m.message_type != "activity"))
+        .collect();
+    let selected: Vec<&FakeMessage> = match (param("after"), param("before"), param("before_timestamp")) {
+        (Some(after), Some(before), _) => {
+            all.into_iter().filter(|m| m.id >= after && m.id < before).take(1000).collect()
         }
-        (None, None) => all[all.len().saturating_sub(20)..].to_vec(),
+        (None, Some(before), _) => last_n(&all.into_iter().filter(|m| m.id < before).collect::<Vec<_>>(), 20),
+        (Some(after), None, _) => all.into_iter().filter(|m| m.id > after).take(100).collect(),
+        (None, None, Some(timestamp)) => {
+            last_n(&all.into_iter().filter(|m| m.created_at.timestamp() < timestamp).collect::<Vec<_>>(), 20)
+        }
+        (None, None, None) => last_n(&all, 20),
     };
     let payload: Vec<Value> = selected.iter().map(|m| message_json(state, m)).collect();
     let Some(conversation) = state.conversations.get(&conversation_id) else { return not_found() };
@@ -551,6 +628,12 @@ fn update_status(state: &mut State, call: &Call<'_>, id: i64) -> (u16, HttpRespo
             .violation(format!("{}: only `status` and `external_error` can be updated, `{key}` is ignored", call.path));
     }
     let status = body.get("status").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let conversation_id = state.messages.get(&id).map(|m| m.conversation_id).unwrap_or_default();
+    if STATUSES.contains(&status.as_str()) && flooded(state, conversation_id) {
+        // `update!` runs `prevent_message_flooding` too; the RecordInvalid is not rescued in `update`, so
+        // `request_exception_handler.rb#render_record_invalid` answers.
+        return reply(422, json!({"message": "Too many messages", "attributes": ["base"]}));
+    }
     if !STATUSES.contains(&status.as_str()) {
         state.violation(format!(
             "{}: status {status:?} is not sent|delivered|read|failed (ignored silently)",
@@ -563,7 +646,10 @@ fn update_status(state: &mut State, call: &Call<'_>, id: i64) -> (u16, HttpRespo
     state.messages.get(&id).map_or_else(not_found, |m| reply(200, message_json(state, m)))
 }
 
-/// `Messages::StatusUpdateService`: `read`→`delivered` is ignored; `external_error` is kept only with `failed`.
+/// `Messages::StatusUpdateService`: `read`→`delivered` is ignored; `update!(status:, external_error: (failed
+/// ? external_error : nil))`. `external_error` is a `store` accessor on `content_attributes`, and Rails'
+/// `HashAccessor.write` skips a value equal to the current one: an error that was there becomes
+/// `"external_error": null` (the key stays), an absent one stays absent.
 pub(super) fn set_status(state: &mut State, id: i64, status: &str, external_error: Option<String>) -> bool {
     let Some(message) = state.messages.get_mut(&id) else { return false };
     if message.status == "read" && status == "delivered" {
@@ -571,9 +657,15 @@ pub(super) fn set_status(state: &mut State, id: i64, status: &str, external_erro
     }
     let mut attributes = message.content_attributes.clone();
     match external_error.filter(|_| status == "failed") {
-        Some(text) => attributes.insert("external_error".into(), json!(text)),
-        None => attributes.remove("external_error"),
-    };
+        Some(text) => {
+            attributes.insert("external_error".into(), json!(text));
+        }
+        None => {
+            if attributes.get("external_error").is_some_and(|v| !v.is_null()) {
+                attributes.insert("external_error".into(), Value::Null);
+            }
+        }
+    }
     if message.status == status && attributes == message.content_attributes {
         return false;
     }
@@ -599,16 +691,31 @@ pub(super) fn delete(state: &mut State, id: i64) -> bool {
     true
 }
 
-/// An agent pressing retry: status `sent`, `content_attributes` `{}`, within a day, with content or attachments.
+/// An agent pressing retry (4.10.1 `messages_controller.rb#retry`), within a day, with content or attachments:
+/// `Messages::StatusUpdateService.new(message, 'sent').perform`, then `message.update!(content_attributes: {})`.
+/// Two updates, so up to two `message_updated` (each only when something changed: `dispatch_update_event`
+/// returns when `previous_changes` is blank). With PR #15912 emulated the second keeps every attribute but
+/// `external_error`.
 pub(super) fn retry(state: &mut State, id: i64) -> bool {
-    let Some(message) = state.messages.get_mut(&id) else { return false };
+    let Some(message) = state.messages.get(&id) else { return false };
     let has_body = message.content.as_deref().is_some_and(|c| !c.is_empty()) || !message.attachments.is_empty();
     if !has_body || message.created_at < Utc::now() - TimeDelta::days(1) {
         return false;
     }
-    message.status = "sent".into();
-    message.set_content_attributes(Map::new());
-    emit_message(state, id, "message_updated");
+    set_status(state, id, "sent", None);
+    let keep = state.retry_keeps_attributes;
+    let Some(message) = state.messages.get_mut(&id) else { return false };
+    let attributes = if keep {
+        let mut kept = message.content_attributes.clone();
+        kept.remove("external_error");
+        kept
+    } else {
+        Map::new()
+    };
+    if attributes != message.content_attributes {
+        message.set_content_attributes(attributes);
+        emit_message(state, id, "message_updated");
+    }
     true
 }
 
@@ -634,11 +741,17 @@ fn message_type_number(message_type: &str) -> u8 {
     }
 }
 
+/// `app/models/attachment.rb#push_event_data`: `base_data` + `file_metadata`. Before PR #13945 the
+/// `extension` column is never filled (`null`), there is no `content_type`, and audio uses plain `file_url`.
 fn attachment_json(state: &State, message: &FakeMessage, attachment: &FakeAttachment) -> Value {
-    let extension = attachment.file_name.rsplit_once('.').map(|(_, ext)| ext.to_owned());
+    let newer = version(state) >= ATTACHMENT_CONTENT_TYPE;
+    let extension = attachment.file_name.rsplit_once('.').map(|(_, ext)| ext.to_owned()).filter(|_| newer);
     let audio = attachment.file_type == "audio";
-    let data_url =
-        if audio { format!("{}?disposition=inline", attachment.data_url) } else { attachment.data_url.clone() };
+    let data_url = if audio && newer {
+        format!("{}?disposition=inline", attachment.data_url)
+    } else {
+        attachment.data_url.clone()
+    };
     let thumb_url = if attachment.file_type == "image" {
         format!(
             "{}/rails/active_storage/representations/redirect/{}/{}",
@@ -655,8 +768,13 @@ fn attachment_json(state: &State, message: &FakeMessage, attachment: &FakeAttach
         "data_url": data_url, "thumb_url": thumb_url, "file_size": attachment.byte_size,
         "width": null, "height": null
     });
-    if audio && let Some(map) = value.as_object_mut() {
-        map.insert("transcribed_text".into(), json!(""));
+    if let Some(map) = value.as_object_mut() {
+        if !newer {
+            map.remove("content_type");
+        }
+        if audio {
+            map.insert("transcribed_text".into(), json!(""));
+        }
     }
     value
 }
@@ -729,9 +847,23 @@ pub(super) fn push_json(state: &State, message: &FakeMessage) -> Value {
     value
 }
 
-/// Content as webhooks carry it: Markdown hard breaks (`\` + newline) and trailing newlines normalized.
-fn webhook_content(content: &str) -> String {
-    content.replace("\\\n", "\n").trim_end_matches('\n').to_owned()
+/// Content as webhooks carry it. From the release with `Messages::WebhookContentNormalizer` (PR #13950 /
+/// #14272, taken as 4.13) the dashboard editor's hard breaks (`\` + newline) become newlines and trailing
+/// newlines are trimmed; before, `webhook_data` sends `content` as stored (4.10.1 `message.rb#webhook_data`;
+/// the `\` breaks are what the 4.9+ editor stores, issues #13458/#13669; below 4.9 the fake also delivers
+/// as stored: which editor stored what there is not verified).
+fn webhook_content(state: &State, content: &str) -> String {
+    if version(state) < BACKSLASH_BREAKS_FIXED {
+        return content.to_owned();
+    }
+    let mut text = content.replace("\\\r\n", "\n").replace("\\\n", "\n");
+    while text.ends_with('\n') {
+        text.pop();
+        if text.ends_with('\r') {
+            text.pop();
+        }
+    }
+    text
 }
 
 /// `Message#webhook_data` (string `message_type`, ISO `created_at`, no `status`).
@@ -749,7 +881,7 @@ pub(super) fn webhook_json(state: &State, message: &FakeMessage) -> Value {
         .get(&message.conversation_id)
         .map_or(Value::Null, |c| conversations::conversation_webhook_json(state, c));
     let mut value = json!({
-        "id": message.id, "content": message.content.as_deref().map(webhook_content),
+        "id": message.id, "content": message.content.as_deref().map(|c| webhook_content(state, c)),
         "content_type": message.content_type, "content_attributes": message.content_attributes,
         "additional_attributes": {}, "message_type": message.message_type, "private": message.private,
         "source_id": message.source_id, "created_at": iso(message.created_at), "sender": sender,
@@ -820,54 +952,97 @@ fn liquid_variable(
     }
 }
 
-/// A minimal Liquid: `{{ var }}` and `{{ var | default: 'x' }}` outside code spans; a syntax error (an
-/// unclosed `{{`) leaves the content as it was, as Chatwoot rescues `Liquid::Error`.
+/// `app/models/concerns/liquidable.rb#process_liquid_in_content` for outgoing and template messages with
+/// content: `modified_liquid_content` wraps every code span (`/`(.*?)`/m`) in `{% raw %}…{% endraw %}`, the
+/// result is parsed and rendered by Liquid, and a `Liquid::Error` (syntax error) is rescued leaving the
+/// content as posted. A minimal Liquid here: `{% raw %}…{% endraw %}` is kept literally without its tags,
+/// `{{ var }}`, `{{ 'literal' }}` and the `default:` filter are rendered, and anything it cannot parse
+/// (an unclosed `{{`, `{%` or `raw`, or a tag other than raw) leaves the content as it was. Real Liquid
+/// would run the other tags (`if`, `assign`, …); the fake does not emulate them.
 fn render_liquid(content: &str, lookup: &dyn Fn(&str) -> String) -> String {
-    let mut out = String::new();
+    render_template(&protect_code_spans(content), lookup).unwrap_or_else(|| content.to_owned())
+}
+
+/// `modified_liquid_content`: each `` `…` `` span (non-greedy, across lines) inside raw tags.
+fn protect_code_spans(content: &str) -> String {
+    let mut out = String::with_capacity(content.len());
     let mut rest = content;
-    while !rest.is_empty() {
-        let fence = rest.find("```");
-        let tick = rest.find('`');
-        let (start, marker) = match (fence, tick) {
-            (Some(f), Some(t)) if f == t => (f, "```"),
-            (_, Some(t)) => (t, "`"),
-            _ => (rest.len(), ""),
-        };
-        let Some(text) = render_text(&rest[..start], lookup) else { return content.to_owned() };
-        out.push_str(&text);
-        rest = &rest[start..];
-        if marker.is_empty() {
-            break;
-        }
-        let end = rest[marker.len()..].find(marker).map_or(rest.len(), |e| e + 2 * marker.len());
-        out.push_str(&rest[..end]);
-        rest = &rest[end..];
+    while let Some(open) = rest.find('`') {
+        let Some(close) = rest[open + 1..].find('`').map(|c| c + open + 1) else { break };
+        out.push_str(&rest[..open]);
+        out.push_str("{% raw %}");
+        out.push_str(&rest[open..=close]);
+        out.push_str("{% endraw %}");
+        rest = &rest[close + 1..];
     }
+    out.push_str(rest);
     out
 }
 
-fn render_text(text: &str, lookup: &dyn Fn(&str) -> String) -> Option<String> {
+/// The name of a `{% … %}` tag (`{%- raw -%}` too).
+fn tag_name(inner: &str) -> &str {
+    inner.trim_matches('-').split_whitespace().next().unwrap_or_default()
+}
+
+fn render_template(text: &str, lookup: &dyn Fn(&str) -> String) -> Option<String> {
     let mut out = String::new();
     let mut rest = text;
-    while let Some(open) = rest.find("{{") {
-        out.push_str(&rest[..open]);
-        let close = rest[open..].find("}}")? + open;
-        let expression = rest[open + 2..close].trim();
-        let mut parts = expression.split('|');
-        let variable = parts.next().unwrap_or_default().trim();
-        let mut value = lookup(variable);
-        for filter in parts {
-            if let Some(default) = filter.trim().strip_prefix("default:")
-                && value.is_empty()
-            {
-                value = default.trim().trim_matches(|c| c == '\'' || c == '"').to_owned();
+    loop {
+        let output = rest.find("{{");
+        let tag = rest.find("{%");
+        match (output, tag) {
+            (Some(o), t) if t.is_none_or(|t| o < t) => {
+                out.push_str(&rest[..o]);
+                let close = rest[o..].find("}}")? + o;
+                out.push_str(&render_output(rest[o + 2..close].trim(), lookup));
+                rest = &rest[close + 2..];
+            }
+            (_, Some(t)) => {
+                out.push_str(&rest[..t]);
+                let close = rest[t..].find("%}")? + t;
+                if tag_name(&rest[t + 2..close]) != "raw" {
+                    return None;
+                }
+                rest = &rest[close + 2..];
+                // Raw content runs to the first `{% endraw %}`, kept literally.
+                let mut search = 0;
+                let (end, after) = loop {
+                    let open = rest[search..].find("{%")? + search;
+                    let close = rest[open..].find("%}")? + open;
+                    if tag_name(&rest[open + 2..close]) == "endraw" {
+                        break (open, close + 2);
+                    }
+                    search = open + 2;
+                };
+                out.push_str(&rest[..end]);
+                rest = &rest[after..];
+            }
+            _ => {
+                out.push_str(rest);
+                return Some(out);
             }
         }
-        out.push_str(&value);
-        rest = &rest[close + 2..];
     }
-    out.push_str(rest);
-    Some(out)
+}
+
+/// One `{{ … }}`: a quoted literal or a variable, then filters (`default:` only).
+fn render_output(expression: &str, lookup: &dyn Fn(&str) -> String) -> String {
+    let mut parts = expression.split('|');
+    let head = parts.next().unwrap_or_default().trim();
+    let unquote = |s: &str| -> Option<String> {
+        let quote = s.chars().next().filter(|c| *c == '\'' || *c == '"')?;
+        (s.len() >= 2 && s.ends_with(quote)).then(|| s[1..s.len() - 1].to_owned())
+    };
+    let mut value = unquote(head).unwrap_or_else(|| lookup(head));
+    for filter in parts {
+        if let Some(default) = filter.trim().strip_prefix("default:")
+            && value.is_empty()
+        {
+            let default = default.trim();
+            value = unquote(default).unwrap_or_else(|| lookup(default));
+        }
+    }
+    value
 }
 
 #[cfg(test)]
@@ -881,6 +1056,17 @@ mod tests {
         assert_eq!(render_liquid("`{{contact.name}}` {{ x | default: 'y' }}", &lookup), "`{{contact.name}}` y");
         assert_eq!(render_liquid("```\n{{a}}\n``` {{contact.name}}", &lookup), "```\n{{a}}\n``` Maria");
         assert_eq!(render_liquid("open {{ never closed", &lookup), "open {{ never closed");
+        assert_eq!(render_liquid("{% raw %}Hi {{name}}{% endraw %} {{contact.name}}", &lookup), "Hi {{name}} Maria");
+        assert_eq!(render_liquid("{%- raw -%}{% if %}{%- endraw -%}", &lookup), "{% if %}");
+        assert_eq!(
+            render_liquid("{% raw %}never closed {{contact.name}}", &lookup),
+            "{% raw %}never closed {{contact.name}}"
+        );
+        assert_eq!(
+            render_liquid("{% if x %}y{% endif %} {{contact.name}}", &lookup),
+            "{% if x %}y{% endif %} {{contact.name}}"
+        );
+        assert_eq!(render_liquid("{{ '{% endraw %}' }}", &lookup), "{% endraw %}");
     }
 
     #[test]
@@ -889,5 +1075,6 @@ mod tests {
         assert_eq!(file_type("video/mp4"), "video");
         assert_eq!(file_type("audio/ogg; codecs=opus"), "audio");
         assert_eq!(file_type("application/pdf"), "file");
+        assert_eq!(file_type("image/jpg"), "file");
     }
 }
