@@ -1,20 +1,22 @@
 //! A fake Chatwoot (v4.15 by default) for the endpoints the bridge calls.
 //!
 //! Every request passes through [`dispatch`]: it is recorded, a configured fault is applied (slow answers,
-//! 5xx/429 pages), the `api_access_token` is checked the way Chatwoot checks it, and the route answers
-//! with Chatwoot's own status and body. Requests whose shape Chatwoot would reject or silently drop
+//! 5xx/429 pages, an optional proxy that drops underscored header names), Rack::Attack's per-IP throttle
+//! when set, the access token (`api_access_token` or `Api-Access-Token`) is checked the way Chatwoot
+//! checks it, and the route answers with Chatwoot's own status and body for the version set (3.4 and
+//! newer; behaviours that changed between releases follow the gates in `crate::chatwoot::version`). Requests whose shape Chatwoot would reject or silently drop
 //! (unknown keys, `callback_url` instead of `webhook_url`, non-JSON bodies) are answered as Chatwoot does
 //! *and* recorded in [`FakeChatwoot::violations`], so that a test can fail on them.
 //!
 //! Beyond inboxes it keeps contacts, contact_inboxes, conversations and messages (JSON and multipart
 //! attachments, served back through Active Storage-style redirect URLs), and delivers Chatwoot's webhooks
-//! (`message_created`, `conversation_status_changed`, …) to each API inbox's `webhook_url`, signed from
-//! 4.13 on. Test-control methods (`agent_reply`, `agent_delete`, `set_conversation_status`, …) act as a
+//! (`message_created`, `conversation_status_changed`, …) to each API inbox's `webhook_url`, built when
+//! delivered and sent by concurrent workers as Sidekiq does, signed from 4.13 on. Test-control methods (`agent_reply`, `agent_delete`, `set_conversation_status`, …) act as a
 //! dashboard agent would. Conversations are addressed by their per-account `display_id`; with several
 //! accounts, the test-control methods take the first conversation with that display id.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::net::TcpListener;
+use std::net::{IpAddr, TcpListener};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -144,6 +146,30 @@ struct State {
     /// The dashboard agent the test-control methods act as (created on first use).
     dashboard_agent: Option<Actor>,
     webhooks: webhooks::Webhooks,
+    /// A reverse proxy in front that drops header names with `_` (nginx's `underscores_in_headers off`).
+    proxy_drops_underscores: bool,
+    /// Rack::Attack `req/ip`: requests a minute per client IP (`None`: off).
+    rate_limit: Option<u32>,
+    /// Per client IP: (minute bucket, requests in it).
+    rate_counts: HashMap<IpAddr, (i64, u32)>,
+    /// `CONVERSATION_MESSAGE_PER_MINUTE_LIMIT` (`None`: off).
+    conversation_message_limit: Option<usize>,
+    /// 422 catch-all faults for message create.
+    unprocessable: Vec<Unprocessable>,
+    /// Retry keeps `content_attributes` but `external_error` (open PR #15912).
+    retry_keeps_attributes: bool,
+    /// `(inbox_id, user_id)` inbox memberships (agents see these inboxes).
+    inbox_members: HashSet<(i64, i64)>,
+}
+
+/// An exception `messages_controller.rb#create` rescues as 422 `{"error": text}`.
+#[derive(Debug, Clone)]
+struct Unprocessable {
+    path_part: String,
+    text: String,
+    left: u32,
+    /// Raised in an after-commit callback: the message exists (and its webhook is queued).
+    after_commit: bool,
 }
 
 impl State {
@@ -205,6 +231,9 @@ impl State {
 
 pub use crate::chatwoot::version_at_least;
 
+/// `lib/limits.rb#conversation_message_per_minute_limit`: `CONVERSATION_MESSAGE_PER_MINUTE_LIMIT`, default 200.
+const DEFAULT_CONVERSATION_MESSAGE_LIMIT: usize = 200;
+
 /// Whether a dotted version is at least `(major, minor, patch)`.
 fn version_at_least_patch(version: &str, wanted: (u64, u64, u64)) -> bool {
     let mut parts = version.split('.').map(|p| p.parse::<u64>().unwrap_or(0));
@@ -253,8 +282,16 @@ impl FakeChatwoot {
             blobs: HashMap::new(),
             dashboard_agent: None,
             webhooks,
+            proxy_drops_underscores: false,
+            rate_limit: None,
+            rate_counts: HashMap::new(),
+            conversation_message_limit: Some(DEFAULT_CONVERSATION_MESSAGE_LIMIT),
+            unprocessable: Vec::new(),
+            retry_keeps_attributes: false,
+            inbox_members: HashSet::new(),
         }));
-        actix_web::rt::spawn(webhooks::deliver(Arc::downgrade(&state), deliveries));
+        let slots = lock(&state).webhooks.slots();
+        actix_web::rt::spawn(webhooks::deliver(Arc::downgrade(&state), deliveries, slots));
         let data = web::Data::from(state.clone());
         let server = HttpServer::new(move || {
             App::new()
@@ -332,6 +369,63 @@ impl FakeChatwoot {
     /// the page a proxy or Rack::Attack would send), changing nothing; other requests are not affected.
     pub fn fail_next(&self, method: &str, path_part: &str, status: u16, times: u32) {
         self.state().failures.push((method.to_owned(), path_part.to_owned(), status, times));
+    }
+
+    /// Puts a reverse proxy with nginx's default `underscores_in_headers off` in front: header names
+    /// containing `_` are dropped before Chatwoot sees them, so `api_access_token` gets devise's 401 and only
+    /// `Api-Access-Token` works (Chatwoot's own `deployment/nginx_chatwoot.conf` turns this on). Off by default.
+    pub fn set_proxy_drops_underscore_headers(&self, on: bool) {
+        self.state().proxy_drops_underscores = on;
+    }
+
+    /// Rack::Attack's `throttle('req/ip', limit:, period: 1.minute)` (`config/initializers/rack_attack.rb`,
+    /// `RACK_ATTACK_LIMIT`, 3000 in Chatwoot): at most `limit` requests per client IP in each fixed
+    /// one-minute window, the rest get the 429 page. Real Chatwoot exempts 127.0.0.1, ::1 and
+    /// `RACK_ATTACK_ALLOWED_IPS`; the fake exempts nothing, since it stands for a Chatwoot reached over a
+    /// network while tests run on loopback. `None` (the default) turns it off.
+    pub fn set_rate_limit(&self, per_minute: Option<u32>) {
+        let mut state = self.state();
+        state.rate_limit = per_minute;
+        state.rate_counts.clear();
+    }
+
+    /// `CONVERSATION_MESSAGE_PER_MINUTE_LIMIT` (`app/models/message.rb#prevent_message_flooding`): a
+    /// conversation holding this many messages created in the last minute refuses more with 422
+    /// `{"error":"Validation failed: Too many messages"}`. 200 by default, as in Chatwoot; `None` turns it off.
+    pub fn set_conversation_message_limit(&self, limit: Option<usize>) {
+        self.state().conversation_message_limit = limit;
+    }
+
+    /// The next `times` message creates (`POST …/messages`) whose path contains `path_part` raise an
+    /// exception that `messages_controller.rb#create` rescues as 422 `{"error": text}` (any StandardError:
+    /// storage, Redis, database). With `after_commit` false nothing is created; with it true the exception
+    /// comes from an after-commit callback: the message exists and its `message_created` is emitted, yet the
+    /// answer is the same 422.
+    pub fn fail_next_unprocessable(&self, path_part: &str, text: &str, times: u32, after_commit: bool) {
+        self.state().unprocessable.push(Unprocessable {
+            path_part: path_part.to_owned(),
+            text: text.to_owned(),
+            left: times,
+            after_commit,
+        });
+    }
+
+    /// Emulates open PR #15912: retry keeps the message's `content_attributes` except `external_error`
+    /// (4.10.1 empties them). Off by default.
+    pub fn set_retry_keeps_attributes(&self, on: bool) {
+        self.state().retry_keeps_attributes = on;
+    }
+
+    /// An admin pressing "reset secret" on an API inbox (4.13+, PR #13892; `inboxes_controller.rb#reset_secret`
+    /// calls `channel.reset_secret!`): a new signing secret, used by every later delivery and shown to admins
+    /// in the inbox JSON. Returns it (`None`: no such inbox).
+    pub fn reset_inbox_secret(&self, inbox_id: i64) -> Option<String> {
+        reset_secret(&mut self.state(), inbox_id)
+    }
+
+    /// Makes a user a member of an inbox (`inbox_members`): agents list and show the inboxes they belong to.
+    pub fn add_inbox_member(&self, inbox_id: i64, user_id: i64) {
+        self.state().inbox_members.insert((inbox_id, user_id));
     }
 
     pub fn inboxes(&self) -> Vec<FakeInbox> {
@@ -551,8 +645,13 @@ async fn dispatch(req: HttpRequest, body: web::Bytes, state: web::Data<Mutex<Sta
             *left -= 1;
             *status
         });
+    let throttled = match (targeted, &fault) {
+        (None, Fault::None | Fault::Slow(_)) => throttle(&mut guard, &req),
+        _ => false,
+    };
     let (status, response) = match (targeted, fault) {
         (Some(status), _) | (None, Fault::Status(status)) => fault_page(status),
+        _ if throttled => fault_page(429),
         (None, Fault::Flaky { percent }) => {
             // xorshift over a counter: reproducible, evenly spread.
             guard.flaky_draws = guard.flaky_draws.wrapping_add(1);
@@ -571,6 +670,21 @@ async fn dispatch(req: HttpRequest, body: web::Bytes, state: web::Data<Mutex<Sta
     let recorded = parsed_body.or_else(|| form.as_ref().map(multipart::Form::to_json));
     guard.requests.push(RecordedRequest { method, path, body: recorded, status });
     response
+}
+
+/// Rack::Attack's `req/ip` throttle (`config/initializers/rack_attack.rb`): fixed windows of one minute
+/// (the period bucket is `now / period`), counted per client IP before Rails sees the request. Loopback is
+/// not exempt here, unlike real Chatwoot (see [`FakeChatwoot::set_rate_limit`]).
+fn throttle(state: &mut State, req: &HttpRequest) -> bool {
+    let Some(limit) = state.rate_limit else { return false };
+    let Some(ip) = req.peer_addr().map(|a| a.ip()) else { return false };
+    let bucket = chrono::Utc::now().timestamp().div_euclid(60);
+    let entry = state.rate_counts.entry(ip).or_insert((bucket, 0));
+    if entry.0 != bucket {
+        *entry = (bucket, 0);
+    }
+    entry.1 = entry.1.saturating_add(1);
+    entry.1 > limit
 }
 
 fn is_json_content(req: &HttpRequest) -> bool {
@@ -593,7 +707,8 @@ fn fault_page(status: u16) -> (u16, HttpResponse) {
     };
     let mut builder = HttpResponse::build(code);
     if status == 429 {
-        builder.insert_header(("retry-after", "1"));
+        // rack-attack 6.7 (Chatwoot's Gemfile.lock) sends no `Retry-After` unless
+        // `throttled_response_retry_after_header` is set, which `config/initializers/rack_attack.rb` does not.
         builder.content_type("text/plain");
     } else {
         builder.content_type("text/html");
@@ -630,20 +745,27 @@ fn route(state: &mut State, call: &Call<'_>) -> (u16, HttpResponse) {
         (_, ["api", "v1", "accounts", account, rest @ ..]) => {
             let Ok(account_id) = account.parse::<i64>() else { return not_found() };
             with_user(state, req, |state, _token, user| {
-                if !state.accounts.contains_key(&account_id) {
-                    return not_found();
+                // `ensure_current_account_helper.rb`: `Account.find` (404), then `account.active?`, then membership.
+                let Some(account) = state.accounts.get(&account_id) else { return not_found() };
+                if account.suspended {
+                    return error(401, "Account is suspended");
                 }
                 let Some(role) = user.memberships.get(&account_id).copied() else {
                     return error(401, "You are not authorized to access this account");
                 };
-                if state.accounts.get(&account_id).is_some_and(|a| a.suspended) {
-                    return error(401, "Account is suspended");
-                }
                 account_route(state, call, rest, account_id, role, &user)
             })
         }
         _ => no_route(),
     }
+}
+
+/// The access token as `access_token_auth_helper.rb` reads it: `request.headers[:api_access_token] ||
+/// request.headers[:HTTP_API_ACCESS_TOKEN]`; Rack maps both `api_access_token` and `Api-Access-Token` to
+/// `HTTP_API_ACCESS_TOKEN`. Behind a proxy that drops underscored names only the dash form arrives.
+fn access_token(state: &State, req: &HttpRequest) -> Option<String> {
+    let underscored = (!state.proxy_drops_underscores).then(|| req.headers().get("api_access_token")).flatten();
+    underscored.or_else(|| req.headers().get("api-access-token")).and_then(|v| v.to_str().ok()).map(str::to_owned)
 }
 
 /// Authenticates like Chatwoot: no header → devise's 401, unknown token → `Invalid Access Token`.
@@ -652,7 +774,7 @@ fn with_user(
     req: &HttpRequest,
     f: impl FnOnce(&mut State, &str, User) -> (u16, HttpResponse),
 ) -> (u16, HttpResponse) {
-    let Some(token) = req.headers().get("api_access_token").and_then(|v| v.to_str().ok()).map(str::to_owned) else {
+    let Some(token) = access_token(state, req) else {
         return reply(401, json!({"errors": ["You need to sign in or sign up before continuing."]}));
     };
     match state.users.get(&token).cloned() {
@@ -697,17 +819,29 @@ fn account_route(
     let admin = role == Role::Administrator;
     match (method, rest) {
         ("GET", ["inboxes"]) => {
-            let payload: Vec<Value> = if admin {
-                state
-                    .inboxes
-                    .values()
-                    .filter(|i| i.account_id == account_id)
-                    .map(|i| inbox_json(state, i, true))
-                    .collect()
-            } else {
-                Vec::new()
-            };
+            // `inboxes_controller#index` lists `policy_scope(Inbox)`: every inbox for admins, the inboxes an
+            // agent is a member of otherwise (`InboxPolicy::Scope`).
+            let payload: Vec<Value> = state
+                .inboxes
+                .values()
+                .filter(|i| i.account_id == account_id)
+                .filter(|i| admin || state.inbox_members.contains(&(i.id, user.id)))
+                .map(|i| inbox_json(state, i, admin))
+                .collect();
             reply(200, json!({ "payload": payload }))
+        }
+        ("POST", ["inboxes", id, "reset_secret"]) if state.signing_supported() => {
+            // PR #13892 `inboxes_controller.rb#reset_secret`: admin only, `head :not_found` unless an API
+            // inbox, then `channel.reset_secret!` and the inbox JSON (taken as the `show` partial).
+            let Ok(id) = id.parse::<i64>() else { return not_found() };
+            if state.inboxes.get(&id).is_none_or(|i| i.account_id != account_id) {
+                return not_found();
+            }
+            if !admin {
+                return error(401, "You are not authorized to do this action");
+            }
+            reset_secret(state, id);
+            state.inboxes.get(&id).map_or_else(not_found, |i| reply(200, inbox_json(state, i, true)))
         }
         ("POST", ["inboxes"]) => {
             if user.bot {
@@ -723,6 +857,11 @@ fn account_route(
             let exists = state.inboxes.get(&id).is_some_and(|i| i.account_id == account_id);
             if !exists {
                 return not_found();
+            }
+            // `InboxPolicy#show?` lets members see their inbox; changes stay with administrators.
+            let member = state.inbox_members.contains(&(id, user.id));
+            if method == "GET" && !admin && member {
+                return state.inboxes.get(&id).map_or_else(not_found, |i| reply(200, inbox_json(state, i, false)));
             }
             if !admin {
                 return error(401, "You are not authorized to do this action");
@@ -880,6 +1019,13 @@ fn update_inbox(state: &mut State, path: &str, id: i64, body: Option<&Value>) ->
         }
     }
     reply(200, inbox_json(state, &inbox, true))
+}
+
+/// `Channel::Api#reset_secret!`: a new random secret.
+fn reset_secret(state: &mut State, inbox_id: i64) -> Option<String> {
+    let inbox = state.inboxes.get_mut(&inbox_id)?;
+    inbox.secret = random_token(24);
+    Some(inbox.secret.clone())
 }
 
 /// `_inbox.json.jbuilder` for an API inbox.

@@ -449,6 +449,9 @@ fn add_contact_inbox(state: &mut State, call: &Call<'_>, contact: &FakeContact) 
     reply(200, json!({"source_id": link.source_id, "inbox": inbox_slim_json(&inbox)}))
 }
 
+/// `contact_inboxes_controller.rb#filter` (3.2+): `ensure_inbox` finds the inbox in the account (404
+/// `Resource could not be found` otherwise), a miss is `head :not_found` (empty body), a hit renders
+/// `contact_inboxes/filter.json.jbuilder`: the `_contact` partial unwrapped, with `contact_inboxes`.
 fn filter_contact_inboxes(state: &mut State, call: &Call<'_>, account_id: i64) -> (u16, HttpResponse) {
     let body = call.json.and_then(Value::as_object).cloned().unwrap_or_default();
     for key in body.keys().filter(|k| !["inbox_id", "source_id"].contains(&k.as_str())) {
@@ -473,15 +476,56 @@ fn filter_contact_inboxes(state: &mut State, call: &Call<'_>, account_id: i64) -
     }
 }
 
+/// A contact destroyed as `contacts_controller.rb#destroy` does (`@contact.destroy!`): its
+/// `contact_inboxes`, `conversations` and the messages it sent go with it (`has_many … dependent:
+/// :destroy_async` in `app/models/contact.rb`; the fake removes them at once, with every message of those
+/// conversations, where Chatwoot's `DeleteObjectJob`s do it shortly after). False when there is none.
+pub(super) fn destroy(state: &mut State, contact_id: i64) -> bool {
+    if state.contacts.remove(&contact_id).is_none() {
+        return false;
+    }
+    let links: Vec<i64> =
+        state.contact_inboxes.values().filter(|ci| ci.contact_id == contact_id).map(|ci| ci.id).collect();
+    for id in links {
+        if let Some(link) = state.contact_inboxes.remove(&id)
+            && state.contact_inbox_index.get(&(link.inbox_id, link.source_id.clone())) == Some(&id)
+        {
+            state.contact_inbox_index.remove(&(link.inbox_id, link.source_id));
+        }
+    }
+    let conversations: Vec<i64> =
+        state.conversations.values().filter(|c| c.contact_id == contact_id).map(|c| c.id).collect();
+    for id in conversations {
+        let ids = state.threads.get(&id).map(|t| t.ids.clone()).unwrap_or_default();
+        for message in ids {
+            if let Some(message) = state.messages.remove(&message) {
+                for attachment in message.attachments {
+                    state.blobs.remove(&attachment.blob_id);
+                }
+            }
+        }
+        state.remove_conversation(id);
+    }
+    let sent: Vec<i64> =
+        state.messages.values().filter(|m| m.sender == super::FakeSender::Contact(contact_id)).map(|m| m.id).collect();
+    for id in sent {
+        state.messages.remove(&id);
+    }
+    true
+}
+
 /// `api/v1/models/_contact.json.jbuilder`.
 pub(super) fn contact_json(state: &State, contact: &FakeContact, with_inboxes: bool) -> Value {
     let mut value = json!({
         "id": contact.id, "name": contact.name, "phone_number": contact.phone_number, "email": contact.email,
         "identifier": contact.identifier, "blocked": contact.blocked, "thumbnail": "",
         "availability_status": "offline", "additional_attributes": contact.additional_attributes,
-        "custom_attributes": contact.custom_attributes, "last_activity_at": contact.last_activity_at.map(unix),
-        "created_at": unix(contact.created_at)
+        "custom_attributes": contact.custom_attributes, "created_at": unix(contact.created_at)
     });
+    // `json.last_activity_at … if resource[:last_activity_at].present?`: absent until there is one.
+    if let (Some(at), Some(map)) = (contact.last_activity_at, value.as_object_mut()) {
+        map.insert("last_activity_at".into(), json!(unix(at)));
+    }
     if with_inboxes && let Some(map) = value.as_object_mut() {
         let links: Vec<Value> = state
             .contact_inboxes

@@ -1,4 +1,5 @@
-//! Test control: what a dashboard agent does, what the fake holds, and how webhooks are delivered.
+//! Test control: what a dashboard agent does (reply, delete, retry, typing, status, deleting a contact),
+//! what the fake holds, and how webhooks are delivered (workers, shuffle, duplicates, pause).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -6,6 +7,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use serde_json::Map;
 
+use super::contacts;
 use super::messages::{self, MessageInput};
 use super::multipart::FilePart;
 use super::{
@@ -64,6 +66,14 @@ impl FakeChatwoot {
         self.state().messages.len()
     }
 
+    /// An agent deleting a contact in the dashboard (`contacts_controller.rb#destroy`): the contact, its
+    /// contact_inboxes, its conversations and their messages are gone. A later conversation create with that
+    /// `contact_id`, or a message create in one of its conversations, answers 404 `Resource could not be
+    /// found` (`find` raises RecordNotFound). False when there is no such contact.
+    pub fn delete_contact_directly(&self, contact_id: i64) -> bool {
+        contacts::destroy(&mut self.state(), contact_id)
+    }
+
     /// Blocks or unblocks a contact (a blocked contact's conversations are muted: no native reopen).
     pub fn set_contact_blocked(&self, contact_id: i64, blocked: bool) {
         if let Some(contact) = self.state().contacts.get_mut(&contact_id) {
@@ -78,6 +88,8 @@ impl FakeChatwoot {
 
     /// An agent's reply from the dashboard (outgoing, sender = the agent, no `source_id`); emits
     /// `message_created`. `None` when the conversation does not exist or Chatwoot would refuse it.
+    /// `content` is stored exactly as given: to stand for the 4.9+ editor, pass what it stores, e.g.
+    /// `"line1\\\nline2\n\n"` for Shift+Enter and trailing blank lines (the webhook normalizes it from 4.13).
     pub fn agent_reply(&self, display_id: i64, content: &str, private: bool) -> Option<i64> {
         self.agent_message(display_id, content, private, Map::new(), Vec::new())
     }
@@ -136,8 +148,10 @@ impl FakeChatwoot {
         messages::delete(&mut self.state(), message_id)
     }
 
-    /// An agent pressing retry on a failed message: status `sent`, `content_attributes` `{}`; emits
-    /// `message_updated`. False when Chatwoot would not retry (older than a day, or no content or files).
+    /// An agent pressing retry on a failed message: status `sent` (`external_error` kept as null), then
+    /// `content_attributes` `{}` (or all but `external_error` with [`Self::set_retry_keeps_attributes`]);
+    /// emits a `message_updated` for each update that changed something, so two after a failure with an
+    /// error. False when Chatwoot would not retry (older than a day, or no content or files).
     pub fn agent_retry(&self, message_id: i64) -> bool {
         messages::retry(&mut self.state(), message_id)
     }
@@ -201,9 +215,22 @@ impl FakeChatwoot {
         self.state().webhooks.deliveries.clear();
     }
 
-    /// Delivers every `message_created` twice (with different `X-Chatwoot-Delivery` ids), as Chatwoot sometimes does.
+    /// Delivers every `message_created` and `message_updated` twice (different `X-Chatwoot-Delivery` ids),
+    /// as Chatwoot sometimes does.
     pub fn set_webhook_duplicates(&self, on: bool) {
         self.state().webhooks.duplicates = on;
+    }
+
+    /// How many deliveries run at once (Sidekiq's `:concurrency:`, 10 by default, `config/sidekiq.yml`).
+    /// With 1 they are sent one at a time in order; with more, a slow one can be overtaken.
+    pub fn set_webhook_workers(&self, workers: usize) {
+        self.state().webhooks.set_workers(workers);
+    }
+
+    /// Delays each delivery by a reproducible pseudo-random time in `0..max_delay` before it takes a worker,
+    /// so that deliveries arrive out of order (`None`, the default: no delay).
+    pub fn set_webhook_shuffle(&self, max_delay: Option<Duration>) {
+        self.state().webhooks.shuffle = max_delay.filter(|d| !d.is_zero());
     }
 
     /// Holds deliveries (they queue) until [`Self::resume_webhooks`].
