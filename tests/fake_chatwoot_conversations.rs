@@ -531,7 +531,12 @@ async fn message_status_patch_and_its_version_gate() {
     assert_eq!(failed["content_attributes"]["external_error"], "no route");
     assert_eq!(fake.message(id).unwrap().external_error.as_deref(), Some("no route"));
     let (_, sent) = admin(&fake, "PATCH", &path, Some(json!({"status": "sent", "external_error": "kept?"}))).await;
-    assert_eq!(sent["content_attributes"], json!({}), "external_error is kept only with failed");
+    assert_eq!(
+        sent["content_attributes"],
+        json!({"external_error": null}),
+        "external_error is kept only with failed; the store accessor leaves the key as null"
+    );
+    assert_eq!(fake.message(id).unwrap().external_error, None);
     assert!(fake.violations().is_empty());
     let (status, unchanged) = admin(&fake, "PATCH", &path, Some(json!({"status": "seen"}))).await;
     assert_eq!((status, unchanged["status"].as_str()), (200, Some("sent")), "unknown statuses are ignored silently");
@@ -707,8 +712,12 @@ async fn a_failed_delivery_marks_the_message_failed_and_retry_sends_it_again() {
     fake.clear_webhook_deliveries();
     assert!(fake.agent_retry(id));
     let deliveries = fake.wait_for_webhooks(1, WAIT).await;
+    assert!(fake.webhooks_settled(WAIT).await);
+    let updates = fake.webhook_deliveries_of("message_updated");
     assert_eq!(deliveries[0].event, "message_updated");
-    assert_eq!(deliveries[0].body["content_attributes"], json!({}), "retry clears content_attributes");
+    assert_eq!(updates.len(), 2, "status update, then content_attributes {{}}: two updates, two webhooks");
+    // Both payloads are built when their job runs, after both updates: both show the final state.
+    assert!(updates.iter().all(|d| d.body["content_attributes"] == json!({})), "{updates:?}");
     assert_eq!(fake.message(id).unwrap().status, "sent");
 
     // An unreachable webhook is a transport error.
