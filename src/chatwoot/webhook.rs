@@ -192,6 +192,30 @@ mod tests {
     }
 
     #[test]
+    fn typing_counts_only_from_agents() {
+        let typing = |user: Value| {
+            let body = json!({"event": "conversation_typing_on", "user": user, "conversation": {"id": 7}, "is_private": false});
+            WebhookEvent::parse(body.to_string().as_bytes()).unwrap().typing()
+        };
+        assert_eq!(typing(json!({"id": 1, "name": "Ana", "type": "user"})), Some((7, true, false)));
+        assert_eq!(typing(json!({"id": 2, "name": "Maria", "phone_number": "+5511"})), None, "a contact has no type");
+        assert_eq!(typing(json!({"id": 3, "name": "Bot", "type": "agent_bot"})), None);
+    }
+
+    #[test]
+    fn a_retry_is_told_by_the_cleared_external_error() {
+        let message = |attributes: Value| {
+            let body = json!({"event": "message_updated", "id": 1, "message_type": "outgoing", "content_attributes": attributes,
+                "conversation": {"id": 2}});
+            WebhookEvent::parse(body.to_string().as_bytes()).unwrap().message().unwrap()
+        };
+        assert!(message(json!({"external_error": "Number not on WhatsApp"})).has_external_error());
+        assert!(!message(json!({"external_error": null})).has_external_error(), "Chatwoot 4.10 keeps the key as null");
+        assert!(!message(json!({"in_reply_to": 5})).has_external_error(), "PR #15912 keeps other attributes");
+        assert!(!message(json!({})).has_external_error());
+    }
+
+    #[test]
     fn reads_an_agent_message() {
         let body = json!({"event":"message_created","id":9001,"content":"Olá **Maria**","message_type":"outgoing","private":false,
             "source_id":null,"content_attributes":{"in_reply_to":8990},"sender":{"id":3,"name":"Agent Ana","type":"user"},

@@ -40,9 +40,14 @@ pub struct KeyCache {
     entries: Mutex<HashMap<String, Arc<WebhookKeys>>>,
     /// Bumped by every `forget`: credentials read before it must not be kept after it.
     generation: AtomicU64,
-    /// When each integration's signing secret was last read from Chatwoot (see [`SECRET_REFRESH_EVERY`]).
-    refreshed: Mutex<HashMap<String, Instant>>,
+    /// Per integration, the last read of its signing secret from Chatwoot: when, and what it found. The
+    /// async lock makes deliveries that arrive together (Chatwoot sends from 10 threads) wait for one read
+    /// and share its answer.
+    refreshed: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Refreshed>>>>>,
 }
+
+/// A read of the inbox's signing secret: when, and the secret (`None`: none, or the read failed).
+type Refreshed = (Instant, Option<Secret>);
 
 /// At most one re-read of an inbox's signing secret per integration in this time: a bad signature costs
 /// a Chatwoot call only that often, whoever sends it.
@@ -60,14 +65,10 @@ impl KeyCache {
         entries.remove(id);
     }
 
-    /// Whether the signing secret of `id` may be read from Chatwoot now (and notes that it is).
-    fn may_refresh(&self, id: &str, now: Instant) -> bool {
+    /// The slot of `id`'s last signing-secret read.
+    fn refresh_slot(&self, id: &str) -> Arc<tokio::sync::Mutex<Option<Refreshed>>> {
         let mut refreshed = self.refreshed.lock().unwrap_or_else(PoisonError::into_inner);
-        if refreshed.get(id).is_some_and(|at| now.duration_since(*at) < SECRET_REFRESH_EVERY) {
-            return false;
-        }
-        refreshed.insert(id.to_owned(), now);
-        true
+        refreshed.entry(id.to_owned()).or_default().clone()
     }
 
     /// Keeps `keys`, read from the database when the generation was `read_at`, unless something was
@@ -139,13 +140,23 @@ pub async fn accept(
     handle(shared, id, event, body).await
 }
 
-/// Reads the inbox's signing secret from Chatwoot (with the stored admin token) and keeps it when it
-/// changed; at most once per [`SECRET_REFRESH_EVERY`] per integration. `None` when it was not read (too
-/// soon, Chatwoot unreachable) or the inbox has none.
+/// The inbox's current signing secret, read from Chatwoot (with the stored admin token) at most once per
+/// [`SECRET_REFRESH_EVERY`] per integration, and kept when it changed; within that time the last read's
+/// answer. `None` when the inbox has none or Chatwoot could not be asked.
 async fn refresh_signing_secret(shared: &Shared, services: &Services, http: &awc::Client, id: &str) -> Option<Secret> {
-    if !shared.webhook_keys.may_refresh(id, Instant::now()) {
-        return None;
+    let slot = shared.webhook_keys.refresh_slot(id);
+    let mut last = slot.lock().await;
+    if let Some((at, secret)) = last.as_ref()
+        && at.elapsed() < SECRET_REFRESH_EVERY
+    {
+        return secret.clone();
     }
+    let current = read_signing_secret(shared, services, http, id).await;
+    *last = Some((Instant::now(), current.clone()));
+    current
+}
+
+async fn read_signing_secret(shared: &Shared, services: &Services, http: &awc::Client, id: &str) -> Option<Secret> {
     let integration = store::integrations::find(&services.db, id).await.ok()??;
     let token = open_sealed(&services.sealer, &integration.chatwoot_token_sealed, id, sealed::CHATWOOT_TOKEN).ok()?;
     let target = ChatwootTarget {
