@@ -243,6 +243,17 @@ async fn a_proxy_that_strips_the_token_header_is_named() {
 }
 
 #[actix_web::test]
+async fn behind_nginx_with_default_settings_the_token_still_arrives() {
+    // `underscores_in_headers off` drops `api_access_token`; the bridge sends `Api-Access-Token`.
+    let chatwoot = fake_chatwoot();
+    chatwoot.set_proxy_drops_underscore_headers(true);
+    let out = probe(chatwoot.url(), ADMIN, ACCOUNT, PUBLIC_URL, false).await;
+    out.assert_code(0);
+    out.assert_contains("✔ chatwoot token");
+    out.assert_contains("✔ inbox listing");
+}
+
+#[actix_web::test]
 async fn a_throttled_host_is_told_what_to_set_in_chatwoot() {
     let chatwoot = fake_chatwoot();
     // Rack::Attack on one call: the token check.
@@ -490,8 +501,33 @@ async fn stored_integration_activated_before_signing_warns_after_the_upgrade() {
         "  ! webhook signing: Chatwoot shows a signing secret for the inbox but the bridge stored none (activated before Chatwoot was upgraded to 4.13)",
     );
     out.assert_contains(
-        "fix: re-activate the integration from RyzeAPI (POST /api/chatwoot/set/suporte) to store the signing secret",
+        "fix: nothing to do if agents reply: the bridge reads and stores the secret on the next signed delivery; to store it now, re-activate the integration from RyzeAPI (POST /api/chatwoot/set/suporte)",
     );
+}
+
+#[actix_web::test]
+async fn stored_integration_whose_signing_secret_was_reset_fails() {
+    let (stack, id) = active_stack().await;
+    let inbox_id = stack.view(&id).await["inbox_id"].as_i64().unwrap();
+    let old_secret = stack.chatwoot.inbox(inbox_id).unwrap().secret;
+    let new_secret = stack.chatwoot.reset_inbox_secret(inbox_id).unwrap();
+    assert_ne!(old_secret, new_secret);
+    let out = doctor_on(&stack, false).await;
+    out.assert_code(1);
+    out.assert_contains(
+        "  ✖ webhook signing: the inbox's webhook signing secret changed in Chatwoot (reset by an admin?)",
+    );
+    out.assert_contains(
+        "fix: the bridge re-reads the inbox's secret on the next signed delivery it cannot verify; if agent replies still fail, re-activate the integration from RyzeAPI (POST /api/chatwoot/set/suporte)",
+    );
+    out.assert_lacks(&old_secret);
+    out.assert_lacks(&new_secret);
+    let json = doctor_on(&stack, true).await;
+    json.assert_lacks(&old_secret);
+    json.assert_lacks(&new_secret);
+    let json = json.json();
+    let signing = json["integrations"][0]["checks"].as_array().unwrap().iter().find(|c| c["name"] == "webhook signing");
+    assert_eq!(signing.unwrap()["status"], "fail");
 }
 
 #[actix_web::test]

@@ -361,8 +361,11 @@ fn signing_check(stored: Option<&str>, current: Option<&str>, version: Option<Ve
         ),
         (None, Some(_)) => Check::warn(
             NAME,
-            "Chatwoot shows a signing secret for the inbox but the bridge stored none (activated before Chatwoot was upgraded to 4.13): deliveries are accepted unverified, protected only by the secret webhook URL",
-            Some(format!("{} to store the signing secret; deliveries are verified from then on", reactivate(instance))),
+            "Chatwoot shows a signing secret for the inbox but the bridge stored none (activated before Chatwoot was upgraded to 4.13): until it has one, deliveries are protected only by the secret webhook URL",
+            Some(format!(
+                "nothing to do if agents reply: the bridge reads and stores the secret on the next signed delivery; to store it now, {}",
+                reactivate(instance)
+            )),
         ),
         (Some(_), None) if version.is_some_and(|v| v < SIGNING) => Check::fail(
             NAME,
