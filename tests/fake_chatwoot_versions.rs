@@ -547,6 +547,21 @@ async fn a_deleted_contact_takes_its_conversations_along() {
 }
 
 #[actix_web::test]
+async fn a_deleted_inbox_takes_its_conversations_along() {
+    let World { fake, inbox, contact, display_id } = world("").await;
+    fake.agent_reply(display_id, "hi", false).unwrap();
+    fake.delete_inbox_directly(inbox);
+    assert_eq!((fake.contact_count(), fake.conversation_count(), fake.message_count()), (1, 0, 0));
+    assert!(fake.contact_inboxes().is_empty());
+    assert_eq!(
+        admin(&fake, "POST", &messages_path(display_id), Some(json!({"content": "x", "message_type": "incoming"})))
+            .await,
+        (404, json!({"error": "Resource could not be found"}))
+    );
+    assert!(fake.contact(contact).is_some(), "contacts stay");
+}
+
+#[actix_web::test]
 async fn a_reset_secret_signs_later_webhooks() {
     let receiver = Receiver::start().await;
     let World { fake, inbox, display_id, .. } = world(&receiver.url).await;

@@ -436,9 +436,10 @@ impl FakeChatwoot {
         self.state().inboxes.get(&id).cloned()
     }
 
-    /// Deletes an inbox behind the bridge's back (an admin deleting it in Chatwoot's UI).
+    /// Deletes an inbox behind the bridge's back (an admin deleting it in Chatwoot's UI): its contact_inboxes,
+    /// conversations and messages go with it (`app/models/inbox.rb`, `dependent: :destroy_async`).
     pub fn delete_inbox_directly(&self, id: i64) {
-        self.state().inboxes.remove(&id);
+        contacts::destroy_inbox(&mut self.state(), id);
     }
 
     /// Turns the inbox's `lock_to_single_conversation` on or off (as an admin would in the inbox settings).
@@ -870,7 +871,8 @@ fn account_route(
                 "GET" => state.inboxes.get(&id).map_or_else(not_found, |i| reply(200, inbox_json(state, i, true))),
                 "PATCH" | "PUT" => update_inbox(state, path, id, body),
                 "DELETE" => {
-                    state.inboxes.remove(&id);
+                    // `DeleteObjectJob` destroys it with its dependents, shortly after this answer.
+                    contacts::destroy_inbox(state, id);
                     reply(200, json!({"message": "Your inbox deletion request will be processed in some time."}))
                 }
                 _ => no_route(),

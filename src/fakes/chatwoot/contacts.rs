@@ -476,28 +476,24 @@ fn filter_contact_inboxes(state: &mut State, call: &Call<'_>, account_id: i64) -
     }
 }
 
-/// A contact destroyed as `contacts_controller.rb#destroy` does (`@contact.destroy!`): its
-/// `contact_inboxes`, `conversations` and the messages it sent go with it (`has_many … dependent:
-/// :destroy_async` in `app/models/contact.rb`; the fake removes them at once, with every message of those
-/// conversations, where Chatwoot's `DeleteObjectJob`s do it shortly after). False when there is none.
-pub(super) fn destroy(state: &mut State, contact_id: i64) -> bool {
-    if state.contacts.remove(&contact_id).is_none() {
-        return false;
-    }
-    let links: Vec<i64> =
-        state.contact_inboxes.values().filter(|ci| ci.contact_id == contact_id).map(|ci| ci.id).collect();
-    for id in links {
+/// Removes contact_inboxes and conversations (with their messages and files) matching `links` and `chats`.
+fn destroy_dependents(
+    state: &mut State,
+    links: &dyn Fn(&FakeContactInbox) -> bool,
+    chats: &dyn Fn(&conversations::FakeConversation) -> bool,
+) {
+    let ids: Vec<i64> = state.contact_inboxes.values().filter(|ci| links(ci)).map(|ci| ci.id).collect();
+    for id in ids {
         if let Some(link) = state.contact_inboxes.remove(&id)
             && state.contact_inbox_index.get(&(link.inbox_id, link.source_id.clone())) == Some(&id)
         {
             state.contact_inbox_index.remove(&(link.inbox_id, link.source_id));
         }
     }
-    let conversations: Vec<i64> =
-        state.conversations.values().filter(|c| c.contact_id == contact_id).map(|c| c.id).collect();
-    for id in conversations {
-        let ids = state.threads.get(&id).map(|t| t.ids.clone()).unwrap_or_default();
-        for message in ids {
+    let ids: Vec<i64> = state.conversations.values().filter(|c| chats(c)).map(|c| c.id).collect();
+    for id in ids {
+        let messages = state.threads.get(&id).map(|t| t.ids.clone()).unwrap_or_default();
+        for message in messages {
             if let Some(message) = state.messages.remove(&message) {
                 for attachment in message.attachments {
                     state.blobs.remove(&attachment.blob_id);
@@ -506,6 +502,30 @@ pub(super) fn destroy(state: &mut State, contact_id: i64) -> bool {
         }
         state.remove_conversation(id);
     }
+}
+
+/// An inbox destroyed by `DeleteObjectJob` (`inboxes_controller.rb#destroy`): `app/models/inbox.rb` has
+/// `contact_inboxes`, `conversations` and `messages` as `dependent: :destroy_async`, so they go too (at once
+/// in the fake). Contacts stay. False when there is none.
+pub(super) fn destroy_inbox(state: &mut State, inbox_id: i64) -> bool {
+    if state.inboxes.remove(&inbox_id).is_none() {
+        return false;
+    }
+    state.locked_inboxes.remove(&inbox_id);
+    state.inbox_members.retain(|(inbox, _)| *inbox != inbox_id);
+    destroy_dependents(state, &|ci| ci.inbox_id == inbox_id, &|c| c.inbox_id == inbox_id);
+    true
+}
+
+/// A contact destroyed as `contacts_controller.rb#destroy` does (`@contact.destroy!`): its
+/// `contact_inboxes`, `conversations` and the messages it sent go with it (`has_many … dependent:
+/// :destroy_async` in `app/models/contact.rb`; the fake removes them at once, with every message of those
+/// conversations, where Chatwoot's `DeleteObjectJob`s do it shortly after). False when there is none.
+pub(super) fn destroy(state: &mut State, contact_id: i64) -> bool {
+    if state.contacts.remove(&contact_id).is_none() {
+        return false;
+    }
+    destroy_dependents(state, &|ci| ci.contact_id == contact_id, &|c| c.contact_id == contact_id);
     let sent: Vec<i64> =
         state.messages.values().filter(|m| m.sender == super::FakeSender::Contact(contact_id)).map(|m| m.id).collect();
     for id in sent {
