@@ -1,6 +1,7 @@
 //! Fault injection: traffic in both directions across several integrations while the harness kills -9
-//! and restarts the bridge, drops RyzeAPI links, makes Chatwoot fail 30 % of calls or hang, and delivers
-//! webhooks twice. At the end every message is in Chatwoot / on WhatsApp exactly once, in order within
+//! and restarts the bridge, drops RyzeAPI links, makes Chatwoot fail 30 % of calls or hang, answers message
+//! creates with Chatwoot's catch-all 422 (before and after the commit), and delivers webhooks twice or late
+//! and shuffled. At the end every message is in Chatwoot / on WhatsApp exactly once, in order within
 //! each chat, and no integration is stuck. Sized for CI; scale it with CHAOS_INTEGRATIONS,
 //! CHAOS_CHATS and CHAOS_ROUNDS (e.g. 50 × 20 × 50 for 50,000 inbound messages).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -47,6 +48,7 @@ async fn every_message_exactly_once_in_order_under_faults() {
     }
     let mut rng = Rng(0xC4A0_5EED);
     let (mut restarts, mut drops, mut flaky, mut hangs) = (0, 0, 0, 0);
+    let (mut unprocessable_before, mut unprocessable_after, mut shuffled) = (0, 0, 0);
     let mut replies_sent = 0usize;
 
     for round in 0..rounds {
@@ -65,6 +67,27 @@ async fn every_message_exactly_once_in_order_under_faults() {
                 stack.chatwoot.agent_reply(conversation.display_id, &format!("o{round}"), false);
                 replies_sent += 1;
             }
+        }
+        // The newer faults on a fixed schedule beside the drawn ones (so the seed's sequence is unchanged).
+        match round % 8 {
+            1 => {
+                // An exception before the save: nothing created, 422 `{"error": …}`.
+                stack.chatwoot.fail_next_unprocessable("/messages", "Aws::S3::Errors::ServiceUnavailable", 2, false);
+                unprocessable_before += 2;
+            }
+            5 => {
+                // An exception in an after-commit callback: the message exists, the answer is still 422.
+                stack.chatwoot.fail_next_unprocessable("/messages", "Redis::CannotConnectError", 1, true);
+                unprocessable_after += 1;
+            }
+            _ => {}
+        }
+        // Late, shuffled webhooks (below the bridge's reply order window) for windows of rounds.
+        if round % 12 == 4 {
+            stack.chatwoot.set_webhook_shuffle(Some(Duration::from_millis(300)));
+            shuffled += 1;
+        } else if round % 12 == 10 {
+            stack.chatwoot.set_webhook_shuffle(None);
         }
         match rng.below(8) {
             0 if round % 6 == 3 => {
@@ -92,6 +115,8 @@ async fn every_message_exactly_once_in_order_under_faults() {
         actix_web::rt::time::sleep(Duration::from_millis(150)).await;
     }
     stack.chatwoot.set_fault(Fault::None);
+    stack.chatwoot.set_webhook_shuffle(None);
+    stack.chatwoot.set_webhook_duplicates(false);
 
     // Inbound: everything arrives, once, in order.
     let expected_inbound = integrations * chats * rounds;
@@ -184,11 +209,20 @@ async fn every_message_exactly_once_in_order_under_faults() {
         assert_eq!(view["queues"]["to_chatwoot_pending"], 0, "{view}");
         assert_eq!(view["queues"]["to_whatsapp_pending"], 0, "{view}");
     }
+    let answered_422 = stack
+        .chatwoot
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/messages") && r.status == 422)
+        .count();
     println!(
         "chaos: {expected_inbound} inbound and {} outbound messages ({replies_sent} replies typed), {restarts} kill -9 restarts, \
-         {drops} link drops, {flaky} flaky and {hangs} hanging Chatwoot periods; duplicates {duplicates}, lost {lost}",
+         {drops} link drops, {flaky} flaky and {hangs} hanging Chatwoot periods, {unprocessable_before} 422s before \
+         and {unprocessable_after} after commit armed ({answered_422} creates answered 422), {shuffled} shuffled \
+         webhook periods; duplicates {duplicates}, lost {lost}",
         accepted.len()
     );
+    assert!(unprocessable_before > 0 && unprocessable_after > 0 && shuffled > 0, "the schedule has every new fault");
     assert_eq!(duplicates, 0, "exactly once to WhatsApp");
     assert_eq!(lost, 0, "every accepted reply went out");
 }

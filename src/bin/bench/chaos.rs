@@ -1,6 +1,7 @@
 //! Fault injection (`bench chaos`): customer messages and agent replies across many integrations while the
 //! bench, at random moments, kills -9 and restarts the bridge, drops RyzeAPI WebSockets, makes Chatwoot
-//! answer 5xx/429 or hang past the bridge's timeout, and has it deliver webhooks twice. At the end every
+//! answer 5xx/429 or hang past the bridge's timeout, answer message creates with its catch-all 422 (before
+//! or after the message is committed), deliver webhooks twice, and deliver them late and shuffled. At the end every
 //! customer message must be in Chatwoot once and every reply the bridge accepted on WhatsApp once, in order
 //! within each chat, with no integration stuck. The check of `tests/chaos.rs`, at the size, on the
 //! bench's stack, with a hard deadline (`--seconds`) for the whole run.
@@ -28,8 +29,8 @@ const PER_CHAT_RATE: f64 = 1.0;
 /// Messages per chat and direction sent but not arrived yet, at most. With [`PER_CHAT_RATE`] a conversation
 /// gets at most (60 + 25) × 2 = 170 messages in any minute, below the fake's limit of 200.
 const PER_CHAT_BACKLOG: usize = 25;
-/// Webhook deliveries queued in the fake above which nothing more is offered. The fake delivers one at a
-/// time, so a backlog builds when the bridge answers slowly; a kill -9 then fails every queued delivery at
+/// Webhook deliveries queued in the fake above which nothing more is offered. The fake delivers on a few
+/// workers (Sidekiq's 10), so a backlog builds when the bridge answers slowly; a kill -9 then fails every queued delivery at
 /// once, and the replies among them never reach the bridge (Chatwoot marks them failed). Keeping the
 /// backlog short keeps most replies checkable.
 const WEBHOOK_BACKLOG: usize = 200;
@@ -38,6 +39,16 @@ const WEBHOOK_BACKLOG: usize = 200;
 const HANG: Duration = Duration::from_millis(2000);
 /// A kill -9 at most this often: the bridge needs a moment to reconnect every link.
 const MIN_RESTART_GAP: Duration = Duration::from_secs(8);
+/// How often a 422 window arms one more catch-all 422 on message create.
+const UNPROCESSABLE_EVERY: Duration = Duration::from_millis(250);
+/// Texts of the exceptions `messages_controller.rb#create` rescues as 422: before the save (nothing created)
+/// and in an after-commit callback (the message exists).
+const BEFORE_COMMIT: &str = "Aws::S3::Errors::ServiceUnavailable";
+const AFTER_COMMIT: &str = "Redis::CannotConnectError";
+/// Shuffled webhooks are delayed up to this, below the bridge's reply order window (500 ms by default).
+const SHUFFLE_MAX_MS: u64 = 400;
+/// `CONVERSATION_MESSAGE_PER_MINUTE_LIMIT`, the fake's default (as Chatwoot's).
+const CONVERSATION_LIMIT: usize = 200;
 /// Seed of the fault sequence when `--seed` is not given.
 pub const DEFAULT_SEED: u64 = 0xC4A0_5EED;
 
@@ -147,6 +158,15 @@ struct Faults {
     flaky_windows: usize,
     hang_windows: usize,
     duplicate_windows: usize,
+    /// Catch-all 422 windows on message create, and the 422s they armed: before the commit (nothing
+    /// created) and after it (the message exists, the answer is still 422).
+    unprocessable_before_windows: usize,
+    unprocessable_before_armed: u32,
+    unprocessable_after_windows: usize,
+    unprocessable_after_armed: u32,
+    /// Windows of shuffled late webhooks, and the largest delay used.
+    shuffle_windows: usize,
+    shuffle_max: Duration,
     /// Why a restart failed (the run cannot go on).
     broken: Option<String>,
 }
@@ -197,7 +217,7 @@ async fn inject(
             break;
         }
         if bag.is_empty() {
-            bag = vec![0, 1, 1, 2, 3, 4];
+            bag = vec![0, 1, 1, 2, 3, 4, 5, 6, 7];
             for i in (1..bag.len()).rev() {
                 bag.swap(i, usize::try_from(rng.below(i as u64 + 1)).unwrap_or(0));
             }
@@ -243,16 +263,69 @@ async fn inject(
                 actix_web::rt::time::sleep(rng.millis(500, 2500)).await;
                 chatwoot.set_fault(Fault::None);
             }
-            _ => {
+            4 => {
                 chatwoot.set_webhook_duplicates(true);
                 faults.borrow_mut().duplicate_windows += 1;
                 actix_web::rt::time::sleep(rng.millis(1000, 4000)).await;
                 chatwoot.set_webhook_duplicates(false);
             }
+            kind @ (5 | 6) => {
+                // A window of catch-all 422s: one more armed every UNPROCESSABLE_EVERY, each answering the
+                // next message create (the fake counts them, so one armed late may outlast the window).
+                let after_commit = kind == 6;
+                let until = Instant::now() + rng.millis(500, 2500);
+                let mut armed = 0u32;
+                while Instant::now() < until && !stop.get() {
+                    let text = if after_commit { AFTER_COMMIT } else { BEFORE_COMMIT };
+                    chatwoot.fail_next_unprocessable("/messages", text, 1, after_commit);
+                    armed += 1;
+                    actix_web::rt::time::sleep(UNPROCESSABLE_EVERY).await;
+                }
+                let mut faults = faults.borrow_mut();
+                if after_commit {
+                    faults.unprocessable_after_windows += 1;
+                    faults.unprocessable_after_armed += armed;
+                } else {
+                    faults.unprocessable_before_windows += 1;
+                    faults.unprocessable_before_armed += armed;
+                }
+            }
+            _ => {
+                let delay = rng.millis(100, SHUFFLE_MAX_MS);
+                chatwoot.set_webhook_shuffle(Some(delay));
+                {
+                    let mut faults = faults.borrow_mut();
+                    faults.shuffle_windows += 1;
+                    faults.shuffle_max = faults.shuffle_max.max(delay);
+                }
+                actix_web::rt::time::sleep(rng.millis(1000, 4000)).await;
+                chatwoot.set_webhook_shuffle(None);
+            }
         }
     }
     chatwoot.set_fault(Fault::None);
     chatwoot.set_webhook_duplicates(false);
+    chatwoot.set_webhook_shuffle(None);
+}
+
+/// The most messages any conversation got within one minute (every kind counts towards Chatwoot's
+/// per-conversation limit). Chatwoot answers 422 `Too many messages` only once this reaches the limit, so
+/// below it no 422 was the pacing's fault, whatever the injected ones did.
+fn busiest_minute(chatwoot: &FakeChatwoot) -> usize {
+    let mut busiest = 0;
+    for conversation in chatwoot.conversations() {
+        let mut times: Vec<DateTime<Utc>> =
+            chatwoot.messages(conversation.display_id).into_iter().map(|m| m.created_at).collect();
+        times.sort_unstable();
+        let mut start = 0;
+        for (end, at) in times.iter().enumerate() {
+            while times.get(start).is_some_and(|first| *at - *first >= chrono::TimeDelta::minutes(1)) {
+                start += 1;
+            }
+            busiest = busiest.max(end + 1 - start);
+        }
+    }
+    busiest
 }
 
 /// Finds the chat of conversations not seen yet, by the first customer message in each.
@@ -747,8 +820,10 @@ pub async fn chaos(opts: &Opts, db: &BenchDb) -> Res<Table> {
     }
     let retry = if drained { retry_refused(&stack, &plan, &replies, deadline).await } else { (0, 0) };
     let requests = stack.chatwoot.requests();
-    let refusals_422 =
+    let answered_422 =
         requests.iter().filter(|r| r.method == "POST" && r.path.ends_with("/messages") && r.status == 422).count();
+    let busiest = busiest_minute(&stack.chatwoot);
+    let paced_out = u64::from(busiest >= CONVERSATION_LIMIT);
     let faulted = requests.iter().filter(|r| matches!(r.status, 429 | 503)).count();
 
     let sent = sent.borrow();
@@ -796,7 +871,26 @@ pub async fn chaos(opts: &Opts, db: &BenchDb) -> Res<Table> {
         "doubled-webhook windows / webhooks delivered twice",
         format!("{} / {}", faults.duplicate_windows, outbound.doubled_webhooks),
     );
-    zero(&mut table, "Chatwoot 422 on message create (per-minute limit: a pacing fault)", refusals_422 as u64);
+    table.info(
+        "catch-all 422 windows on message create: before commit / after commit (message exists)",
+        format!(
+            "{} / {} ({} / {} armed; {answered_422} creates answered 422)",
+            faults.unprocessable_before_windows,
+            faults.unprocessable_after_windows,
+            faults.unprocessable_before_armed,
+            faults.unprocessable_after_armed
+        ),
+    );
+    table.info(
+        "shuffled late webhook windows (delay up to)",
+        format!("{} ({} ms)", faults.shuffle_windows, faults.shuffle_max.as_millis()),
+    );
+    table.target(
+        "busiest conversation minute (messages; Chatwoot refuses from its limit: a pacing fault)",
+        busiest.to_string(),
+        format!("< {CONVERSATION_LIMIT}"),
+        paced_out == 0,
+    );
     zero(&mut table, "agent replies the fake refused (per-minute limit)", sent.agent_refused);
     zero(&mut table, "stuck integrations (not active, link down or queue not empty)", stuck_list.len() as u64);
     table.info(
@@ -853,7 +947,7 @@ pub async fn chaos(opts: &Opts, db: &BenchDb) -> Res<Table> {
         + outbound.lost
         + outbound.out_of_order
         + outbound.misrouted
-        + refusals_422 as u64
+        + paced_out
         + sent.agent_refused
         + stuck_list.len() as u64;
     let broken = faults.broken.clone();
