@@ -878,6 +878,14 @@ fn account_route(
                 _ => no_route(),
             }
         }
+        ("POST", ["actions", "contact_merge"]) => {
+            // `api/base_controller.rb` runs `validate_bot_access_token!` (not in `BOT_ACCESSIBLE_ENDPOINTS`);
+            // `contact_merges_controller.rb` has no policy, so agents merge as administrators do.
+            if user.bot {
+                return error(401, "Access to this endpoint is not authorized for bots");
+            }
+            contacts::merge(state, call, account_id)
+        }
         (_, ["contacts", ..] | ["contact_inboxes", ..] | ["conversations", ..]) => {
             // Kept simple: administrators see every inbox; agents (inbox membership is not modelled) and
             // bots get Pundit's refusal.

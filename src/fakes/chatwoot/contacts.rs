@@ -598,3 +598,119 @@ fn inbox_record_json(state: &State, inbox: &FakeInbox) -> Value {
         "portal_id": null, "sender_name_type": "friendly", "business_name": null, "csat_config": {}
     })
 }
+
+/// `actions/contact_merges_controller.rb#create` (`POST …/actions/contact_merge`): no Pundit check, so any
+/// agent of the account may merge (its spec merges as an `agent`); `contacts.find` for `base_contact_id`,
+/// then `mergee_contact_id` (an unknown, absent or other account's id raises RecordNotFound: 404 `Resource
+/// could not be found`). It answers `actions/contact_merges/create.json.jbuilder`: the `_contact` partial of
+/// the base contact, unwrapped and without `contact_inboxes` (no `with_contact_inboxes`).
+pub(super) fn merge(state: &mut State, call: &Call<'_>, account_id: i64) -> (u16, HttpResponse) {
+    let body = call.json.and_then(Value::as_object).cloned().unwrap_or_default();
+    for key in body.keys().filter(|k| !["base_contact_id", "mergee_contact_id"].contains(&k.as_str())) {
+        state.violation(format!("{}: `{key}` is not a contact_merge parameter", call.path));
+    }
+    let find = |state: &State, key: &str| {
+        body.get(key)
+            .and_then(id_param)
+            .and_then(|id| state.contacts.get(&id))
+            .filter(|c| c.account_id == account_id)
+            .map(|c| c.id)
+    };
+    let (Some(base_id), Some(mergee_id)) = (find(state, "base_contact_id"), find(state, "mergee_contact_id")) else {
+        return not_found();
+    };
+    merge_contacts(state, base_id, mergee_id);
+    match state.contacts.get(&base_id) {
+        Some(base) => reply(200, contact_json(state, base, false)),
+        None => not_found(),
+    }
+}
+
+/// `app/actions/contact_merge_action.rb#perform`. The same contact twice is a no-op. Otherwise, in one
+/// transaction: the mergee's conversations, the messages it sent and its contact_inboxes move to the base
+/// (`update(contact_id:/sender:)`), then `merge_and_remove_mergee_contact`: `identifier name email
+/// phone_number additional_attributes custom_attributes` of both, `compact_blank`ed, mergee `deep_merge`d
+/// under the base (the base wins, a blank base value is filled from the mergee, and the attribute hashes are
+/// merged key by key), the mergee destroyed, then the base updated (after the destroy, so the base can take
+/// the mergee's phone number or email without a uniqueness clash). Notes, labels and the like are not modelled.
+///
+/// Events (`app/listeners/webhook_listener.rb`): each moved message is updated one by one, so
+/// `Message#dispatch_update_event` sends `message_updated` for it (the API inbox webhook gets those that are
+/// `webhook_sendable?`: incoming, outgoing, template); a conversation whose only change is `contact_id` sends
+/// nothing (`Conversation#notify_conversation_updation` only reacts to `list_of_keys`); `contact_updated`
+/// and `contact_deleted` go to account webhooks only (`deliver_account_webhooks`), which the fake does not
+/// have; `contact.merged` is not a webhook event.
+pub(super) fn merge_contacts(state: &mut State, base_id: i64, mergee_id: i64) -> bool {
+    if base_id == mergee_id {
+        return state.contacts.contains_key(&base_id);
+    }
+    let (Some(base), Some(mergee)) = (state.contacts.get(&base_id).cloned(), state.contacts.get(&mergee_id).cloned())
+    else {
+        return false;
+    };
+    for conversation in state.conversations.values_mut().filter(|c| c.contact_id == mergee_id) {
+        conversation.contact_id = base_id;
+    }
+    let mut moved: Vec<(i64, bool)> = state
+        .messages
+        .values_mut()
+        .filter(|m| m.sender == super::FakeSender::Contact(mergee_id))
+        .map(|m| {
+            m.sender = super::FakeSender::Contact(base_id);
+            (m.id, matches!(m.message_type.as_str(), "incoming" | "outgoing" | "template"))
+        })
+        .collect();
+    moved.sort_unstable();
+    for link in state.contact_inboxes.values_mut().filter(|ci| ci.contact_id == mergee_id) {
+        link.contact_id = base_id;
+    }
+    let merged = merged_attributes(&base, &mergee);
+    // Nothing depends on the mergee any more, so `destroy` removes the contact alone.
+    destroy(state, mergee_id);
+    if let Some(contact) = state.contacts.get_mut(&base_id) {
+        apply(contact, &merged);
+    }
+    for (id, sendable) in moved {
+        if sendable {
+            super::messages::emit_message(state, id, "message_updated");
+        }
+    }
+    true
+}
+
+/// `merge_and_remove_mergee_contact`'s `mergee_attributes.deep_merge(base_attributes)` over the mergeable
+/// keys, both sides `compact_blank`ed (nil, blank strings and empty hashes dropped), as fields for `apply`.
+fn merged_attributes(base: &FakeContact, mergee: &FakeContact) -> Map<String, Value> {
+    let fields = |c: &FakeContact| {
+        let mut map = Map::new();
+        let mut put = |key: &str, value: Option<&str>| {
+            if let Some(v) = value.filter(|v| !v.trim().is_empty()) {
+                map.insert(key.to_owned(), json!(v));
+            }
+        };
+        put("identifier", c.identifier.as_deref());
+        put("name", Some(c.name.as_str()));
+        put("email", c.email.as_deref());
+        put("phone_number", c.phone_number.as_deref());
+        if !c.additional_attributes.is_empty() {
+            map.insert("additional_attributes".into(), Value::Object(c.additional_attributes.clone()));
+        }
+        if !c.custom_attributes.is_empty() {
+            map.insert("custom_attributes".into(), Value::Object(c.custom_attributes.clone()));
+        }
+        map
+    };
+    deep_merge(fields(mergee), &fields(base))
+}
+
+/// ActiveSupport's `Hash#deep_merge`: `over` wins, nested hashes are merged recursively.
+fn deep_merge(mut under: Map<String, Value>, over: &Map<String, Value>) -> Map<String, Value> {
+    for (key, value) in over {
+        let merged = match (under.remove(key), value) {
+            (Some(Value::Object(inner)), Value::Object(top)) => Value::Object(deep_merge(inner, top)),
+            _ => value.clone(),
+        };
+        under.insert(key.clone(), merged);
+    }
+    under
+}
