@@ -167,6 +167,8 @@ struct Faults {
     /// Windows of shuffled late webhooks, and the largest delay used.
     shuffle_windows: usize,
     shuffle_max: Duration,
+    /// When each window of the newer faults ran (kind, start, end), to line violations up with them.
+    windows: Vec<(&'static str, DateTime<Utc>, DateTime<Utc>)>,
     /// Why a restart failed (the run cannot go on).
     broken: Option<String>,
 }
@@ -273,6 +275,7 @@ async fn inject(
                 // A window of catch-all 422s: one more armed every UNPROCESSABLE_EVERY, each answering the
                 // next message create (the fake counts them, so one armed late may outlast the window).
                 let after_commit = kind == 6;
+                let began = Utc::now();
                 let until = Instant::now() + rng.millis(500, 2500);
                 let mut armed = 0u32;
                 while Instant::now() < until && !stop.get() {
@@ -282,6 +285,11 @@ async fn inject(
                     actix_web::rt::time::sleep(UNPROCESSABLE_EVERY).await;
                 }
                 let mut faults = faults.borrow_mut();
+                faults.windows.push((
+                    if after_commit { "422 after commit" } else { "422 before commit" },
+                    began,
+                    Utc::now(),
+                ));
                 if after_commit {
                     faults.unprocessable_after_windows += 1;
                     faults.unprocessable_after_armed += armed;
@@ -292,6 +300,7 @@ async fn inject(
             }
             _ => {
                 let delay = rng.millis(100, SHUFFLE_MAX_MS);
+                let began = Utc::now();
                 chatwoot.set_webhook_shuffle(Some(delay));
                 {
                     let mut faults = faults.borrow_mut();
@@ -300,6 +309,7 @@ async fn inject(
                 }
                 actix_web::rt::time::sleep(rng.millis(1000, 4000)).await;
                 chatwoot.set_webhook_shuffle(None);
+                faults.borrow_mut().windows.push(("shuffled webhooks", began, Utc::now()));
             }
         }
     }
@@ -932,6 +942,11 @@ pub async fn chaos(opts: &Opts, db: &BenchDb) -> Res<Table> {
     if !faults.kills.is_empty() {
         let kills: Vec<String> = faults.kills.iter().map(|at| clock(*at)).collect();
         table.note(format!("kill -9 at {} (UTC)", kills.join(", ")));
+    }
+    if !faults.windows.is_empty() {
+        let windows: Vec<String> =
+            faults.windows.iter().map(|(kind, from, to)| format!("{kind} {}–{}", clock(*from), clock(*to))).collect();
+        table.note(format!("422 and shuffle windows (UTC): {}", windows.join(", ")));
     }
     for line in stuck_list.iter().take(5) {
         table.note(format!("stuck: {line}"));
