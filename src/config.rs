@@ -74,6 +74,11 @@ pub struct Settings {
     /// Sidekiq threads at once, so two replies a moment apart can arrive swapped; within the window they go
     /// out in the order Chatwoot created them. Every reply waits this long once.
     pub reply_order_window: Duration,
+    /// `BRIDGE_CONTACT_LOOKUP_TIMEOUT_MS`: the longest a person's first message waits for RyzeAPI's contact
+    /// look-up, which finds the other form (phone JID or LID) of someone seen by one form only (default
+    /// 2000). Slower, failing or missing: the message goes on, and the split is repaired when an event
+    /// names both forms.
+    pub contact_lookup_within: Duration,
     /// Timing of the RyzeAPI link (contract §3 defaults; the `BRIDGE_LINK_*_MS` variables exist for tests).
     pub link: LinkTiming,
     /// What was generated on this start (reported once at startup, never again).
@@ -186,6 +191,7 @@ impl Settings {
             usize::try_from(count("BRIDGE_CHATWOOT_MESSAGES_PER_MINUTE", 180)?.max(1)).unwrap_or(usize::MAX);
         let unprocessable_give_up = millis("BRIDGE_UNPROCESSABLE_GIVE_UP_MS", Duration::from_secs(600))?;
         let reply_order_window = Duration::from_millis(count("BRIDGE_REPLY_ORDER_WINDOW_MS", 500)?);
+        let contact_lookup_within = millis("BRIDGE_CONTACT_LOOKUP_TIMEOUT_MS", Duration::from_secs(2))?;
         let ryzeapi_url = get("RYZEAPI_URL").map(|u| parse_http_url("RYZEAPI_URL", &u)).transpose()?;
         let database_url = match get("DATABASE_URL") {
             Some(url) => validate_database_url(&url)?,
@@ -254,6 +260,7 @@ impl Settings {
             conversation_messages_per_minute,
             unprocessable_give_up,
             reply_order_window,
+            contact_lookup_within,
             link,
             generated,
         })

@@ -21,6 +21,8 @@ pub struct Model {
     pub conversation_id: Option<i64>,
     /// Last known status of that conversation (`open`, `pending`, `resolved`, `snoozed`).
     pub conversation_status: Option<String>,
+    /// The picture last given to the Chatwoot contact (`sender.pictureUrl`).
+    pub avatar_url: Option<String>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

@@ -4,6 +4,7 @@
 
 pub mod chat;
 pub mod chat_alias;
+pub mod chat_merge;
 pub mod inbound_event;
 pub mod integration;
 pub mod message_map;

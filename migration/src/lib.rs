@@ -8,6 +8,7 @@ mod m20261121_000003_create_chats_and_message_map;
 mod m20261121_000004_create_outbound_jobs;
 mod m20261121_000005_message_map_attempted_at;
 mod m20261121_000006_outbound_jobs_sending_at;
+mod m20261201_000007_chat_identity;
 
 pub struct Migrator;
 
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000004_create_outbound_jobs::Migration),
             Box::new(m20261121_000005_message_map_attempted_at::Migration),
             Box::new(m20261121_000006_outbound_jobs_sending_at::Migration),
+            Box::new(m20261201_000007_chat_identity::Migration),
         ]
     }
 }

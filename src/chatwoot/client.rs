@@ -11,8 +11,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::dto::{
-    ApiChannel, ApiInfo, Contact, ContactCreated, ContactList, Conversation, ConversationList, CreateInbox, Inbox,
-    InboxList, Message, MessageList, NewContact, NewConversation, NewMessage, Profile, UpdateApiChannel, UpdateInbox,
+    ApiChannel, ApiInfo, Contact, ContactChange, ContactCreated, ContactList, ContactShown, Conversation,
+    ConversationList, CreateInbox, Inbox, InboxList, Message, MessageList, NewContact, NewConversation, NewMessage,
+    Profile, UpdateApiChannel, UpdateInbox,
 };
 use super::error::{ChatwootError, error_text};
 use crate::secret::Secret;
@@ -141,6 +142,29 @@ impl ChatwootClient {
             Err(ChatwootError::Status { status: 404, .. }) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// The contact `contact_id` (`contacts_controller#show`: `{"payload": contact}`).
+    pub async fn get_contact(&self, contact_id: i64) -> Result<Contact, ChatwootError> {
+        let path = self.account_path(&format!("/contacts/{contact_id}"));
+        let shown: ContactShown = self.call::<(), _>("get_contact", Method::GET, path, None).await?;
+        Ok(shown.payload)
+    }
+
+    /// Changes a contact's name and picture (`avatar_url`: Chatwoot fetches it in the background).
+    pub async fn update_contact(&self, contact_id: i64, change: &ContactChange<'_>) -> Result<(), ChatwootError> {
+        let path = self.account_path(&format!("/contacts/{contact_id}"));
+        let _: serde_json::Value = self.call("update_contact", Method::PATCH, path, Some(change)).await?;
+        Ok(())
+    }
+
+    /// Merges `mergee` into `base` (`app/actions/contact_merge_action.rb`): the mergee's conversations and
+    /// contact_inboxes move to the base contact, and the mergee is deleted.
+    pub async fn merge_contacts(&self, base: i64, mergee: i64) -> Result<(), ChatwootError> {
+        let body = serde_json::json!({"base_contact_id": base, "mergee_contact_id": mergee});
+        let path = self.account_path("/actions/contact_merge");
+        let _: serde_json::Value = self.call("merge_contacts", Method::POST, path, Some(&body)).await?;
+        Ok(())
     }
 
     /// Links an existing contact to the inbox under `source_id`.

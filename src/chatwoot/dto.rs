@@ -100,6 +100,24 @@ pub struct NewContact<'a> {
     pub phone_number: Option<&'a str>,
     pub identifier: &'a str,
     pub custom_attributes: serde_json::Value,
+    /// A picture for Chatwoot to fetch (`Avatar::AvatarFromUrlJob`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub avatar_url: Option<&'a str>,
+}
+
+/// `PATCH …/contacts/{id}`: what changes.
+#[derive(Debug, Clone, Serialize)]
+pub struct ContactChange<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub avatar_url: Option<&'a str>,
+}
+
+/// `GET …/contacts/{id}` answers `{"payload": contact}`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ContactShown {
+    pub payload: Contact,
 }
 
 /// A contact (the fields the bridge reads).

@@ -92,6 +92,8 @@ pub struct WebhookMessage {
     pub contact_source_id: Option<String>,
     pub contact_phone: Option<String>,
     pub attachments: Vec<WebhookAttachment>,
+    /// When Chatwoot created the message (`created_at`, ISO 8601 in webhooks).
+    pub created_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,6 +140,9 @@ impl WebhookMessage {
                 .and_then(|m| m.get("sender"))
                 .and_then(|s| str_of(s, "phone_number")),
             attachments,
+            created_at: str_of(v, "created_at")
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
+                .map(|t| t.with_timezone(&chrono::Utc)),
         })
     }
 

@@ -16,6 +16,9 @@
 //!   answer. Bodies are checked against the contract's shapes (400 with a clear message otherwise). A
 //!   successful text or media send answers a `3EB0…` message id and then emits WhatsApp's echo over the
 //!   WS: an outgoing `message.exchange` whose `message.source` is the request's `source`.
+//! - `GET /api/chat/contacts/{instance}?number=` answers a person's phone `jid` and `lid` from the people
+//!   added with [`RyzeApiSim::add_known_contact`] (`found: false` otherwise); [`RyzeApiSim::set_contact_lookup`]
+//!   makes it answer nothing known, slowly, or 404 (a RyzeAPI without the route).
 //! - Control API under `/sim/…` (no auth, loopback only) and the UI at `GET /`, for the `ryzeapi-sim` binary.
 //!
 //! Envelopes are built with [`text_message`], [`catalog_text_message`], [`outgoing_text_message`],
@@ -108,6 +111,9 @@ struct State {
     /// Sends still to carry out (and echo) at once but answer only after the delay.
     late_answers: Option<(usize, Duration)>,
     server_ping: Option<Duration>,
+    /// People the contact look-up knows, by their phone JID and by their LID.
+    known_people: HashMap<String, KnownPerson>,
+    contact_lookup: ContactLookup,
 }
 
 impl State {
@@ -147,6 +153,8 @@ impl RyzeApiSim {
             echo_delay: Some(Duration::ZERO),
             late_answers: None,
             server_ping: Some(DEFAULT_SERVER_PING),
+            known_people: HashMap::new(),
+            contact_lookup: ContactLookup::default(),
         }));
         let data = web::Data::from(state.clone());
         let server = HttpServer::new(move || {
@@ -311,6 +319,19 @@ impl RyzeApiSim {
     /// Delay between a send's answer and its echo over the WS (default zero); `None`: no echo at all.
     pub fn set_echo_delay(&self, delay: Option<Duration>) {
         self.state().echo_delay = delay;
+    }
+
+    /// A person the contact look-up knows under both forms (phone JID and LID).
+    pub fn add_known_contact(&self, jid: &str, lid: &str, name: &str) {
+        let person = KnownPerson { jid: jid.to_owned(), lid: lid.to_owned(), name: name.to_owned() };
+        let mut state = self.state();
+        state.known_people.insert(jid.to_owned(), person.clone());
+        state.known_people.insert(lid.to_owned(), person);
+    }
+
+    /// How the contact look-up answers from now on.
+    pub fn set_contact_lookup(&self, lookup: ContactLookup) {
+        self.state().contact_lookup = lookup;
     }
 
     /// Stores media for `GET /api/chat/base64/{instance}?messageId=`.
@@ -593,6 +614,29 @@ enum Route {
     MarkRead,
     Presence,
     Base64,
+    Contacts,
+}
+
+/// How the contact look-up (`GET /api/chat/contacts/{instance}?number=`) answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ContactLookup {
+    /// From the contacts added with [`RyzeApiSim::add_known_contact`] (`found: false` for others).
+    #[default]
+    Answer,
+    /// Every number is unknown to WhatsApp's address book.
+    NotFound,
+    /// As `Answer`, after this delay.
+    Slow(Duration),
+    /// An older RyzeAPI without the route: 404.
+    Missing,
+}
+
+/// A person WhatsApp knows under both forms.
+#[derive(Debug, Clone)]
+struct KnownPerson {
+    jid: String,
+    lid: String,
+    name: String,
 }
 
 /// An answer, and the echo to emit after it.
@@ -634,6 +678,7 @@ async fn api(req: HttpRequest, body: web::Bytes, data: web::Data<Mutex<State>>) 
         ("POST", ["api", "chat", "markRead", i]) => (Some(Route::MarkRead), *i),
         ("POST", ["api", "chat", "presence", i]) => (Some(Route::Presence), *i),
         ("GET", ["api", "chat", "base64", i]) => (Some(Route::Base64), *i),
+        ("GET", ["api", "chat", "contacts", i]) => (Some(Route::Contacts), *i),
         (_, ["api", .., i]) => (None, *i),
         _ => (None, ""),
     };
@@ -652,6 +697,10 @@ async fn api(req: HttpRequest, body: web::Bytes, data: web::Data<Mutex<State>>) 
             state.instance(instance).calls.push(call);
         }
         return response;
+    };
+    let lookup_delay = match (route, lock(&data).contact_lookup) {
+        (Route::Contacts, ContactLookup::Slow(delay)) => Some(delay),
+        _ => None,
     };
     // The lock is held only in this block: the late answer below waits without it.
     let (outcome, delay, late) = {
@@ -682,7 +731,31 @@ async fn api(req: HttpRequest, body: web::Bytes, data: web::Data<Mutex<State>>) 
     if let Some(late) = late {
         actix_web::rt::time::sleep(late).await;
     }
+    if let Some(delay) = lookup_delay {
+        actix_web::rt::time::sleep(delay).await;
+    }
     outcome.response
+}
+
+/// `GET /api/chat/contacts/{instance}?number=<number|jid>`: the contact with its phone `jid` and `lid`
+/// when WhatsApp's synced address book has them, `found: false` otherwise (docs: api/chat/contacts-list).
+fn lookup_contact(state: &State, query: &str) -> Outcome {
+    if state.contact_lookup == ContactLookup::Missing {
+        return failure(404, "Not Found").into();
+    }
+    let Some(number) =
+        url::form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "number").map(|(_, v)| v.into_owned())
+    else {
+        return failure(400, "number is required").into();
+    };
+    let key = if number.contains('@') { number.clone() } else { format!("{number}@s.whatsapp.net") };
+    let known = (state.contact_lookup != ContactLookup::NotFound).then(|| state.known_people.get(&key)).flatten();
+    let body = match known {
+        Some(person) => json!({"success": true, "found": true,
+            "contact": {"jid": person.jid, "lid": person.lid, "name": person.name, "pushName": person.name, "found": true}}),
+        None => json!({"success": true, "found": false, "contact": {"jid": key, "found": false}}),
+    };
+    reply(200, body).into()
 }
 
 fn answer(state: &mut State, route: Route, instance: &str, req: &HttpRequest, body: Option<Value>) -> Outcome {
@@ -695,6 +768,9 @@ fn answer(state: &mut State, route: Route, instance: &str, req: &HttpRequest, bo
     if route == Route::Base64 {
         return base64_media(state.instance(instance), req.query_string()).into();
     }
+    if route == Route::Contacts {
+        return lookup_contact(state, req.query_string());
+    }
     let Some(Value::Object(body)) = body else {
         return failure(400, "Invalid request body").into();
     };
@@ -704,7 +780,7 @@ fn answer(state: &mut State, route: Route, instance: &str, req: &HttpRequest, bo
         Route::Delete => delete_message(state.instance(instance), instance, &body),
         Route::MarkRead => mark_read(&body),
         Route::Presence => presence(&body),
-        Route::Base64 => Err("unreachable".to_owned()),
+        Route::Base64 | Route::Contacts => Err("unreachable".to_owned()),
     };
     match result {
         Ok(outcome) => outcome,

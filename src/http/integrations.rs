@@ -15,7 +15,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/v1/integrations").route(web::get().to(list)))
         .service(web::resource("/v1/integrations/{id}").route(web::get().to(show)).route(web::delete().to(delete)))
         .service(web::resource("/v1/integrations/{id}/pause").route(web::post().to(pause)))
-        .service(web::resource("/v1/integrations/{id}/resume").route(web::post().to(resume)));
+        .service(web::resource("/v1/integrations/{id}/resume").route(web::post().to(resume)))
+        .service(web::resource("/v1/integrations/{id}/merges").route(web::get().to(merges)));
 }
 
 async fn activate(
@@ -85,4 +86,21 @@ async fn resume(_auth: BridgeAuth, shared: web::Data<Shared>, id: web::Path<Stri
     let model = lifecycle::resume(&shared, &id).await?;
     let live = LiveState::of(&shared, &model.id).await?;
     Ok(HttpResponse::Ok().json(IntegrationView::new(model, live)))
+}
+
+/// The audit of merged chats: which chats and contacts became one, when and why.
+async fn merges(_auth: BridgeAuth, shared: web::Data<Shared>, id: web::Path<String>) -> Result<HttpResponse, AppError> {
+    let merges: Vec<serde_json::Value> = lifecycle::merges(&shared, &id)
+        .await?
+        .into_iter()
+        .map(|m| {
+            serde_json::json!({
+                "id": m.id, "survivor_chat_id": m.survivor_chat_id, "merged_chat_id": m.merged_chat_id,
+                "contact_id": m.survivor_contact_id, "merged_contact_id": m.merged_contact_id,
+                "conversation_id": m.conversation_id, "aliases": m.aliases.split(' ').collect::<Vec<_>>(),
+                "reason": m.reason, "created_at": crate::integrations::view::timestamp(m.created_at),
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "merges": merges })))
 }

@@ -107,6 +107,13 @@ pub async fn find(shared: &Shared, id: &str) -> Result<Model, AppError> {
     store::integrations::find(&services.db, id).await?.ok_or(AppError::IntegrationNotFound)
 }
 
+/// The chats of an integration merged because they turned out to be one person, newest first.
+pub async fn merges(shared: &Shared, id: &str) -> Result<Vec<entity::chat_merge::Model>, AppError> {
+    let services = shared.services()?;
+    find(shared, id).await?;
+    Ok(store::chats::merges(&services.reader, id).await?)
+}
+
 /// All integrations, or the one of `instance`.
 pub async fn list(shared: &Shared, instance: Option<&str>) -> Result<Vec<Model>, AppError> {
     let services = shared.services()?;

@@ -43,6 +43,8 @@ pub struct Live {
     pub events_received: AtomicU64,
     pub messages_to_chatwoot: AtomicU64,
     pub messages_to_whatsapp: AtomicU64,
+    /// Chats merged because they turned out to be one person.
+    pub chats_merged: AtomicU64,
     /// Chats the relay looked up lately.
     pub chats: ChatCache,
 }
@@ -120,6 +122,7 @@ impl Default for Live {
             events_received: AtomicU64::new(0),
             messages_to_chatwoot: AtomicU64::new(0),
             messages_to_whatsapp: AtomicU64::new(0),
+            chats_merged: AtomicU64::new(0),
             chats: ChatCache::default(),
         }
     }

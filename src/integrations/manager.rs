@@ -182,6 +182,8 @@ impl Handler<Start> for Manager {
                     writer: services.writers.of(&model.id).clone(),
                     pacer: crate::relay::pace::ConversationPacer::new(shared.settings.conversation_messages_per_minute),
                     unprocessable_give_up: shared.settings.unprocessable_give_up,
+                    contact_lookup_within: shared.settings.contact_lookup_within,
+                    chat_locks: crate::relay::people::ChatLocks::default(),
                 };
                 Some(ActorConfig {
                     id: model.id,

@@ -50,6 +50,7 @@ pub struct TotalsView {
     pub events_received: u64,
     pub messages_to_chatwoot: u64,
     pub messages_to_whatsapp: u64,
+    pub chats_merged: u64,
 }
 
 /// What the running side knows about an integration (connection, queues, totals).
@@ -87,6 +88,7 @@ impl LiveState {
             state.totals.events_received = live.events_received.load(Ordering::Relaxed);
             state.totals.messages_to_chatwoot = live.messages_to_chatwoot.load(Ordering::Relaxed);
             state.totals.messages_to_whatsapp = live.messages_to_whatsapp.load(Ordering::Relaxed);
+            state.totals.chats_merged = live.chats_merged.load(Ordering::Relaxed);
         }
         Ok(state)
     }

@@ -140,6 +140,11 @@ pub async fn accept(
     handle(shared, id, event, body).await
 }
 
+/// Whether a message is young enough for an agent's Retry (Chatwoot offers it within a day).
+fn is_recent(created_at: Option<chrono::DateTime<chrono::Utc>>) -> bool {
+    created_at.is_some_and(|at| chrono::Utc::now() - at < chrono::Duration::hours(24))
+}
+
 /// The inbox's current signing secret, read from Chatwoot (with the stored admin token) at most once per
 /// [`SECRET_REFRESH_EVERY`] per integration, and kept when it changed; within that time the last read's
 /// answer. `None` when the inbox has none or Chatwoot could not be asked.
@@ -219,8 +224,15 @@ async fn handle(shared: &Shared, id: &str, event: WebhookEvent, body: &[u8]) -> 
                         format!("retry-{}", retries + 1)
                     }
                     // The original webhook never reached the bridge (it was down and Chatwoot gave up):
-                    // the agent's retry is the first word of this message — send it.
-                    None => "send".to_owned(),
+                    // the agent's retry is the first word of this message — send it. Not for a message
+                    // the bridge sent long ago, whose job retention removed: Chatwoot updates old
+                    // messages too (a contact merge touches every moved message), and Retry is offered
+                    // only within a day of a message's creation.
+                    None if is_recent(message.created_at)
+                        && store::messages::find_by_chatwoot_id(db, id, message.id).await?.is_none() =>
+                    {
+                        "send".to_owned()
+                    }
                     _ => return Ok(()),
                 }
             } else {

@@ -17,6 +17,7 @@ use serde_json::{Map, Value, json};
 
 use super::format::{liquid_literal, whatsapp_to_markdown};
 use super::identity;
+use super::people::{self, Naming, ensure_chat};
 use crate::chatwoot::dto::{NewContact, NewConversation, NewMessage};
 use crate::chatwoot::{ChatwootClient, ChatwootError, ChatwootTarget, Failure, Unprocessable};
 use crate::integrations::live::Live;
@@ -51,6 +52,10 @@ pub struct RelayContext {
     pub pacer: super::pace::ConversationPacer,
     /// How long a message Chatwoot keeps refusing with an unexplained 422 is retried.
     pub unprocessable_give_up: Duration,
+    /// The longest a new chat waits for RyzeAPI's contact look-up.
+    pub contact_lookup_within: Duration,
+    /// Serializes the first steps of each new chat.
+    pub chat_locks: super::people::ChatLocks,
 }
 
 impl RelayContext {
@@ -163,6 +168,7 @@ async fn relay_event(
             relay_message(db, relay, chatwoot, media, &MessageExchange::from_data(&envelope.data), replay).await
         }
         "message.status" => relay_receipt(relay, chatwoot, &envelope.data).await,
+        "group.flow" => people::group_flow(db, relay, chatwoot, &envelope.data).await,
         other => {
             tracing::debug!(integration_id = %relay.integration_id, event = other, "event kind not relayed yet");
             Outcome::Done
@@ -188,7 +194,7 @@ async fn relay_call(
     let result = async {
         let message = MessageExchange { chat: caller.clone(), sender: caller.clone(), ..MessageExchange::default() };
         let key = caller.key().unwrap_or_default();
-        let chat = ensure_chat(db, relay, &message, &key, key.ends_with("@g.us")).await?;
+        let chat = ensure_chat(db, relay, chatwoot, None, &message, &key, key.ends_with("@g.us")).await?;
         let chat = ensure_contact(db, relay, chatwoot, chat, &caller).await?;
         let wa_id = format!("ryze-call:{row_id}");
         post_once(
@@ -394,8 +400,35 @@ async fn relay_message_steps(
         Some(_) => media.fetch(message).await?,
         None => None,
     };
-    let chat = ensure_chat(db, relay, message, &chat_key, is_group).await?;
-    let chat = ensure_contact(db, relay, chatwoot, chat, &message.chat).await?;
+    let ryzeapi = media.relay.ryzeapi_client(media.http.clone(), media.shared);
+    let mut chat = ensure_chat(db, relay, chatwoot, Some(&ryzeapi), message, &chat_key, is_group).await?;
+    // A new chat's contact and conversation are made once, even when its person writes under both forms
+    // at once (two queues): the second waits, then finds them.
+    let _first_steps = match chat.contact_id.is_none() || chat.conversation_id.is_none() {
+        true => {
+            let guard = relay.chat_locks.lock(chat.id).await;
+            chat = store::chats::find(db, chat.id).await.map_err(store_failed)?.unwrap_or(chat);
+            Some(guard)
+        }
+        false => None,
+    };
+    let from_customer = message.direction != "outgoing";
+    let mut party = message.chat.clone();
+    if !is_group && from_customer {
+        party.picture_url = message.sender.picture_url.clone().or(party.picture_url);
+    }
+    let chat = ensure_contact(db, relay, chatwoot, chat, &party).await?;
+    let chat = match (is_group, from_customer) {
+        (true, _) => {
+            let subject = Naming::IfUnnamed(message.chat.name.as_deref());
+            people::refresh_profile(db, relay, chatwoot, chat, subject, None).await
+        }
+        (false, true) => {
+            let name = Naming::IfUnnamed(message.sender.name.as_deref());
+            people::refresh_profile(db, relay, chatwoot, chat, name, party.picture_url.as_deref()).await
+        }
+        (false, false) => chat,
+    };
     let attributes = reply_attributes(relay, rendered.reply_to.as_deref()).await?;
     let content = match (&file, &rendered.media_caption) {
         (Some(_), Some(caption)) => caption.as_str(),
@@ -546,38 +579,6 @@ pub(crate) async fn post_once(
     Ok(())
 }
 
-/// The chat of the message, found by any alias or created; new aliases are remembered.
-async fn ensure_chat(
-    db: &DatabaseConnection,
-    relay: &RelayContext,
-    message: &MessageExchange,
-    chat_key: &str,
-    is_group: bool,
-) -> Step<chat::Model> {
-    let aliases = identity::aliases(&message.chat);
-    if let Some(chat) = relay.live.chats.get(&aliases) {
-        return Ok(chat);
-    }
-    let read_at = relay.live.chats.generation();
-    if let Some((chat, known)) =
-        store::chats::find_by_aliases(&relay.reader, &relay.integration_id, &aliases).await.map_err(store_failed)?
-    {
-        let missing: Vec<String> = aliases.iter().filter(|a| !known.contains(a)).cloned().collect();
-        store::chats::add_aliases(db, &relay.integration_id, chat.id, &missing).await.map_err(store_failed)?;
-        relay.live.chats.keep(&aliases, &chat, read_at);
-        return Ok(chat);
-    }
-    let name = message
-        .chat
-        .name
-        .clone()
-        .or_else(|| (!is_group).then(|| message.sender.name.clone()).flatten())
-        .or_else(|| identity::phone_number(chat_key))
-        .unwrap_or_else(|| chat_key.split('@').next().unwrap_or(chat_key).to_owned());
-    let kind = if is_group { "group" } else { "private" };
-    store::chats::create(db, &relay.integration_id, chat_key, kind, &name, &aliases).await.map_err(store_failed)
-}
-
 /// The chat's Chatwoot contact (and contact_inbox), created once. A contact Chatwoot already has (same
 /// phone or identifier, e.g. from another inbox) is linked instead.
 pub(crate) async fn ensure_contact(
@@ -606,6 +607,7 @@ pub(crate) async fn ensure_contact(
         phone_number: phone.as_deref(),
         identifier: &chat.chat_key,
         custom_attributes: Value::Object(custom),
+        avatar_url: party.picture_url.as_deref().filter(|p| !p.is_empty()),
     };
     let contact_id = match chatwoot.create_contact(&new_contact).await {
         Ok(contact) => contact.id,
@@ -616,7 +618,10 @@ pub(crate) async fn ensure_contact(
         Err(e) if e.failure() == Failure::NotFound => return Err(gone_or_retry(relay, chatwoot, &e).await),
         Err(e) => return Err(on_chatwoot_error(&e)),
     };
-    let chat = store::chats::set_contact(db, chat.id, contact_id, &source_id).await.map_err(store_failed)?;
+    let mut chat = store::chats::set_contact(db, chat.id, contact_id, &source_id).await.map_err(store_failed)?;
+    if let Some(picture) = new_contact.avatar_url {
+        chat = store::chats::set_profile(db, chat.id, &chat.name, Some(picture)).await.map_err(store_failed)?;
+    }
     relay.live.chats.forget(|cached| cached.id == chat.id);
     Ok(chat)
 }

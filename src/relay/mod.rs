@@ -6,6 +6,7 @@ pub mod identity;
 pub mod inbound;
 pub mod outbound;
 pub mod pace;
+pub mod people;
 pub mod qr_png;
 pub mod status;
 

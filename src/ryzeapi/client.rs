@@ -44,6 +44,16 @@ impl SendError {
     }
 }
 
+/// A person as RyzeAPI's contact look-up knows them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownContact {
+    /// The phone JID (`5511…@s.whatsapp.net`).
+    pub jid: Option<String>,
+    /// The `@lid` form.
+    pub lid: Option<String>,
+    pub name: Option<String>,
+}
+
 /// How long a typing indicator lasts on WhatsApp unless cleared earlier.
 pub const PRESENCE_SECONDS: u64 = 10;
 
@@ -151,6 +161,37 @@ impl RyzeApiClient {
         // `duration` is in seconds (RyzeAPI caps it at 60, then pauses by itself).
         let body = json!({"number": number, "state": state, "duration": PRESENCE_SECONDS});
         self.call("presence", Method::POST, &format!("/api/chat/presence/{}", self.instance), body).await.map(|_| ())
+    }
+
+    /// What WhatsApp knows of a person: `GET /api/chat/contacts/<instance>?number=<jid>` answers the
+    /// contact's phone `jid` and `lid` when they are in the synced address book (`found: false`
+    /// otherwise; docs: api/chat/contacts-list). `within` bounds the call: a slow or missing route must
+    /// never hold a message up for long.
+    pub async fn lookup_contact(&self, number: &str, within: Duration) -> Result<Option<KnownContact>, SendError> {
+        let query: String = url::form_urlencoded::Serializer::new(String::new()).append_pair("number", number).finish();
+        let url = format!("{}/api/chat/contacts/{}?{query}", self.base_url, self.instance);
+        let started = Instant::now();
+        let sent = self.http.get(&url).insert_header(("token", self.token.expose())).timeout(within).send().await;
+        let mut response = match sent {
+            Ok(response) => response,
+            Err(e) => {
+                self.metrics.observe_call("ryzeapi", "lookup_contact", "unanswered", started.elapsed());
+                return Err(SendError::Unanswered { detail: e.to_string() });
+            }
+        };
+        let status = response.status().as_u16();
+        let bytes = response.body().limit(1024 * 1024).await.unwrap_or_default();
+        self.metrics.observe_call("ryzeapi", "lookup_contact", &status.to_string(), started.elapsed());
+        if !(200..300).contains(&status) {
+            return Err(classify(status, "contact look-up refused", None));
+        }
+        let answer: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        let contact = answer.get("contact").or_else(|| answer.get("data")).unwrap_or(&answer);
+        let found = contact.get("found").or_else(|| answer.get("found")).and_then(Value::as_bool).unwrap_or(true);
+        let text = |key: &str| contact.get(key).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned);
+        let known =
+            KnownContact { jid: text("jid"), lid: text("lid"), name: text("name").or_else(|| text("pushName")) };
+        Ok((found && (known.jid.is_some() || known.lid.is_some())).then_some(known))
     }
 
     /// A received message's media from `GET /api/chat/base64/<instance>?messageId=` (404: not stored yet,

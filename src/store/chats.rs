@@ -28,6 +28,168 @@ pub async fn find_by_aliases(
     Ok(Some((chat, known)))
 }
 
+/// Every chat any of `aliases` belongs to, oldest first, each with those of `aliases` it has. More than
+/// one means that one person has been two chats (a LID and a phone JID seen apart).
+pub async fn chats_of_aliases(
+    db: &DatabaseConnection,
+    integration_id: &str,
+    aliases: &[String],
+) -> Result<Vec<(chat::Model, Vec<String>)>, StoreError> {
+    let known = chat_alias::Entity::find()
+        .filter(chat_alias::Column::IntegrationId.eq(integration_id))
+        .filter(chat_alias::Column::Alias.is_in(aliases.iter().cloned()))
+        .find_also_related(chat::Entity)
+        .all(db)
+        .await?;
+    let mut chats: Vec<(chat::Model, Vec<String>)> = Vec::new();
+    for (alias, chat) in known {
+        let Some(chat) = chat else { continue };
+        match chats.iter_mut().find(|(c, _)| c.id == chat.id) {
+            Some((_, names)) => names.push(alias.alias),
+            None => chats.push((chat, vec![alias.alias])),
+        }
+    }
+    chats.sort_by_key(|(chat, _)| chat.id);
+    Ok(chats)
+}
+
+/// Every alias of a chat.
+pub async fn aliases_of(
+    db: &DatabaseConnection,
+    integration_id: &str,
+    chat_id: i64,
+) -> Result<Vec<String>, StoreError> {
+    use sea_orm::QuerySelect as _;
+    Ok(chat_alias::Entity::find()
+        .select_only()
+        .column(chat_alias::Column::Alias)
+        .filter(chat_alias::Column::IntegrationId.eq(integration_id))
+        .filter(chat_alias::Column::ChatId.eq(chat_id))
+        .into_tuple::<String>()
+        .all(db)
+        .await?)
+}
+
+/// The chat with this id.
+pub async fn find(db: &DatabaseConnection, chat_id: i64) -> Result<Option<chat::Model>, StoreError> {
+    Ok(chat::Entity::find_by_id(chat_id).one(db).await?)
+}
+
+/// What a merge leaves the surviving chat with, and why it happened.
+#[derive(Debug, Clone)]
+pub struct Merge {
+    pub survivor: i64,
+    pub merged: i64,
+    /// The contact that stays, with the contact_inbox `source_id` to use (`None`: neither had one).
+    pub contact: Option<(i64, String)>,
+    /// The contact Chatwoot merged into it, if any.
+    pub merged_contact: Option<i64>,
+    /// The conversation to post into from now on, with its status.
+    pub conversation: Option<(i64, String)>,
+    pub reason: String,
+}
+
+/// Merges chat `merge.merged` into `merge.survivor` in one transaction: its aliases and message mappings
+/// move over, the survivor takes the contact and conversation chosen, the merged chat is removed and the
+/// merge is recorded. Returns the survivor as it now is, and the audit row's id.
+pub async fn merge(
+    db: &DatabaseConnection,
+    integration_id: &str,
+    merge: &Merge,
+) -> Result<(chat::Model, i64), StoreError> {
+    use sea_orm::sea_query::Expr;
+    let txn = db.begin().await?;
+    let result = async {
+        chat_alias::Entity::update_many()
+            .col_expr(chat_alias::Column::ChatId, Expr::value(merge.survivor))
+            .filter(chat_alias::Column::IntegrationId.eq(integration_id))
+            .filter(chat_alias::Column::ChatId.eq(merge.merged))
+            .exec(&txn)
+            .await?;
+        entity::message_map::Entity::update_many()
+            .col_expr(entity::message_map::Column::ChatId, Expr::value(merge.survivor))
+            .filter(entity::message_map::Column::IntegrationId.eq(integration_id))
+            .filter(entity::message_map::Column::ChatId.eq(merge.merged))
+            .exec(&txn)
+            .await?;
+        chat::Entity::delete_by_id(merge.merged).exec(&txn).await?;
+        let row = chat::ActiveModel {
+            id: sea_orm::Unchanged(merge.survivor),
+            contact_id: Set(merge.contact.as_ref().map(|(id, _)| *id)),
+            contact_source_id: Set(merge.contact.as_ref().map(|(_, source)| source.clone())),
+            conversation_id: Set(merge.conversation.as_ref().map(|(id, _)| *id)),
+            conversation_status: Set(merge.conversation.as_ref().map(|(_, status)| status.clone())),
+            updated_at: Set(Utc::now()),
+            ..Default::default()
+        };
+        let survivor = row.update(&txn).await?;
+        let aliases = {
+            use sea_orm::QuerySelect as _;
+            chat_alias::Entity::find()
+                .select_only()
+                .column(chat_alias::Column::Alias)
+                .filter(chat_alias::Column::IntegrationId.eq(integration_id))
+                .filter(chat_alias::Column::ChatId.eq(merge.survivor))
+                .into_tuple::<String>()
+                .all(&txn)
+                .await?
+        };
+        let audit = entity::chat_merge::ActiveModel {
+            integration_id: Set(integration_id.to_owned()),
+            survivor_chat_id: Set(merge.survivor),
+            merged_chat_id: Set(merge.merged),
+            survivor_contact_id: Set(merge.contact.as_ref().map(|(id, _)| *id)),
+            merged_contact_id: Set(merge.merged_contact),
+            conversation_id: Set(merge.conversation.as_ref().map(|(id, _)| *id)),
+            aliases: Set(aliases.join(" ")),
+            reason: Set(merge.reason.clone()),
+            created_at: Set(Utc::now()),
+            ..Default::default()
+        }
+        .insert(&txn)
+        .await?;
+        Ok::<_, sea_orm::DbErr>((survivor, audit.id))
+    }
+    .await;
+    match result {
+        Ok(done) => {
+            txn.commit().await?;
+            Ok(done)
+        }
+        Err(e) => {
+            txn.rollback().await?;
+            Err(StoreError::Db(e))
+        }
+    }
+}
+
+/// The merges of an integration, newest first.
+pub async fn merges(
+    db: &DatabaseConnection,
+    integration_id: &str,
+) -> Result<Vec<entity::chat_merge::Model>, StoreError> {
+    use sea_orm::QueryOrder as _;
+    Ok(entity::chat_merge::Entity::find()
+        .filter(entity::chat_merge::Column::IntegrationId.eq(integration_id))
+        .order_by_desc(entity::chat_merge::Column::Id)
+        .all(db)
+        .await?)
+}
+
+/// Remembers the name (and picture) last given to the chat's Chatwoot contact.
+pub async fn set_profile(
+    db: &DatabaseConnection,
+    chat_id: i64,
+    name: &str,
+    avatar_url: Option<&str>,
+) -> Result<chat::Model, StoreError> {
+    update(db, chat_id, |row| {
+        row.name = Set(name.to_owned());
+        row.avatar_url = Set(avatar_url.map(str::to_owned));
+    })
+    .await
+}
+
 /// A new chat with its aliases, or — if another path created it meanwhile — that one.
 pub async fn create(
     db: &DatabaseConnection,
@@ -48,6 +210,7 @@ pub async fn create(
         contact_source_id: Set(None),
         conversation_id: Set(None),
         conversation_status: Set(None),
+        avatar_url: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
         ..Default::default()
@@ -191,8 +354,12 @@ async fn update(
     Ok(row.update(db).await?)
 }
 
-/// Removes every chat and alias of an integration (on deactivation).
+/// Removes every chat, alias and merge record of an integration (on deactivation).
 pub async fn delete_for(db: &DatabaseConnection, integration_id: &str) -> Result<(), StoreError> {
+    entity::chat_merge::Entity::delete_many()
+        .filter(entity::chat_merge::Column::IntegrationId.eq(integration_id))
+        .exec(db)
+        .await?;
     chat_alias::Entity::delete_many().filter(chat_alias::Column::IntegrationId.eq(integration_id)).exec(db).await?;
     chat::Entity::delete_many().filter(chat::Column::IntegrationId.eq(integration_id)).exec(db).await?;
     Ok(())
