@@ -1,5 +1,7 @@
-//! The `ryze-integrations` binary: load settings, set up logging, run. `ryze-integrations doctor …` checks
-//! the wiring instead (see `docs/doctor.md`).
+//! The `ryze-integrations` binary: parse the command line (`src/cli.rs`), then load settings, set up
+//! logging, run. `ryze-integrations doctor …` checks the wiring instead (see `docs/doctor.md`).
+
+mod cli;
 
 use std::process::ExitCode;
 
@@ -14,17 +16,16 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 async fn main() -> ExitCode {
     // One TLS provider for the whole process (see docs: awc's connector needs one to be chosen).
     let _ = rustls::crypto::ring::default_provider().install_default();
-    // `args_os`: arguments other than `doctor` stay ignored, whatever their encoding.
-    let mut args = std::env::args_os().skip(1);
-    if args.next().is_some_and(|first| first == "doctor") {
-        let rest: Vec<String> = args.map(|a| a.to_string_lossy().into_owned()).collect();
-        return ryze_integrations::doctor::run(&rest).await;
+    match cli::parse(std::env::args_os()) {
+        Ok(cli::Command::Serve) => {}
+        Ok(cli::Command::Doctor(args)) => return ryze_integrations::doctor::run(&args.to_words()).await,
+        Err(status) => return ExitCode::from(status),
     }
     let settings = match Settings::from_env() {
         Ok(settings) => settings,
         Err(e) => {
             eprintln!("{e}");
-            return ExitCode::from(2);
+            return ExitCode::from(cli::USAGE_ERROR);
         }
     };
     ryze_integrations::telemetry::init_logging(settings.log_format);
