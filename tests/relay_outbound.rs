@@ -524,3 +524,53 @@ async fn a_retry_of_a_reply_whose_webhook_never_arrived_sends_it_once() {
     actix_web::rt::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(sends(&stack).len(), 1);
 }
+
+/// A reply whose webhook was answered just before a kill -9 still waits out its order window after the
+/// restart: an earlier reply whose webhook arrives late (Chatwoot's threads deliver in no promised order)
+/// goes first. Before, the reloaded job had no hold and went out at once, ahead of the earlier reply.
+#[actix_web::test]
+async fn a_reply_stored_just_before_a_crash_still_waits_for_an_earlier_one() {
+    // A wide window, so that the kill and the restart fit inside it.
+    let window = vec![("BRIDGE_REPLY_ORDER_WINDOW_MS".to_owned(), "3000".to_owned())];
+    let mut stack = Stack::start_with(window).await;
+    let id = stack.activate("suporte").await;
+    stack.wait_link(&id, "connected", Duration::from_secs(2)).await;
+    stack.ryzeapi.send_event("suporte", sim::text_message("suporte", "3EB0CUST01", MARIA, "Maria", "preciso de ajuda"));
+    let chatwoot = &stack.chatwoot;
+    eventually("the customer's message", WAIT, || chatwoot.message_count() == 1).await;
+    let display_id = chatwoot.conversations()[0].display_id;
+    let inbox = chatwoot.inboxes().into_iter().next().unwrap();
+    // The first reply's webhook is held back (a slow Sidekiq thread); the second's is delivered.
+    chatwoot.set_inbox_webhook_url(inbox.id, "");
+    let first = chatwoot.agent_reply(display_id, "primeira", false).unwrap();
+    chatwoot.set_inbox_webhook_url(inbox.id, &inbox.webhook_url);
+    let second = chatwoot.agent_reply(display_id, "segunda", false).unwrap();
+    let delivered = |id: i64| {
+        chatwoot
+            .webhook_deliveries_of("message_created")
+            .into_iter()
+            .find(|d| d.body["id"] == id && d.status == Some(200))
+    };
+    eventually("the second reply's webhook answered 200", WAIT, || delivered(second).is_some()).await;
+    let mut body = delivered(second).unwrap().body;
+    stack.bridge.kill();
+    stack.bridge.restart().await;
+    // Now the first reply's webhook arrives, as Chatwoot would build it.
+    body["id"] = json!(first);
+    body["content"] = json!("primeira");
+    let body = body.to_string();
+    let now = chrono::Utc::now().timestamp().to_string();
+    let signature = ryze_integrations::fakes::chatwoot::sign_webhook(&inbox.secret, &now, body.as_bytes());
+    let status = awc::Client::default()
+        .post(&inbox.webhook_url)
+        .insert_header(("content-type", "application/json"))
+        .insert_header(("x-chatwoot-timestamp", now))
+        .insert_header(("x-chatwoot-signature", signature))
+        .send_body(body)
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
+    let sent: Vec<Value> = wait_sends(&stack, 2).await.into_iter().map(|b| b["message"].clone()).collect();
+    assert_eq!(sent, vec![json!("primeira"), json!("segunda")], "in the order Chatwoot created them");
+}

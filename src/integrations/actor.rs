@@ -520,8 +520,16 @@ impl IntegrationActor {
                     for (row, chat) in events {
                         act.queue.push(chat, Item::Event(row));
                     }
-                    for (job, conversation, message) in jobs {
-                        act.queue.push(conversation_key(conversation), Item::Job { message, id: job });
+                    // A job stored moments ago (just before a crash, or while the bridge was starting
+                    // and this actor was not running yet, so that nobody queued it live) waits out the
+                    // rest of its window, as it would have live: an earlier reply may still be on its way.
+                    let now = chrono::Utc::now();
+                    for (job, conversation, message, stored_at) in jobs {
+                        let item = Item::Job { message, id: job };
+                        let age = (now - stored_at).to_std().unwrap_or_default();
+                        if act.queue.push(conversation_key(conversation), item) && age < act.reply_window {
+                            act.hold_until.entry(item).or_insert(Instant::now() + (act.reply_window - age));
+                        }
                     }
                     act.pump(ctx);
                 }

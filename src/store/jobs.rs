@@ -69,20 +69,22 @@ pub async fn pending(db: &DatabaseConnection, integration_id: &str) -> Result<Ve
         .await?)
 }
 
-/// Pending jobs as `(job, conversation, Chatwoot message)`: what the actor queues at start.
+/// Pending jobs as `(job, conversation, Chatwoot message, stored at)`: what the actor queues at start
+/// (a job stored moments ago still waits out the rest of its reply order window).
 pub async fn pending_with_messages(
     db: &DatabaseConnection,
     integration_id: &str,
-) -> Result<Vec<(i64, i64, i64)>, StoreError> {
+) -> Result<Vec<(i64, i64, i64, chrono::DateTime<Utc>)>, StoreError> {
     Ok(Entity::find()
         .select_only()
         .column(Column::Id)
         .column(Column::ConversationId)
         .column(Column::ChatwootMessageId)
+        .column(Column::CreatedAt)
         .filter(Column::IntegrationId.eq(integration_id))
         .filter(Column::State.eq(PENDING))
         .order_by_asc(Column::Id)
-        .into_tuple::<(i64, i64, i64)>()
+        .into_tuple::<(i64, i64, i64, chrono::DateTime<Utc>)>()
         .all(db)
         .await?)
 }
