@@ -2,7 +2,7 @@
 //! and exact message text (contract §2). This is the only place errors become HTTP responses.
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, ResponseError};
+use actix_web::{HttpResponse, ResponseError, web};
 use serde::Serialize;
 
 use crate::chatwoot::{ChatwootError, Failure};
@@ -22,12 +22,19 @@ pub enum AppError {
     WebhookNotFound,
     #[error("invalid or stale webhook signature")]
     BadSignature,
+    /// A known path asked with a method it does not serve; `allow` lists the ones it does (`Allow` header).
     #[error("method not allowed")]
-    MethodNotAllowed,
+    MethodNotAllowed { allow: String },
     #[error("request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
     #[error("invalid body: {0}")]
     InvalidBody(String),
+    /// The query string does not fit the route (e.g. `keepInbox=null`).
+    #[error("invalid query string: {0}")]
+    InvalidQuery(String),
+    /// A path segment does not fit the route.
+    #[error("invalid path: {0}")]
+    InvalidPath(String),
     /// A Chatwoot failure during activation or management, already worded for RyzeAPI.
     #[error("{message}")]
     Chatwoot { code: &'static str, status: u16, message: String, detail: String, upstream_status: Option<u16> },
@@ -104,9 +111,11 @@ impl AppError {
             Self::NotReady => "not_ready",
             Self::IntegrationNotFound | Self::RouteNotFound | Self::WebhookNotFound => "not_found",
             Self::BadSignature => "invalid_signature",
-            Self::MethodNotAllowed => "method_not_allowed",
+            Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::InvalidBody(_) => "invalid_body",
+            Self::InvalidQuery(_) => "invalid_query",
+            Self::InvalidPath(_) => "invalid_path",
             Self::Chatwoot { code, .. } => code,
             Self::PersistFailed(_) => "persist_failed",
             Self::Internal { .. } => "internal",
@@ -128,7 +137,11 @@ impl AppError {
                 scrub(message);
                 scrub(detail);
             }
-            Self::InvalidBody(text) | Self::PersistFailed(text) | Self::Internal { detail: text } => scrub(text),
+            Self::InvalidBody(text)
+            | Self::InvalidQuery(text)
+            | Self::InvalidPath(text)
+            | Self::PersistFailed(text)
+            | Self::Internal { detail: text } => scrub(text),
             _ => {}
         }
         self
@@ -155,9 +168,9 @@ impl ResponseError for AppError {
             Self::NotReady => 503,
             Self::IntegrationNotFound | Self::RouteNotFound | Self::WebhookNotFound => 404,
             Self::BadSignature => 401,
-            Self::MethodNotAllowed => 405,
+            Self::MethodNotAllowed { .. } => 405,
             Self::PayloadTooLarge { .. } => 413,
-            Self::InvalidBody(_) => 400,
+            Self::InvalidBody(_) | Self::InvalidQuery(_) | Self::InvalidPath(_) => 400,
             Self::Chatwoot { status, .. } => *status,
             Self::PersistFailed(_) | Self::Internal { .. } => 500,
         };
@@ -173,10 +186,45 @@ impl ResponseError for AppError {
         if self.status_code().is_server_error() {
             tracing::error!(code = self.code(), detail, "request failed: {self}");
         }
-        HttpResponse::build(self.status_code()).json(ErrorBody {
+        let mut response = HttpResponse::build(self.status_code());
+        if let Self::MethodNotAllowed { allow } = self {
+            response.insert_header((actix_web::http::header::ALLOW, allow.as_str()));
+        }
+        response.json(ErrorBody {
             error: ErrorFields { code: self.code(), message: self.to_string(), detail, upstream_status },
         })
     }
+}
+
+/// The extractor errors of actix-web (query string, path, JSON body) answered through [`AppError`], so
+/// that they keep the envelope too. Registered once for the whole app in [`crate::http::configure`].
+pub fn extractor_configs() -> (web::QueryConfig, web::PathConfig, web::JsonConfig) {
+    use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+    // actix-web words these `Query deserialize error: <serde's text>`; the envelope's message already
+    // says what failed, so serde's own text is what is kept.
+    let query = web::QueryConfig::default().error_handler(|e, _req| {
+        let text = match &e {
+            QueryPayloadError::Deserialize(inner) => inner.to_string(),
+            other => other.to_string(),
+        };
+        AppError::InvalidQuery(text).into()
+    });
+    let path = web::PathConfig::default().error_handler(|e, _req| {
+        let text = match &e {
+            PathError::Deserialize(inner) => inner.to_string(),
+            other => other.to_string(),
+        };
+        AppError::InvalidPath(text).into()
+    });
+    let json = web::JsonConfig::default().limit(crate::http::MAX_BODY_BYTES).error_handler(|e, _req| match e {
+        JsonPayloadError::OverflowKnownLength { .. } | JsonPayloadError::Overflow { .. } => {
+            AppError::PayloadTooLarge { limit: crate::http::MAX_BODY_BYTES }.into()
+        }
+        JsonPayloadError::Deserialize(inner) => AppError::InvalidBody(inner.to_string()).into(),
+        JsonPayloadError::ContentType => AppError::InvalidBody("expected content-type application/json".into()).into(),
+        other => AppError::InvalidBody(other.to_string()).into(),
+    });
+    (query, path, json)
 }
 
 impl From<crate::store::StoreError> for AppError {
@@ -187,6 +235,8 @@ impl From<crate::store::StoreError> for AppError {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     const CTX: ChatwootContext<'static> =
@@ -220,6 +270,36 @@ mod tests {
             e.to_string(),
             "Chatwoot account or endpoint not found — verify chatwootBaseUrl (https://cw.example.com) and chatwootAccountId (5). Detail: HTTP 404: Resource could not be found"
         );
+    }
+
+    /// No route of the API has a path that can fail to deserialize (every segment is a `String`), so the
+    /// path handler is checked here on a route that has one.
+    #[actix_web::test]
+    async fn extractor_errors_answer_in_the_envelope() {
+        use actix_web::{App, test};
+        let (query, path, json) = extractor_configs();
+        let app = test::init_service(App::new().app_data(query).app_data(path).app_data(json).route(
+            "/n/{n}",
+            web::post().to(|n: web::Path<u32>, _b: web::Json<serde_json::Value>| async move {
+                HttpResponse::Ok().body(n.to_string())
+            }),
+        ))
+        .await;
+        let req = test::TestRequest::post().uri("/n/abc").set_json(serde_json::json!({})).to_request();
+        let res = test::call_service(&app, req).await;
+        assert_eq!(res.status(), 400);
+        let body: serde_json::Value = test::read_body_json(res).await;
+        assert_eq!(body["error"]["code"], "invalid_path", "{body}");
+        assert!(body["error"]["message"].as_str().unwrap().starts_with("invalid path: "), "{body}");
+        let req = test::TestRequest::post()
+            .uri("/n/5")
+            .insert_header(("content-type", "application/json"))
+            .set_payload("{")
+            .to_request();
+        let res = test::call_service(&app, req).await;
+        assert_eq!(res.status(), 400);
+        let body: serde_json::Value = test::read_body_json(res).await;
+        assert_eq!(body["error"]["code"], "invalid_body", "{body}");
     }
 
     #[test]

@@ -16,13 +16,18 @@ use crate::state::Shared;
 /// Largest request body accepted on any route.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
-/// Registers every route.
+/// Registers every route, and the extractor error handlers that keep query, path and JSON errors in the
+/// error envelope.
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    let (query, path, json) = crate::error::extractor_configs();
+    cfg.app_data(query).app_data(path).app_data(json);
     cfg.configure(ops::configure).configure(integrations::configure).configure(webhooks::configure);
 }
 
-/// Logs every request by its route *pattern* (`/v1/webhooks/chatwoot/{id}/{secret}`), never its raw
-/// path: webhook paths carry a secret.
+/// The edge every request passes: logs it by its route *pattern* (`/v1/webhooks/chatwoot/{id}/{secret}`),
+/// never its raw path (webhook paths carry a secret), and puts the answers actix-web makes itself in the
+/// error envelope: a resource asked with a method it does not serve answers an empty 405 with `Allow`,
+/// which becomes [`AppError::MethodNotAllowed`] with the same `Allow`.
 pub fn log_request<S>(
     req: actix_web::dev::ServiceRequest,
     service: &S,
@@ -38,7 +43,7 @@ where
     let started = std::time::Instant::now();
     let response = service.call(req);
     async move {
-        let response = response.await?;
+        let response = envelope_bare_405(response.await?);
         let route = response.request().match_pattern().unwrap_or_else(|| "(no route)".to_owned());
         let status = response.status().as_u16();
         let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -49,6 +54,21 @@ where
         }
         Ok(response)
     }
+}
+
+/// A 405 that actix-web answered itself (no handler ran, so no `AppError` and no body) in the envelope.
+fn envelope_bare_405(response: actix_web::dev::ServiceResponse) -> actix_web::dev::ServiceResponse {
+    use actix_web::ResponseError as _;
+    use actix_web::http::{StatusCode, header};
+    let bare = response.status() == StatusCode::METHOD_NOT_ALLOWED
+        && response.response().error().is_none()
+        && !response.headers().contains_key(header::CONTENT_TYPE);
+    if !bare {
+        return response;
+    }
+    let allow = response.headers().get(header::ALLOW).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let (req, _) = response.into_parts();
+    actix_web::dev::ServiceResponse::new(req, AppError::MethodNotAllowed { allow }.error_response())
 }
 
 /// Answer for unknown routes.

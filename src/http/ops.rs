@@ -10,11 +10,13 @@ use crate::telemetry::Gauge;
 /// The OpenAPI document of the management API, shipped with the project.
 pub const OPENAPI: &str = include_str!("../../openapi.json");
 
+/// Each path is a resource of its own, so that another method on it answers 405 with `Allow: GET` (a
+/// bare `cfg.route` guards the whole path and would answer 404).
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(healthz))
-        .route("/readyz", web::get().to(readyz))
-        .route("/metrics", web::get().to(metrics))
-        .route("/v1/openapi.json", web::get().to(openapi));
+    cfg.service(web::resource("/healthz").route(web::get().to(healthz)))
+        .service(web::resource("/readyz").route(web::get().to(readyz)))
+        .service(web::resource("/metrics").route(web::get().to(metrics)))
+        .service(web::resource("/v1/openapi.json").route(web::get().to(openapi)));
 }
 
 async fn healthz() -> HttpResponse {
@@ -67,6 +69,7 @@ async fn metrics(shared: web::Data<Shared>) -> Result<HttpResponse, AppError> {
             });
         }
     }
+    gauges.extend(shared.governors.gauges());
     for (state, count) in shared.live.count_by_state() {
         gauges.push(Gauge {
             name: "bridge_ryzeapi_links",
