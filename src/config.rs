@@ -74,6 +74,13 @@ pub struct Settings {
     /// Sidekiq threads at once, so two replies a moment apart can arrive swapped; within the window they go
     /// out in the order Chatwoot created them. Every reply waits this long once.
     pub reply_order_window: Duration,
+    /// `BRIDGE_CHATWOOT_RATE_LIMIT`: requests a minute the whole bridge makes to one Chatwoot, shared by all
+    /// its integrations (default 3000, Rack::Attack's `RACK_ATTACK_LIMIT` per client IP; 0: unlimited). A
+    /// Chatwoot on a loopback address is unlimited by default, as Rack::Attack exempts 127.0.0.1 and ::1.
+    pub chatwoot_rate_limit: Option<u32>,
+    /// `BRIDGE_CHATWOOT_RATE_LIMITS`: per-host budgets where a Chatwoot was set otherwise
+    /// (`RACK_ATTACK_LIMIT`, `RACK_ATTACK_ALLOWED_IPS`): `host[:port]=N,…`, 0 for unlimited.
+    pub chatwoot_rate_limits: HashMap<String, Option<u32>>,
     /// `BRIDGE_CONTACT_LOOKUP_TIMEOUT_MS`: the longest a person's first message waits for RyzeAPI's contact
     /// look-up, which finds the other form (phone JID or LID) of someone seen by one form only (default
     /// 2000). Slower, failing or missing: the message goes on, and the split is repaired when an event
@@ -192,6 +199,20 @@ impl Settings {
         let unprocessable_give_up = millis("BRIDGE_UNPROCESSABLE_GIVE_UP_MS", Duration::from_secs(600))?;
         let reply_order_window = Duration::from_millis(count("BRIDGE_REPLY_ORDER_WINDOW_MS", 500)?);
         let contact_lookup_within = millis("BRIDGE_CONTACT_LOOKUP_TIMEOUT_MS", Duration::from_secs(2))?;
+        let budget = |n: u64| u32::try_from(n).ok().filter(|n| *n > 0);
+        let chatwoot_rate_limit = budget(count("BRIDGE_CHATWOOT_RATE_LIMIT", 3000)?);
+        let mut chatwoot_rate_limits = HashMap::new();
+        for entry in get("BRIDGE_CHATWOOT_RATE_LIMITS").unwrap_or_default().split(',').filter(|e| !e.trim().is_empty())
+        {
+            let parsed = entry.split_once('=').and_then(|(host, n)| Some((host.trim(), n.trim().parse::<u64>().ok()?)));
+            let Some((host, n)) = parsed.filter(|(host, _)| !host.is_empty()) else {
+                return Err(bad(
+                    "BRIDGE_CHATWOOT_RATE_LIMITS",
+                    format!("`{entry}` is not `host[:port]=requests per minute`"),
+                ));
+            };
+            chatwoot_rate_limits.insert(host.to_ascii_lowercase(), budget(n));
+        }
         let ryzeapi_url = get("RYZEAPI_URL").map(|u| parse_http_url("RYZEAPI_URL", &u)).transpose()?;
         let database_url = match get("DATABASE_URL") {
             Some(url) => validate_database_url(&url)?,
@@ -261,6 +282,8 @@ impl Settings {
             unprocessable_give_up,
             reply_order_window,
             contact_lookup_within,
+            chatwoot_rate_limit,
+            chatwoot_rate_limits,
             link,
             generated,
         })

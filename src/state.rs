@@ -25,6 +25,8 @@ pub struct Shared {
     pub live: LiveRegistry,
     /// Opened webhook credentials (see [`crate::integrations::webhooks::KeyCache`]).
     pub webhook_keys: crate::integrations::webhooks::KeyCache,
+    /// One request budget per Chatwoot host, shared by its integrations.
+    pub governors: crate::chatwoot::governor::Governors,
     services: OnceLock<Services>,
     manager: OnceLock<Addr<Manager>>,
     /// Boot finished, stored integrations started: the API may serve.
@@ -43,7 +45,12 @@ pub struct Services {
 
 impl Shared {
     pub fn new(settings: Settings) -> Self {
+        let governors = crate::chatwoot::governor::Governors::new(
+            settings.chatwoot_rate_limit,
+            settings.chatwoot_rate_limits.clone(),
+        );
         Self {
+            governors,
             settings,
             metrics: Metrics::default(),
             live: LiveRegistry::default(),

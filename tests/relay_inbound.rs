@@ -397,7 +397,14 @@ async fn media_arrives_as_real_attachments() {
             json!({"type": "ptt", "media": {"mimetype": "audio/ogg; codecs=opus", "isVoiceNote": true}}),
         ),
     );
-    actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+    // Stored by RyzeAPI only once the bridge has asked (and been told 404: not yet).
+    let sim = &stack.ryzeapi;
+    eventually("a 404 for the voice note's media", WAIT, || {
+        sim.requests("suporte")
+            .iter()
+            .any(|c| c.path.starts_with("/api/chat/base64/suporte?messageId=3EB0M002") && c.status == 404)
+    })
+    .await;
     let ogg = b"OggS-voice";
     stack.ryzeapi.put_media("suporte", "3EB0M002", &base64::engine::general_purpose::STANDARD.encode(ogg), "audio/ogg");
     let pdf = b"%PDF-1.7 test";

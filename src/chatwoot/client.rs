@@ -4,6 +4,7 @@
 //! Every call goes through [`ChatwootClient::call`], which applies the timeout, reads the body with a size
 //! limit, records metrics and turns non-success answers into [`ChatwootError`].
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use awc::http::Method;
@@ -16,6 +17,7 @@ use super::dto::{
     Profile, UpdateApiChannel, UpdateInbox,
 };
 use super::error::{ChatwootError, error_text};
+use super::governor::{CallEnd, Governor, Priority};
 use crate::secret::Secret;
 use crate::telemetry::Metrics;
 
@@ -43,11 +45,27 @@ pub struct ChatwootClient {
     timeout: Duration,
     deadline: Option<Instant>,
     metrics: Metrics,
+    /// The host's budget and concurrency, shared with every integration on that Chatwoot (none: ungoverned,
+    /// as the doctor's one-off calls are).
+    governor: Option<Arc<Governor>>,
+    priority: Priority,
 }
 
 impl ChatwootClient {
     pub fn new(http: awc::Client, target: ChatwootTarget, timeout: Duration, metrics: Metrics) -> Self {
-        Self { http, target, timeout, deadline: None, metrics }
+        Self { http, target, timeout, deadline: None, metrics, governor: None, priority: Priority::Live }
+    }
+
+    /// Every call waits its turn at `governor`.
+    pub fn with_governor(mut self, governor: Arc<Governor>) -> Self {
+        self.governor = Some(governor);
+        self
+    }
+
+    /// The priority of this client's calls at the governor.
+    pub fn with_priority(mut self, priority: Priority) -> Self {
+        self.priority = priority;
+        self
     }
 
     /// Bounds every later call so that all of them together end by `deadline` (an activation must answer
@@ -231,6 +249,23 @@ impl ChatwootClient {
         data_url: &str,
         max_bytes: usize,
     ) -> Result<(bytes::Bytes, Option<String>), ChatwootError> {
+        // Active Storage's redirect is a Rails request like any other (Rack::Attack counts it).
+        let permit = match &self.governor {
+            Some(governor) => Some(governor.acquire(self.priority).await),
+            None => None,
+        };
+        let result = self.fetch_following_redirects(data_url, max_bytes).await;
+        if let Some(permit) = permit {
+            permit.finish(call_end(&result));
+        }
+        result
+    }
+
+    async fn fetch_following_redirects(
+        &self,
+        data_url: &str,
+        max_bytes: usize,
+    ) -> Result<(bytes::Bytes, Option<String>), ChatwootError> {
         let started = Instant::now();
         let mut url = data_url.to_owned();
         for _ in 0..5 {
@@ -360,8 +395,15 @@ impl ChatwootClient {
         path: String,
         body: Payload<'_, B>,
     ) -> Result<T, ChatwootError> {
+        let permit = match &self.governor {
+            Some(governor) => Some(governor.acquire(self.priority).await),
+            None => None,
+        };
         let started = Instant::now();
         let result = self.exchange(method, &path, body).await;
+        if let Some(permit) = permit {
+            permit.finish(call_end(&result));
+        }
         let outcome = match &result {
             Ok(_) => "ok".to_owned(),
             Err(ChatwootError::Transport { .. }) => "transport_error".to_owned(),
@@ -431,6 +473,17 @@ impl ChatwootClient {
         } else {
             Err(ChatwootError::Status { status, message: error_text(&bytes), retry_after })
         }
+    }
+}
+
+/// What an answer says about Chatwoot's load.
+fn call_end<T>(result: &Result<T, ChatwootError>) -> CallEnd {
+    match result {
+        Ok(_) => CallEnd::Ok,
+        Err(ChatwootError::Transport { .. } | ChatwootError::OutcomeUnknown { .. }) => CallEnd::Overloaded,
+        Err(ChatwootError::Status { status: 429, .. }) => CallEnd::Throttled,
+        Err(ChatwootError::Status { status: 500..=599, .. }) => CallEnd::Overloaded,
+        Err(_) => CallEnd::Neutral,
     }
 }
 

@@ -4,6 +4,7 @@
 mod client;
 pub mod dto;
 mod error;
+pub mod governor;
 pub mod version;
 pub mod webhook;
 

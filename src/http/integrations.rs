@@ -47,7 +47,7 @@ async fn list(
     let models = lifecycle::list(&shared, query.instance.as_deref()).await?;
     let mut integrations = Vec::with_capacity(models.len());
     for model in models {
-        let live = LiveState::of(&shared, &model.id).await?;
+        let live = LiveState::of(&shared, &model.id, &model.chatwoot_base_url).await?;
         integrations.push(IntegrationView::new(model, live));
     }
     Ok(HttpResponse::Ok().json(serde_json::json!({ "integrations": integrations })))
@@ -55,7 +55,7 @@ async fn list(
 
 async fn show(_auth: BridgeAuth, shared: web::Data<Shared>, id: web::Path<String>) -> Result<HttpResponse, AppError> {
     let model = lifecycle::find(&shared, &id).await?;
-    let live = LiveState::of(&shared, &model.id).await?;
+    let live = LiveState::of(&shared, &model.id, &model.chatwoot_base_url).await?;
     Ok(HttpResponse::Ok().json(IntegrationView::new(model, live)))
 }
 
@@ -78,13 +78,13 @@ async fn delete(
 
 async fn pause(_auth: BridgeAuth, shared: web::Data<Shared>, id: web::Path<String>) -> Result<HttpResponse, AppError> {
     let model = lifecycle::pause(&shared, &id).await?;
-    let live = LiveState::of(&shared, &model.id).await?;
+    let live = LiveState::of(&shared, &model.id, &model.chatwoot_base_url).await?;
     Ok(HttpResponse::Ok().json(IntegrationView::new(model, live)))
 }
 
 async fn resume(_auth: BridgeAuth, shared: web::Data<Shared>, id: web::Path<String>) -> Result<HttpResponse, AppError> {
     let model = lifecycle::resume(&shared, &id).await?;
-    let live = LiveState::of(&shared, &model.id).await?;
+    let live = LiveState::of(&shared, &model.id, &model.chatwoot_base_url).await?;
     Ok(HttpResponse::Ok().json(IntegrationView::new(model, live)))
 }
 

@@ -66,7 +66,9 @@ pub(crate) fn chatwoot_client(
     target: ChatwootTarget,
     deadline: Option<Instant>,
 ) -> ChatwootClient {
+    let governor = shared.governors.of(&target.base_url);
     ChatwootClient::new(http.clone(), target, shared.settings.chatwoot_timeout, shared.metrics.clone())
+        .with_governor(governor)
         .with_deadline(deadline)
 }
 

@@ -23,8 +23,31 @@ pub struct IntegrationView {
     pub connection: ConnectionView,
     pub queues: QueuesView,
     pub totals: TotalsView,
+    /// This Chatwoot's governor, shared with every integration on it (absent until it made a call).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub governor: Option<GovernorView>,
     pub created_at: String,
     pub updated_at: String,
+}
+
+/// What the Chatwoot governor shows (see `crate::chatwoot::governor`).
+#[derive(Debug, Serialize, Default)]
+pub struct GovernorView {
+    /// Requests a minute allowed; `None`: unlimited.
+    pub budget_per_minute: Option<u32>,
+    pub rate_per_minute: Option<f64>,
+    pub concurrency_limit: usize,
+    pub in_flight: usize,
+    pub waiting: WaitingView,
+    pub throttled_total: u64,
+    pub waited_seconds_total: f64,
+}
+
+#[derive(Debug, Serialize, Default)]
+pub struct WaitingView {
+    pub live: usize,
+    pub backlog: usize,
+    pub background: usize,
 }
 
 /// The live RyzeAPI link. Until the integration's actor reports, the link is `disconnected`.
@@ -59,11 +82,16 @@ pub struct LiveState {
     pub connection: ConnectionView,
     pub queues: QueuesView,
     pub totals: TotalsView,
+    pub governor: Option<GovernorView>,
 }
 
 impl LiveState {
     /// Gathers the live link state (from the actor's entry) and the queue depths (from the database).
-    pub async fn of(shared: &crate::state::Shared, id: &str) -> Result<Self, crate::error::AppError> {
+    pub async fn of(
+        shared: &crate::state::Shared,
+        id: &str,
+        chatwoot_base_url: &str,
+    ) -> Result<Self, crate::error::AppError> {
         use std::sync::atomic::Ordering;
         let services = shared.services()?;
         let counts = crate::store::events::counts(&services.reader, id).await?;
@@ -77,6 +105,18 @@ impl LiveState {
             totals: TotalsView::default(),
             ..Self::default()
         };
+        if let Some(governor) = shared.governors.existing(chatwoot_base_url) {
+            let g = governor.snapshot();
+            state.governor = Some(GovernorView {
+                budget_per_minute: g.budget_per_minute,
+                rate_per_minute: g.rate_per_minute.map(|r| (r * 10.0).round() / 10.0),
+                concurrency_limit: g.concurrency_limit,
+                in_flight: g.in_flight,
+                waiting: WaitingView { live: g.waiting[0], backlog: g.waiting[1], background: g.waiting[2] },
+                throttled_total: g.throttled_total,
+                waited_seconds_total: (g.waited_seconds_total * 1000.0).round() / 1000.0,
+            });
+        }
         if let Some(live) = shared.live.get(id) {
             let link = live.snapshot();
             state.connection = ConnectionView {
@@ -122,6 +162,7 @@ impl IntegrationView {
             connection,
             queues: live.queues,
             totals: live.totals,
+            governor: live.governor,
             created_at: timestamp(model.created_at),
             updated_at: timestamp(model.updated_at),
         }

@@ -19,6 +19,7 @@ use super::format::{liquid_literal, whatsapp_to_markdown};
 use super::identity;
 use super::people::{self, Naming, ensure_chat};
 use crate::chatwoot::dto::{NewContact, NewConversation, NewMessage};
+use crate::chatwoot::governor::Priority;
 use crate::chatwoot::{ChatwootClient, ChatwootError, ChatwootTarget, Failure, Unprocessable};
 use crate::integrations::live::Live;
 use crate::integrations::status;
@@ -62,6 +63,7 @@ impl RelayContext {
     /// A client for this integration's Chatwoot account.
     pub fn chatwoot_client(&self, http: awc::Client, shared: &Shared) -> ChatwootClient {
         ChatwootClient::new(http, self.chatwoot.clone(), shared.settings.chatwoot_timeout, shared.metrics.clone())
+            .with_governor(shared.governors.of(&self.chatwoot.base_url))
     }
 
     /// A client for this integration's RyzeAPI instance.
@@ -107,7 +109,9 @@ pub async fn process(
     let Some(http) = http else {
         return Outcome::Retry { after: Duration::from_secs(1), error: "no HTTP client".into() };
     };
-    let chatwoot = relay.chatwoot_client(http.clone(), &shared);
+    // A message that just arrived goes before a replay of stored ones (after an outage, say).
+    let priority = if replay { Priority::Backlog } else { Priority::Live };
+    let chatwoot = relay.chatwoot_client(http.clone(), &shared).with_priority(priority);
     let media = MediaSource { http: &http, relay: &relay, shared: &shared, attempts };
     let outcome = match Envelope::parse(&payload) {
         Ok(envelope) => relay_event(&services.db, &relay, &chatwoot, &media, &envelope, row_id, replay).await,
@@ -167,7 +171,9 @@ async fn relay_event(
         "message.exchange" => {
             relay_message(db, relay, chatwoot, media, &MessageExchange::from_data(&envelope.data), replay).await
         }
-        "message.status" => relay_receipt(relay, chatwoot, &envelope.data).await,
+        "message.status" => {
+            relay_receipt(relay, &chatwoot.clone().with_priority(Priority::Background), &envelope.data).await
+        }
         "group.flow" => people::group_flow(db, relay, chatwoot, &envelope.data).await,
         other => {
             tracing::debug!(integration_id = %relay.integration_id, event = other, "event kind not relayed yet");

@@ -139,10 +139,11 @@ pub(crate) async fn command(
 }
 
 async fn summary(shared: &Arc<Shared>, relay: &RelayContext) -> String {
-    let live = match crate::integrations::view::LiveState::of(shared, &relay.integration_id).await {
-        Ok(live) => live,
-        Err(e) => return format!("Status unavailable: {e}"),
-    };
+    let live =
+        match crate::integrations::view::LiveState::of(shared, &relay.integration_id, &relay.chatwoot.base_url).await {
+            Ok(live) => live,
+            Err(e) => return format!("Status unavailable: {e}"),
+        };
     let since = live.connection.since.as_deref().unwrap_or("-");
     format!(
         "**{}** — link to RyzeAPI: {} since {since} ({} reconnects)\nTo Chatwoot: {} pending · To WhatsApp: {} pending · Failed: {}\nTotals: {} events received, {} messages to Chatwoot, {} to WhatsApp",
