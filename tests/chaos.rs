@@ -226,3 +226,112 @@ async fn every_message_exactly_once_in_order_under_faults() {
     assert_eq!(duplicates, 0, "exactly once to WhatsApp");
     assert_eq!(lost, 0, "every accepted reply went out");
 }
+
+/// Issue 15 under faults: some people switch forms mid-stream — LID-only first, then phone-only, then
+/// some with both — and RyzeAPI's contact look-up does not know them, so the bridge sees two chats, then
+/// merges them. Every message is in Chatwoot once, in order per form, and every person is one contact.
+#[actix_web::test]
+async fn people_who_switch_forms_are_split_then_merged_into_one_contact_under_faults() {
+    let rounds = setting("CHAOS_SPLIT_ROUNDS", 12);
+    let people = 5;
+    let switches = |person: usize| person % 5 == 4 || person == 1;
+    let mut stack = Stack::start().await;
+    let id = stack.activate("split").await;
+    stack.wait_link(&id, "connected", Duration::from_secs(5)).await;
+    #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+    enum Form {
+        Lid,
+        Phone,
+        Both,
+    }
+    let form = |person: usize, round: usize| match round {
+        _ if !switches(person) => Form::Both,
+        0..3 => Form::Lid,
+        3..6 => Form::Phone,
+        r => [Form::Both, Form::Lid, Form::Phone][r % 3],
+    };
+    let mut sent_forms = HashMap::new();
+    for round in 0..rounds {
+        for person in 0..people {
+            let jid = customer(person);
+            let wa_id = format!("3EB0SPLITR{round:04}P{person:03}");
+            let mut envelope = sim::text_message("split", &wa_id, &jid, "Cliente", &format!("i{round}"));
+            let f = form(person, round);
+            for party in ["chat", "sender"] {
+                let map = envelope["data"][party].as_object_mut().unwrap();
+                match f {
+                    Form::Lid => {
+                        map.remove("jid");
+                        map.insert("lid".into(), sim::fake_lid(&jid).into());
+                    }
+                    Form::Phone => {
+                        map.remove("lid");
+                    }
+                    Form::Both => {}
+                }
+            }
+            sent_forms.insert(format!("WAID:{wa_id}"), (person, round, f));
+            stack.ryzeapi.send_event("split", envelope);
+        }
+        match round {
+            4 => {
+                stack.bridge.kill();
+                actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+                stack.bridge.restart().await;
+            }
+            2 | 7 => {
+                stack.ryzeapi.drop_connections("split");
+            }
+            5 => stack.chatwoot.set_fault(Fault::Flaky { percent: 30 }),
+            8 => stack.chatwoot.set_webhook_duplicates(true),
+            _ => stack.chatwoot.set_fault(Fault::None),
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(150)).await;
+    }
+    stack.chatwoot.set_fault(Fault::None);
+    stack.chatwoot.set_webhook_duplicates(false);
+    let expected = rounds * people;
+    let incoming = |stack: &Stack| {
+        stack
+            .chatwoot
+            .conversations()
+            .iter()
+            .flat_map(|c| stack.chatwoot.messages(c.display_id).into_iter().map(|m| (c.contact_id, m)))
+            .filter(|(_, m)| m.message_type == "incoming")
+            .collect::<Vec<_>>()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while incoming(&stack).len() < expected {
+        assert!(Instant::now() < deadline, "inbound stuck at {} of {expected}", incoming(&stack).len());
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    stack.wait_drained(&id).await;
+    let mut messages = incoming(&stack);
+    messages.sort_by_key(|(_, m)| m.id);
+    let mut seen = HashSet::new();
+    let mut contacts: HashMap<usize, HashSet<i64>> = HashMap::new();
+    let mut last: HashMap<(usize, bool), usize> = HashMap::new();
+    for (contact, message) in &messages {
+        let source = message.source_id.clone().unwrap_or_default();
+        let &(person, round, f) = sent_forms.get(&source).unwrap_or_else(|| panic!("unknown message {source}"));
+        assert!(seen.insert(source.clone()), "{source} twice in Chatwoot");
+        contacts.entry(person).or_default().insert(*contact);
+        // LID-only events have the LID's queue; the others the phone chat's: order holds within each.
+        let queue = (person, f == Form::Lid);
+        if let Some(before) = last.insert(queue, round) {
+            assert!(before < round, "person {person}: round {round} ({f:?}) stored after round {before}");
+        }
+    }
+    assert_eq!(seen.len(), expected, "every message once");
+    for (person, ids) in &contacts {
+        assert_eq!(ids.len(), 1, "person {person} is one Chatwoot contact: {ids:?}");
+    }
+    let merges = stack
+        .chatwoot
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/actions/contact_merge") && r.status == 200)
+        .count();
+    println!("split: {expected} messages from {people} people ({} switching), {merges} contact merges", 2);
+    assert!(merges >= 1, "the split people were merged");
+}

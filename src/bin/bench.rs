@@ -112,8 +112,12 @@ const USAGE: &str = "usage: bench [inbound|latency|outbound|calls|memory|sink|al
   sink      the fake Chatwoot's own capacity, without the bridge
   all       every mode with modest sizes (default)
   chaos     fault injection: --messages (default 50000, half each way) over --integrations (50) × --chats (20)
-            while the bridge is killed and restarted, links dropped, Chatwoot fails or hangs and webhooks come
-            twice; fails on any duplicate, loss, reordering or stuck integration, or after --seconds (1800)
+            while the bridge is killed and restarted, links dropped, Chatwoot fails or hangs, answers message
+            creates with its catch-all 422 (before or after the commit), and webhooks come twice or late and
+            shuffled (up to 400 ms, inside the reply order window); one person in 5 switches forms mid-stream
+            (LID-only, then phone-only, then some with both) so that the bridge splits and merges them;
+            fails on any duplicate, loss, reordering, extra contact for one person or stuck integration, or
+            after --seconds (1800). The report lists the kill -9 times and the 422/shuffle windows (UTC)
 
 Flags override the mode's defaults (with `all`, every mode's). DATABASE_URL=postgres://… runs on a fresh
 PostgreSQL database (created and dropped) instead of SQLite. Build first: cargo build --release --bins";
