@@ -47,6 +47,19 @@ async fn wait_sends(stack: &Stack, count: usize) -> Vec<Value> {
 
 /// Waits until the bridge set the tick with `PATCH …/messages/{id}` (a new agent message already reads
 /// `sent` in Chatwoot, so the status alone proves nothing for `sent`).
+/// Waits until the reply is out and its job recorded done (Chatwoot shows a new reply `sent` from the
+/// start: the bridge makes no call for that), within `within`.
+async fn wait_reply_done(stack: &Stack, within: Duration) {
+    let (_, list) = stack.bridge.call("GET", "/v1/integrations", None).await;
+    let id = list["integrations"][0]["id"].as_str().unwrap().to_owned();
+    let bridge = &stack.bridge;
+    eventually_async("the reply's job done", within, || async {
+        let view = bridge.call("GET", &format!("/v1/integrations/{id}"), None).await.1;
+        view["queues"]["to_whatsapp_pending"] == 0 && view["totals"]["messages_to_whatsapp"].as_u64() >= Some(1)
+    })
+    .await;
+}
+
 async fn wait_tick_request(stack: &Stack, message_id: i64, status: &str) {
     let chatwoot = &stack.chatwoot;
     let suffix = format!("/messages/{message_id}");
@@ -74,7 +87,8 @@ async fn an_agent_reply_goes_out_once_with_a_sent_tick_and_marks_the_chat_read()
         sent[0],
         json!({"number": "5511999998888", "message": "*Olá* Maria, veja https://x.com/a", "source": "chatwoot"})
     );
-    wait_tick_request(&stack, reply, "sent").await;
+    wait_reply_done(&stack, WAIT).await;
+    assert!(tick_requests(&stack, reply, "sent").is_empty(), "Chatwoot shows a new reply sent: no call for it");
     let sim = &stack.ryzeapi;
     eventually("mark read", WAIT, || sim.requests("suporte").iter().any(|c| c.path.starts_with("/api/chat/markRead/")))
         .await;
@@ -142,7 +156,7 @@ async fn ryzeapi_down_for_a_while_delivers_in_order_afterwards() {
     let texts: Vec<&str> = sent.iter().map(|s| s["message"].as_str().unwrap()).collect();
     assert_eq!(texts, vec!["r0", "r1", "r2"]);
     for reply in replies {
-        wait_tick_request(&stack, reply, "sent").await;
+        wait_status(&stack, reply, "sent").await;
     }
     // The tick is set before the job is recorded as done.
     stack.wait_drained(&id).await;
@@ -166,7 +180,7 @@ async fn a_final_failure_shows_why_and_a_retry_sends_once_more() {
     }
 
     assert!(stack.chatwoot.agent_retry(reply));
-    wait_tick_request(&stack, reply, "sent").await;
+    wait_reply_done(&stack, WAIT).await;
     let sent = wait_sends(&stack, 1).await;
     actix_web::rt::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(sends(&stack).len(), 1, "one more send, not two");
@@ -190,7 +204,7 @@ async fn an_agent_delete_revokes_on_whatsapp() {
     let (stack, _id, display_id) = conversation(json!({})).await;
     let reply = stack.chatwoot.agent_reply(display_id, "apagar depois", false).unwrap();
     wait_sends(&stack, 1).await;
-    wait_tick_request(&stack, reply, "sent").await;
+    wait_reply_done(&stack, WAIT).await;
     let wa_id =
         stack.ryzeapi.requests("suporte").into_iter().find(|c| c.path.starts_with("/api/message/text/")).unwrap();
     assert!(stack.chatwoot.agent_delete(reply));
@@ -220,7 +234,7 @@ async fn typing_becomes_presence_and_receipts_become_ticks() {
     );
 
     let reply = stack.chatwoot.agent_reply(display_id, "recebeu?", false).unwrap();
-    wait_tick_request(&stack, reply, "sent").await;
+    wait_reply_done(&stack, WAIT).await;
     let sent_id = stack
         .ryzeapi
         .sent_message_ids("suporte")
@@ -249,39 +263,51 @@ fn tick_requests(stack: &Stack, message_id: i64, status: &str) -> Vec<u16> {
         .collect()
 }
 
+/// Chatwoot marks a reply failed on its own, as `Webhooks::Trigger` does when its webhook times out, while
+/// the bridge sends it anyway: a status PATCH with the same effect, from outside.
+async fn chatwoot_marks_failed(stack: &Stack, display_id: i64, reply: i64) {
+    let url = format!("{}/api/v1/accounts/{ACCOUNT}/conversations/{display_id}/messages/{reply}", stack.chatwoot.url());
+    let response = awc::Client::default()
+        .patch(url)
+        .insert_header(("api_access_token", ADMIN))
+        .send_json(&json!({"status": "failed", "external_error": "Net::ReadTimeout with #<TCPSocket:(closed)>"}))
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+}
+
 #[actix_web::test]
-async fn a_sent_tick_refused_for_a_while_is_set_later_without_sending_again() {
+async fn a_reply_chatwoot_marked_failed_on_its_own_gets_its_sent_tick_back_without_sending_again() {
     let (stack, _id, display_id) = conversation(json!({})).await;
-    stack.chatwoot.fail_next("PATCH", "/messages/", 503, 2);
     let reply = stack.chatwoot.agent_reply(display_id, "chegou?", false).unwrap();
-    eventually("the tick set", WAIT, || tick_requests(&stack, reply, "sent").contains(&200)).await;
+    wait_reply_done(&stack, WAIT).await;
+    assert!(tick_requests(&stack, reply, "sent").is_empty(), "a new reply needs no tick");
+    chatwoot_marks_failed(&stack, display_id, reply).await;
+    stack.chatwoot.fail_next("PATCH", &format!("/messages/{reply}"), 503, 2);
+    eventually("the tick set back", WAIT, || tick_requests(&stack, reply, "sent").contains(&200)).await;
     assert_eq!(tick_requests(&stack, reply, "sent"), [503, 503, 200]);
-    assert_eq!(sends(&stack).len(), 1, "the replays only set the tick");
-    assert!(tick_requests(&stack, reply, "failed").is_empty(), "a sent message is never shown as failed");
+    assert_eq!(stack.chatwoot.message(reply).unwrap().status, "sent");
+    assert_eq!(sends(&stack).len(), 1, "the tick job only sets the tick");
 }
 
 #[actix_web::test]
 async fn a_sent_tick_retried_after_a_receipt_does_not_move_the_tick_back() {
     let (stack, _id, display_id) = conversation(json!({})).await;
-    // Rack::Attack's 429 asks for a second: the delivery receipt arrives during that wait.
-    stack.chatwoot.fail_next("PATCH", "/messages/", 429, 1);
     let reply = stack.chatwoot.agent_reply(display_id, "chegou?", false).unwrap();
-    wait_sends(&stack, 1).await;
+    wait_reply_done(&stack, WAIT).await;
+    // Rack::Attack's 429: the delivery receipt arrives while the tick job waits to try again.
+    chatwoot_marks_failed(&stack, display_id, reply).await;
+    stack.chatwoot.fail_next("PATCH", &format!("/messages/{reply}"), 429, 1);
     let chatwoot = &stack.chatwoot;
     eventually("the refused tick", WAIT, || tick_requests(&stack, reply, "sent") == [429]).await;
     let sent_id = stack.ryzeapi.sent_message_ids("suporte").into_iter().next().unwrap();
     stack.ryzeapi.send_event("suporte", sim::status_event("suporte", &[&sent_id], "delivered", MARIA));
     wait_tick_request(&stack, reply, "delivered").await;
-    // The job's replay (a second after the 429) finds the tick past `sent` and leaves it.
-    eventually("the replay finished", WAIT, || {
-        chatwoot.requests().iter().filter(|r| r.method == "PATCH").count() == 2
-            && stack.ryzeapi.requests("suporte").iter().filter(|c| c.path.starts_with("/api/chat/markRead/")).count()
-                == 1
-    })
-    .await;
-    actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+    // The job's replay finds the tick past `sent` and leaves it.
+    wait_reply_done(&stack, WAIT).await;
+    actix_web::rt::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(tick_requests(&stack, reply, "sent"), [429]);
-    assert_eq!(stack.chatwoot.message(reply).unwrap().status, "delivered");
+    assert_eq!(chatwoot.message(reply).unwrap().status, "delivered");
     assert_eq!(sends(&stack).len(), 1);
 }
 
@@ -319,7 +345,7 @@ async fn a_reply_acknowledged_before_a_crash_goes_out_exactly_once() {
     stack.ryzeapi.fail_next_sends(0, 503);
     stack.bridge.restart().await;
     wait_sends(&stack, 1).await;
-    wait_tick_request(&stack, reply, "sent").await;
+    wait_reply_done(&stack, WAIT).await;
     actix_web::rt::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(sends(&stack).len(), 1);
 }
@@ -423,7 +449,7 @@ async fn while_ryzeapi_is_down_altogether_replies_wait_without_failing() {
     stack.ryzeapi.refuse_upgrades(None);
     let sent = wait_sends(&stack, 1).await;
     assert_eq!(sent[0]["message"], "espera o RyzeAPI");
-    wait_tick_request(&stack, reply, "sent").await;
+    wait_reply_done(&stack, WAIT).await;
 }
 
 #[actix_web::test]
@@ -448,19 +474,10 @@ async fn ticks_follow_a_chatwoot_upgrade_without_reactivation() {
         actix_web::rt::time::sleep(Duration::from_millis(50)).await;
     }
     let reply = stack.chatwoot.agent_reply(display_id, "depois do upgrade", false).unwrap();
-    wait_tick_request(&stack, reply, "sent").await;
-}
-
-/// The `PATCH … sent` of `reply`, allowing for an unknown send to settle (2 × 1.5 s + 2 s).
-async fn wait_sent_tick_slowly(stack: &Stack, reply: i64) {
-    let chatwoot = &stack.chatwoot;
-    let suffix = format!("/messages/{reply}");
-    eventually("PATCH sent", Duration::from_secs(20), || {
-        chatwoot.requests().iter().any(|r| {
-            r.method == "PATCH" && r.path.ends_with(&suffix) && r.body.as_ref().is_some_and(|b| b["status"] == "sent")
-        })
-    })
-    .await;
+    wait_sends(&stack, 2).await;
+    let sent_id = stack.ryzeapi.sent_message_ids("suporte").into_iter().last().unwrap();
+    stack.ryzeapi.send_event("suporte", sim::status_event("suporte", &[&sent_id], "delivered", MARIA));
+    wait_tick_request(&stack, reply, "delivered").await;
 }
 
 /// RyzeAPI sends the reply but answers after the bridge gave up waiting: the outcome is unknown. The
@@ -472,7 +489,8 @@ async fn a_send_answered_too_late_is_recognised_by_its_echo_and_not_repeated() {
     stack.ryzeapi.answer_next_sends_late(1, Duration::from_secs(4));
     let reply = stack.chatwoot.agent_reply(display_id, "chegou uma vez", false).unwrap();
     wait_sends(&stack, 1).await;
-    wait_sent_tick_slowly(&stack, reply).await;
+    wait_reply_done(&stack, Duration::from_secs(20)).await;
+    assert_eq!(stack.chatwoot.message(reply).unwrap().status, "sent", "never shown as failed");
     actix_web::rt::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(sends(&stack).len(), 1, "sent once: the echo proved the first send went out");
 }
@@ -487,7 +505,8 @@ async fn a_crash_during_a_send_does_not_send_it_twice() {
     wait_sends(&stack, 1).await;
     stack.bridge.kill();
     stack.bridge.restart().await;
-    wait_sent_tick_slowly(&stack, reply).await;
+    wait_reply_done(&stack, Duration::from_secs(20)).await;
+    assert_eq!(stack.chatwoot.message(reply).unwrap().status, "sent", "never shown as failed");
     actix_web::rt::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(sends(&stack).len(), 1, "sent once across the crash");
 }
@@ -499,7 +518,8 @@ async fn an_unanswered_send_without_an_echo_is_sent_again() {
     stack.ryzeapi.set_echo_delay(None);
     stack.ryzeapi.answer_next_sends_late(1, Duration::from_secs(4));
     let reply = stack.chatwoot.agent_reply(display_id, "de novo", false).unwrap();
-    wait_sent_tick_slowly(&stack, reply).await;
+    wait_reply_done(&stack, Duration::from_secs(20)).await;
+    assert_eq!(stack.chatwoot.message(reply).unwrap().status, "sent", "never shown as failed");
     assert_eq!(sends(&stack).len(), 2, "no echo: the send is repeated, WhatsApp got it twice (the sim did send)");
 }
 
@@ -573,4 +593,25 @@ async fn a_reply_stored_just_before_a_crash_still_waits_for_an_earlier_one() {
     assert_eq!(status, 200);
     let sent: Vec<Value> = wait_sends(&stack, 2).await.into_iter().map(|b| b["message"].clone()).collect();
     assert_eq!(sent, vec![json!("primeira"), json!("segunda")], "in the order Chatwoot created them");
+}
+
+#[actix_web::test]
+async fn replies_mark_only_new_customer_messages_read() {
+    let (stack, id, display_id) = conversation(json!({})).await;
+    let marks = |stack: &Stack| {
+        stack.ryzeapi.requests("suporte").iter().filter(|c| c.path.starts_with("/api/chat/markRead/")).count()
+    };
+    for n in 0..3 {
+        stack.chatwoot.agent_reply(display_id, &format!("resposta {n}"), false).unwrap();
+    }
+    wait_sends(&stack, 3).await;
+    stack.wait_drained(&id).await;
+    assert_eq!(marks(&stack), 1, "three replies to one message: one read mark");
+    stack.ryzeapi.send_event("suporte", sim::text_message("suporte", "3EB0CUST02", MARIA, "Maria", "mais uma"));
+    let chatwoot = &stack.chatwoot;
+    eventually("the second customer message", WAIT, || chatwoot.message_count() >= 5).await;
+    stack.chatwoot.agent_reply(display_id, "ok", false).unwrap();
+    wait_sends(&stack, 4).await;
+    stack.wait_drained(&id).await;
+    assert_eq!(marks(&stack), 2, "a new customer message is marked read by the next reply");
 }

@@ -183,7 +183,9 @@ impl Handler<Start> for Manager {
                     pacer: crate::relay::pace::ConversationPacer::new(shared.settings.conversation_messages_per_minute),
                     unprocessable_give_up: shared.settings.unprocessable_give_up,
                     contact_lookup_within: shared.settings.contact_lookup_within,
-                    chat_locks: crate::relay::people::ChatLocks::default(),
+                    chat_locks: crate::relay::people::KeyedLocks::default(),
+                    tick_locks: crate::relay::people::KeyedLocks::default(),
+                    read_marks: crate::relay::outbound::ReadMarks::default(),
                 };
                 Some(ActorConfig {
                     id: model.id,

@@ -216,6 +216,15 @@ async fn handle(shared: &Shared, id: &str, event: WebhookEvent, body: &[u8]) -> 
                     return Ok(());
                 }
                 "delete".to_owned()
+            } else if message.has_external_error() && message.is_for_whatsapp() {
+                // Chatwoot marked the reply failed on its own (its webhook timed out, say): if the bridge
+                // sends it anyway, the tick goes back to `sent` once it is out. The bridge's own `failed`
+                // tick comes here too; its job finds nothing sent and does nothing.
+                match store::jobs::latest_send(db, id, message.id).await? {
+                    // One per send attempt (a later Retry that times out again gets its own).
+                    Some(job) if job.state != FAILED => format!("{}{}", crate::relay::outbound::TICK_SENT, job.id),
+                    _ => return Ok(()),
+                }
             } else if !message.has_external_error() && message.is_for_whatsapp() {
                 // An agent's retry: only for a message the bridge failed, and only once per failure.
                 match store::jobs::latest_send(db, id, message.id).await? {

@@ -56,7 +56,11 @@ pub struct RelayContext {
     /// The longest a new chat waits for RyzeAPI's contact look-up.
     pub contact_lookup_within: Duration,
     /// Serializes the first steps of each new chat.
-    pub chat_locks: super::people::ChatLocks,
+    pub chat_locks: super::people::KeyedLocks,
+    /// Serializes the ticks of each Chatwoot message.
+    pub tick_locks: super::people::KeyedLocks,
+    /// What each chat was last marked read up to.
+    pub read_marks: super::outbound::ReadMarks,
 }
 
 impl RelayContext {
@@ -240,6 +244,14 @@ async fn relay_receipt(relay: &RelayContext, chatwoot: &ChatwootClient, data: &V
         .map(|a| a.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default();
     for wa_id in ids {
+        let mapped = match store::messages::find_by_wa_id(&relay.reader, &relay.integration_id, wa_id).await {
+            Ok(Some(mapped)) => mapped,
+            Ok(None) => continue,
+            Err(e) => return store_failed(e),
+        };
+        let Some(message) = mapped.chatwoot_message_id else { continue };
+        // Read again under the message's tick lock: a `tick-sent` job may be setting it right now.
+        let _tick = relay.tick_locks.lock(message).await;
         let mapped = match store::messages::find_by_wa_id(&relay.reader, &relay.integration_id, wa_id).await {
             Ok(Some(mapped)) => mapped,
             Ok(None) => continue,

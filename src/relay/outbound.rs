@@ -1,11 +1,13 @@
 //! Chatwoot webhook jobs → WhatsApp through RyzeAPI's REST API (contract §4, §5), with honest ticks.
 //!
 //! A `send` (or `retry-N`) job sends the agent's text, or each attachment as media (text as the caption
-//! of the first), records the WhatsApp id ↔ Chatwoot id mapping, sets the `sent` tick and marks the
-//! customer's messages read. Parts already accepted are remembered on the job, so a replay resumes after
-//! them. Retryable failures wait and try again (up to [`MAX_ATTEMPTS`] while the RyzeAPI link is up;
-//! without limit while RyzeAPI is down altogether); a final failure sets the
-//! `failed` tick with the reason in plain words. A `delete` job revokes the message on WhatsApp.
+//! of the first), records the WhatsApp id ↔ Chatwoot id mapping and marks the customer's new messages
+//! read. It sets no `sent` tick: Chatwoot creates the message `sent` (and its Retry sets `sent` again), so
+//! the send costs Chatwoot nothing; a `tick-sent-N` job sets it back only where Chatwoot marked the reply
+//! failed on its own. Parts already accepted are remembered on the job, so a replay resumes after them.
+//! Retryable failures wait and try again (up to [`MAX_ATTEMPTS`] while the RyzeAPI link is up; without
+//! limit while RyzeAPI is down altogether); a final failure sets the `failed` tick with the reason in plain
+//! words. A `delete` job revokes the message on WhatsApp (only messages this number sent).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -19,6 +21,7 @@ use super::Outcome;
 use super::format::{markdown_to_whatsapp, normalize_agent_text};
 use super::inbound::{RelayContext, Step, on_chatwoot_error, outcome_of, store_failed};
 use super::status;
+use crate::chatwoot::governor::Priority;
 use crate::chatwoot::webhook::{WebhookAttachment, WebhookEvent, WebhookMessage};
 use crate::chatwoot::{ChatwootClient, Failure};
 use crate::integrations::live::LinkState;
@@ -27,6 +30,10 @@ use crate::ryzeapi::event::canonical_jid;
 use crate::state::Shared;
 use crate::store;
 use crate::store::jobs::{DONE, FAILED, PENDING};
+
+/// The job (`tick-sent-<send job id>`) that sets a reply's tick back to `sent` after Chatwoot marked it
+/// failed on its own.
+pub const TICK_SENT: &str = "tick-sent-";
 
 /// Attempts before a retryable failure becomes final (with the default delays: about four minutes).
 pub const MAX_ATTEMPTS: i32 = 8;
@@ -67,6 +74,10 @@ pub async fn process(shared: Arc<Shared>, relay: Arc<RelayContext>, http: Option
             }
         }
         (None, "delete") => revoke(db, &relay, &ryzeapi, &message).await,
+        (None, kind) if kind.starts_with(TICK_SENT) => {
+            let chatwoot = chatwoot.clone().with_priority(Priority::Background);
+            sent_tick(&relay, &chatwoot, &job, &message).await
+        }
         (None, _) => send(db, &relay, &chatwoot, &ryzeapi, &job, &message).await,
     };
     let outcome = outcome_of(result);
@@ -93,9 +104,15 @@ pub async fn process(shared: Arc<Shared>, relay: Arc<RelayContext>, http: Option
     };
     if let Outcome::Failed(reason) = &outcome
         && job.kind != "delete"
+        && !job.kind.starts_with(TICK_SENT)
         && relay.ticks()
     {
-        match chatwoot.set_message_status(message.conversation_id, message.id, "failed", Some(reason)).await {
+        match chatwoot
+            .clone()
+            .with_priority(Priority::Background)
+            .set_message_status(message.conversation_id, message.id, "failed", Some(reason))
+            .await
+        {
             Ok(()) => {}
             Err(e) if e.failure() == Failure::NotFound => {}
             Err(e) => return on_chatwoot_error(&e),
@@ -227,17 +244,48 @@ async fn send(
     if !resumed {
         relay.live.messages_to_whatsapp.fetch_add(1, Ordering::Relaxed);
     }
-    if relay.ticks() {
-        sent_tick(relay, chatwoot, job, message, resumed).await?;
-    }
-    // The agent answered: the customer's messages are read.
-    if let Ok(Some(last)) = store::messages::last_incoming(&relay.reader, chat_id).await {
+    // No `sent` tick: Chatwoot creates an agent's message as `sent` already (and its Retry sets `sent`
+    // again), so the send itself costs Chatwoot nothing. Only a reply Chatwoot marked failed on its own
+    // while the bridge sent it needs one (a `tick-sent` job, see the webhook).
+    // The agent answered: the customer's messages are read — unless they were marked read already (a
+    // second reply to the same message costs RyzeAPI nothing more).
+    if let Ok(Some(last)) = store::messages::last_incoming(&relay.reader, chat_id).await
+        && relay.read_marks.is_new(chat_id, &last)
+    {
         let sender = if jid.ends_with("@g.us") { group_author(relay, &last).await } else { None };
-        if let Err(e) = ryzeapi.mark_read(&last, &number, sender.as_deref()).await {
-            tracing::debug!(integration_id = %relay.integration_id, error = %e, "could not mark the chat read");
+        match ryzeapi.mark_read(&last, &number, sender.as_deref()).await {
+            Ok(()) => relay.read_marks.marked(chat_id, &last),
+            Err(e) => {
+                tracing::debug!(integration_id = %relay.integration_id, error = %e, "could not mark the chat read")
+            }
         }
     }
     Ok(())
+}
+
+/// The customer message each chat was last marked read up to, so that a reply marks only what is new.
+/// Memory only: after a restart one reply per chat marks again, which changes nothing on WhatsApp.
+#[derive(Debug, Default)]
+pub struct ReadMarks {
+    last: std::sync::Mutex<std::collections::HashMap<i64, String>>,
+}
+
+/// Chats remembered before the map starts over (it is only a saving).
+const READ_MARKS_KEPT: usize = 100_000;
+
+impl ReadMarks {
+    fn is_new(&self, chat_id: i64, wa_id: &str) -> bool {
+        let last = self.last.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        last.get(&chat_id).is_none_or(|marked| marked != wa_id)
+    }
+
+    fn marked(&self, chat_id: i64, wa_id: &str) {
+        let mut last = self.last.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if last.len() >= READ_MARKS_KEPT {
+            last.clear();
+        }
+        last.insert(chat_id, wa_id.to_owned());
+    }
 }
 
 /// The author of a received group message (RyzeAPI's mark-read needs it in groups), from its stored event.
@@ -248,27 +296,30 @@ async fn group_author(relay: &RelayContext, wa_id: &str) -> Option<String> {
     crate::ryzeapi::event::MessageExchange::from_data(&envelope.data).sender.jid
 }
 
-/// Sets the `sent` tick of a message RyzeAPI accepted. A passing failure retries the job: its replay finds
-/// the message sent and only sets the tick, unless a receipt has moved the tick past `sent` meanwhile
-/// (ticks never go backwards). A failure that does not pass, or the job's last attempt, leaves the tick
-/// as it is: the message is on WhatsApp, and must not be shown as failed.
+/// A `tick-sent` job: Chatwoot marked the reply failed by itself (its webhook timed out, say) while the
+/// bridge sent it: once it is out, the tick goes back to `sent` — unless nothing was sent, or a receipt has
+/// moved it past `sent` meanwhile (ticks never go backwards). A passing failure retries the job; a failure
+/// that does not pass, or the last attempt, leaves the tick as it is (logged).
 async fn sent_tick(
     relay: &RelayContext,
     chatwoot: &ChatwootClient,
     job: &outbound_job::Model,
     message: &WebhookMessage,
-    resumed: bool,
 ) -> Step<()> {
-    if resumed {
-        let mapped = store::messages::find_by_chatwoot_id(&relay.reader, &relay.integration_id, message.id)
-            .await
-            .map_err(store_failed)?;
-        if mapped.is_some_and(|m| super::tick_rank(m.last_status.as_deref()) > super::tick_rank(Some("sent"))) {
-            return Ok(());
-        }
+    if !relay.ticks() {
+        return Ok(());
+    }
+    // A receipt for this message may be setting its tick right now: one at a time, each reading the last.
+    let _tick = relay.tick_locks.lock(message.id).await;
+    let mapped = store::messages::find_by_chatwoot_id(&relay.reader, &relay.integration_id, message.id)
+        .await
+        .map_err(store_failed)?;
+    let Some(mapped) = mapped.filter(|m| m.direction == "outgoing") else { return Ok(()) };
+    if super::tick_rank(mapped.last_status.as_deref()) > super::tick_rank(Some("sent")) {
+        return Ok(());
     }
     let error = match chatwoot.set_message_status(message.conversation_id, message.id, "sent", None).await {
-        Ok(()) => return Ok(()),
+        Ok(()) => return relay.writer.set_last_status(mapped.id, "sent").await.map_err(store_failed),
         Err(e) if e.failure() == Failure::NotFound => return Ok(()),
         Err(e) => e,
     };
@@ -276,7 +327,7 @@ async fn sent_tick(
         retry @ Outcome::Retry { .. } if job.attempts + 1 < MAX_ATTEMPTS => Err(retry),
         halt @ Outcome::Halt(_) => Err(halt),
         _ => {
-            tracing::warn!(integration_id = %relay.integration_id, %error, "the sent tick could not be set; the message was sent");
+            tracing::warn!(integration_id = %relay.integration_id, chatwoot_message_id = message.id, %error, "the sent tick could not be set; the message was sent");
             Ok(())
         }
     }

@@ -338,38 +338,40 @@ pub(crate) async fn group_flow(
     Outcome::Done
 }
 
-/// One lock per chat, for the first steps of a new chat (contact, conversation): two events of one person
-/// under different forms run in different queues, and must not make two of either.
+/// One lock per id (a chat, a Chatwoot message), for what two queues may do to one thing at once: the
+/// first steps of a new chat (two events of one person under different forms run in different queues, and
+/// must not make two contacts), or a message's tick (a receipt and a `tick-sent` job must not undo each
+/// other).
 #[derive(Debug, Default)]
-pub struct ChatLocks {
+pub struct KeyedLocks {
     locks: Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,
 }
 
-impl ChatLocks {
-    pub(crate) async fn lock(&self, chat_id: i64) -> ChatGuard<'_> {
+impl KeyedLocks {
+    pub(crate) async fn lock(&self, id: i64) -> KeyedGuard<'_> {
         let lock = {
             let mut locks = self.locks.lock().unwrap_or_else(PoisonError::into_inner);
-            locks.entry(chat_id).or_default().clone()
+            locks.entry(id).or_default().clone()
         };
         let guard = lock.clone().lock_owned().await;
-        ChatGuard { locks: self, chat_id, lock, _guard: guard }
+        KeyedGuard { locks: self, id, lock, _guard: guard }
     }
 }
 
-/// Held while a chat's contact and conversation are made; forgets the lock when nobody else waits.
-pub(crate) struct ChatGuard<'a> {
-    locks: &'a ChatLocks,
-    chat_id: i64,
+/// Held while the locked work runs; forgets the lock when nobody else waits.
+pub(crate) struct KeyedGuard<'a> {
+    locks: &'a KeyedLocks,
+    id: i64,
     lock: Arc<tokio::sync::Mutex<()>>,
     _guard: tokio::sync::OwnedMutexGuard<()>,
 }
 
-impl Drop for ChatGuard<'_> {
+impl Drop for KeyedGuard<'_> {
     fn drop(&mut self) {
         let mut locks = self.locks.locks.lock().unwrap_or_else(PoisonError::into_inner);
         // The map, this guard's `lock` and the owned guard: nobody else holds or waits for it.
         if Arc::strong_count(&self.lock) <= 3 {
-            locks.remove(&self.chat_id);
+            locks.remove(&self.id);
         }
     }
 }
