@@ -10,22 +10,14 @@ use sea_orm::{
 
 use super::StoreError;
 
-/// The chat any of `aliases` belongs to, with those of `aliases` it already has.
+/// The chat any of `aliases` belongs to (the oldest, should there be several), with those of `aliases` it
+/// already has.
 pub async fn find_by_aliases(
     db: &DatabaseConnection,
     integration_id: &str,
     aliases: &[String],
 ) -> Result<Option<(chat::Model, Vec<String>)>, StoreError> {
-    // One query: the aliases that exist, each with its chat.
-    let known = chat_alias::Entity::find()
-        .filter(chat_alias::Column::IntegrationId.eq(integration_id))
-        .filter(chat_alias::Column::Alias.is_in(aliases.iter().cloned()))
-        .find_also_related(chat::Entity)
-        .all(db)
-        .await?;
-    let Some((first, Some(chat))) = known.first().cloned() else { return Ok(None) };
-    let known = known.into_iter().filter(|(a, _)| a.chat_id == first.chat_id).map(|(a, _)| a.alias).collect();
-    Ok(Some((chat, known)))
+    Ok(chats_of_aliases(db, integration_id, aliases).await?.into_iter().next())
 }
 
 /// Every chat any of `aliases` belongs to, oldest first, each with those of `aliases` it has. More than
@@ -55,7 +47,7 @@ pub async fn chats_of_aliases(
 
 /// Every alias of a chat.
 pub async fn aliases_of(
-    db: &DatabaseConnection,
+    db: &impl sea_orm::ConnectionTrait,
     integration_id: &str,
     chat_id: i64,
 ) -> Result<Vec<String>, StoreError> {
@@ -123,16 +115,10 @@ pub async fn merge(
             ..Default::default()
         };
         let survivor = row.update(&txn).await?;
-        let aliases = {
-            use sea_orm::QuerySelect as _;
-            chat_alias::Entity::find()
-                .select_only()
-                .column(chat_alias::Column::Alias)
-                .filter(chat_alias::Column::IntegrationId.eq(integration_id))
-                .filter(chat_alias::Column::ChatId.eq(merge.survivor))
-                .into_tuple::<String>()
-                .all(&txn)
-                .await?
+        let aliases = match aliases_of(&txn, integration_id, merge.survivor).await {
+            Ok(aliases) => aliases,
+            Err(StoreError::Db(e)) => return Err(e),
+            Err(other) => return Err(sea_orm::DbErr::Custom(other.to_string())),
         };
         let audit = entity::chat_merge::ActiveModel {
             integration_id: Set(integration_id.to_owned()),

@@ -142,15 +142,7 @@ pub async fn exchanges_in_chat_since(
     chat_id: i64,
     since: DateTime<Utc>,
 ) -> Result<Vec<String>, StoreError> {
-    use entity::chat_alias;
-    let aliases = chat_alias::Entity::find()
-        .select_only()
-        .column(chat_alias::Column::Alias)
-        .filter(chat_alias::Column::IntegrationId.eq(integration_id))
-        .filter(chat_alias::Column::ChatId.eq(chat_id))
-        .into_tuple::<String>()
-        .all(db)
-        .await?;
+    let aliases = super::chats::aliases_of(db, integration_id, chat_id).await?;
     Ok(Entity::find()
         .select_only()
         .column(Column::Payload)
