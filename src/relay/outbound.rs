@@ -318,6 +318,13 @@ async fn sent_tick(
     if super::tick_rank(mapped.last_status.as_deref()) > super::tick_rank(Some("sent")) {
         return Ok(());
     }
+    // The bridge's own `failed` (a message whose later parts could not be sent) stands: its send job, ahead
+    // of this one in the conversation's queue, ended failed.
+    let last_send =
+        store::jobs::latest_send(&relay.reader, &relay.integration_id, message.id).await.map_err(store_failed)?;
+    if last_send.is_some_and(|send| send.state == FAILED) {
+        return Ok(());
+    }
     let error = match chatwoot.set_message_status(message.conversation_id, message.id, "sent", None).await {
         Ok(()) => return relay.writer.set_last_status(mapped.id, "sent").await.map_err(store_failed),
         Err(e) if e.failure() == Failure::NotFound => return Ok(()),
