@@ -85,7 +85,9 @@ async fn lid_first_then_phone_is_one_contact_from_the_start_with_the_lookup() {
     stack.ryzeapi.add_known_contact(MARIA, MARIA_LID, "Maria");
     stack.ryzeapi.send_event("suporte", lid_only("3EB0LID1", "pelo lid"));
     wait_messages(&stack, 1).await;
+    // One form after the other (events of the two forms come on two queues, each in its own order).
     stack.ryzeapi.send_event("suporte", phone_only("3EB0PHN1", "pelo telefone"));
+    wait_messages(&stack, 2).await;
     stack.ryzeapi.send_event("suporte", lid_only("3EB0LID2", "lid de novo"));
     wait_messages(&stack, 3).await;
     stack.wait_drained(&id).await;
