@@ -9,6 +9,7 @@ mod m20261121_000004_create_outbound_jobs;
 mod m20261121_000005_message_map_attempted_at;
 mod m20261121_000006_outbound_jobs_sending_at;
 mod m20261201_000007_chat_identity;
+mod m20261202_000008_leases;
 
 pub struct Migrator;
 
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000005_message_map_attempted_at::Migration),
             Box::new(m20261121_000006_outbound_jobs_sending_at::Migration),
             Box::new(m20261201_000007_chat_identity::Migration),
+            Box::new(m20261202_000008_leases::Migration),
         ]
     }
 }

@@ -5,6 +5,7 @@ pub mod chats;
 pub mod events;
 pub mod integrations;
 pub mod jobs;
+pub mod leases;
 pub mod messages;
 pub mod writer;
 
@@ -26,6 +27,14 @@ pub enum StoreError {
     InstanceTaken(String),
     #[error("the database writer has stopped")]
     WriterGone,
+    #[error(transparent)]
+    Fenced(#[from] crate::fence::Fenced),
+    #[error(
+        "another bridge process is using {0}: SQLite serves one process; run several replicas on PostgreSQL (docs/operations.md)"
+    )]
+    InUse(String),
+    #[error("cannot lock {path}: {error}")]
+    Lock { path: String, error: String },
 }
 
 /// Connects (SQLite or PostgreSQL, by URL scheme) and runs pending migrations. On SQLite this is one
@@ -33,8 +42,77 @@ pub enum StoreError {
 /// without SQLite's busy-wait sleeps.
 pub async fn connect_and_migrate(url: &str) -> Result<DatabaseConnection, StoreError> {
     let db = connect(url, if is_sqlite(url) { 1 } else { 16 }, false).await?;
-    migration::Migrator::up(&db, None).await?;
+    if is_sqlite(url) {
+        migration::Migrator::up(&db, None).await?;
+    } else {
+        migrate_serialized(url).await?;
+    }
     Ok(db)
+}
+
+/// The advisory lock key that serializes migrations of replicas starting together ("ryzemig").
+const MIGRATION_LOCK: i64 = 0x0072_797a_656d_6967;
+
+/// Runs the migrations on PostgreSQL while holding an advisory lock, on a connection of its own: replicas
+/// that start (or roll) at the same moment migrate one after the other, and the later ones find nothing
+/// left to do. Without it, two of them create the same tables at once and one dies on
+/// `pg_type_typname_nsp_index` or `seaql_migrations already exists`. The lock is the session's, so it
+/// goes with the connection if this process dies mid-way.
+async fn migrate_serialized(url: &str) -> Result<(), StoreError> {
+    let lock = connect(url, 1, false).await?;
+    let backend = lock.get_database_backend();
+    lock.execute_raw(sea_orm::Statement::from_sql_and_values(
+        backend,
+        "SELECT pg_advisory_lock($1)",
+        [MIGRATION_LOCK.into()],
+    ))
+    .await?;
+    let migrated = migration::Migrator::up(&lock, None).await;
+    let unlocked = lock
+        .execute_raw(sea_orm::Statement::from_sql_and_values(
+            backend,
+            "SELECT pg_advisory_unlock($1)",
+            [MIGRATION_LOCK.into()],
+        ))
+        .await;
+    let _ = lock.close().await;
+    migrated?;
+    unlocked?;
+    Ok(())
+}
+
+/// The exclusive lock a process holds on its SQLite database (a `.lock` file beside it) for as long as
+/// it runs: a second process on the same file would be a second writer the single-process design does
+/// not expect, so it refuses to start instead.
+#[derive(Debug)]
+pub struct ProcessLock {
+    _file: Option<std::fs::File>,
+}
+
+impl ProcessLock {
+    /// Locks `url`'s database file; PostgreSQL and in-memory databases need no lock.
+    pub fn take(url: &str) -> Result<Self, StoreError> {
+        let Some(path) = sqlite_path(url) else { return Ok(Self { _file: None }) };
+        let lock_path = format!("{path}.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| StoreError::Lock { path: lock_path.clone(), error: e.to_string() })?;
+        match file.try_lock() {
+            Ok(()) => Ok(Self { _file: Some(file) }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::InUse(path)),
+            Err(std::fs::TryLockError::Error(e)) => Err(StoreError::Lock { path: lock_path, error: e.to_string() }),
+        }
+    }
+}
+
+/// The file of a SQLite URL (`sqlite://path?mode=rwc` → `path`); `None` for PostgreSQL or memory.
+fn sqlite_path(url: &str) -> Option<String> {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    (!path.is_empty() && !path.starts_with(":memory:")).then(|| path.to_owned())
 }
 
 /// The connections the running bridge works with.
@@ -47,6 +125,8 @@ pub struct Store {
     pub reader: DatabaseConnection,
     /// Group commit for the writes every relayed message makes (see [`writer::Writers::of`]).
     pub writers: writer::Writers,
+    /// Several bridge processes may share this database (PostgreSQL): integrations are leased.
+    pub shared: bool,
 }
 
 /// Group-commit writers on PostgreSQL (of its 16 pooled connections); SQLite has one write connection.
@@ -60,7 +140,7 @@ pub async fn open(url: &str) -> Result<Store, StoreError> {
     let db = connect_and_migrate(url).await?;
     let reader = if is_sqlite(url) { connect(url, SQLITE_READERS, true).await? } else { db.clone() };
     let writers = writer::Writers::start(&db, if is_sqlite(url) { 1 } else { POSTGRES_WRITERS });
-    Ok(Store { db, reader, writers })
+    Ok(Store { db, reader, writers, shared: !is_sqlite(url) })
 }
 
 fn is_sqlite(url: &str) -> bool {
