@@ -18,6 +18,7 @@ use super::dto::{
 };
 use super::error::{ChatwootError, error_text};
 use super::governor::{CallEnd, Governor, Priority};
+use crate::fence::Fence;
 use crate::secret::Secret;
 use crate::telemetry::Metrics;
 
@@ -49,11 +50,37 @@ pub struct ChatwootClient {
     /// as the doctor's one-off calls are).
     governor: Option<Arc<Governor>>,
     priority: Priority,
+    /// The lease the calls are made under: none goes out once it is no longer held here.
+    fence: Fence,
 }
 
 impl ChatwootClient {
     pub fn new(http: awc::Client, target: ChatwootTarget, timeout: Duration, metrics: Metrics) -> Self {
-        Self { http, target, timeout, deadline: None, metrics, governor: None, priority: Priority::Live }
+        Self {
+            http,
+            target,
+            timeout,
+            deadline: None,
+            metrics,
+            governor: None,
+            priority: Priority::Live,
+            fence: Fence::always(),
+        }
+    }
+
+    /// No call goes out unless `fence` holds at the moment it would be sent (after the governor's wait).
+    pub fn with_fence(mut self, fence: Fence) -> Self {
+        self.fence = fence;
+        self
+    }
+
+    /// Refuses a call the lease no longer covers, as one that never reached Chatwoot.
+    fn fenced(&self) -> Result<(), ChatwootError> {
+        if self.fence.holds() {
+            Ok(())
+        } else {
+            Err(ChatwootError::Transport { detail: crate::fence::Fenced.to_string() })
+        }
     }
 
     /// Every call waits its turn at `governor`.
@@ -254,7 +281,10 @@ impl ChatwootClient {
             Some(governor) => Some(governor.acquire(self.priority).await),
             None => None,
         };
-        let result = self.fetch_following_redirects(data_url, max_bytes).await;
+        let result = match self.fenced() {
+            Ok(()) => self.fetch_following_redirects(data_url, max_bytes).await,
+            Err(error) => Err(error),
+        };
         if let Some(permit) = permit {
             permit.finish(call_end(&result));
         }
@@ -400,7 +430,10 @@ impl ChatwootClient {
             None => None,
         };
         let started = Instant::now();
-        let result = self.exchange(method, &path, body).await;
+        let result = match self.fenced() {
+            Ok(()) => self.exchange(method, &path, body).await,
+            Err(error) => Err(error),
+        };
         if let Some(permit) = permit {
             permit.finish(call_end(&result));
         }

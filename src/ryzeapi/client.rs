@@ -64,6 +64,8 @@ pub struct RyzeApiClient {
     token: Secret,
     timeout: Duration,
     metrics: Metrics,
+    /// The lease the calls are made under (reads go out regardless; they change nothing).
+    fence: crate::fence::Fence,
 }
 
 /// A media message to send.
@@ -95,7 +97,14 @@ impl RyzeApiClient {
             token,
             timeout,
             metrics,
+            fence: crate::fence::Fence::always(),
         }
+    }
+
+    /// No call goes out unless `fence` holds at the moment it would be sent.
+    pub fn with_fence(mut self, fence: crate::fence::Fence) -> Self {
+        self.fence = fence;
+        self
     }
 
     /// Sends a text; returns the WhatsApp message id.
@@ -243,6 +252,10 @@ impl RyzeApiClient {
     }
 
     async fn exchange(&self, method: Method, path: &str, body: Value) -> Result<Value, SendError> {
+        if !self.fence.holds() {
+            // Never sent: safe to try again, by whoever holds the lease by then.
+            return Err(SendError::Retryable { detail: crate::fence::Fenced.to_string(), after: None });
+        }
         let url = format!("{}{path}", self.base_url);
         let sent = self
             .http

@@ -21,7 +21,9 @@ use tokio::sync::{mpsc, oneshot};
 use super::StoreError;
 use super::events::{self, NewEvent, Stored};
 use super::jobs::{self, NewJob};
+use super::leases;
 use super::messages::{self, Created, NewMapping, Outgoing, Started};
+use crate::fence::{Fence, FenceToken, Fenced};
 
 /// Writes waiting for the writer; a full queue makes callers wait (back-pressure, bounded memory).
 const QUEUE: usize = 4096;
@@ -80,6 +82,26 @@ impl RowChange {
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
+/// A write and the epoch it was made under (several replicas): refused if that epoch is no longer the
+/// integration's.
+struct Queued {
+    write: Write,
+    fence: Option<FenceToken>,
+}
+
+/// What a group commit did: the results of the writes it applied, and the integrations whose writes it
+/// refused (stale epoch).
+struct Committed {
+    applied: Applied,
+    refused: std::collections::HashSet<String>,
+}
+
+impl Queued {
+    fn refused(&self, refused: &std::collections::HashSet<String>) -> bool {
+        self.fence.as_ref().is_some_and(|token| refused.contains(&*token.integration_id))
+    }
+}
+
 /// What a group's statements returned, per kind, in the order of the group's writes of that kind.
 #[derive(Default)]
 struct Applied {
@@ -118,7 +140,9 @@ impl Writers {
 /// The handle callers use; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Writer {
-    queue: mpsc::Sender<Write>,
+    queue: mpsc::Sender<Queued>,
+    /// The lease this handle's writes are made under (`None`: unfenced, a single process or the API).
+    fence: Option<Fence>,
 }
 
 impl Writer {
@@ -126,7 +150,26 @@ impl Writer {
     pub fn start(db: DatabaseConnection) -> Self {
         let (queue, receiver) = mpsc::channel(QUEUE);
         tokio::spawn(run(db, receiver));
-        Self { queue }
+        Self { queue, fence: None }
+    }
+
+    /// This writer, for an integration's relay under `fence`: a write is not even queued when the lease
+    /// is not held here, is refused by the database when its epoch is stale, and answers [`Fenced`] when
+    /// the lease was lost while it was written (so that the caller does not go on to call Chatwoot or
+    /// RyzeAPI).
+    pub fn fenced(&self, fence: Fence) -> Self {
+        Self { queue: self.queue.clone(), fence: Some(fence) }
+    }
+
+    fn token(&self) -> Option<FenceToken> {
+        self.fence.as_ref().and_then(|fence| fence.token().cloned())
+    }
+
+    fn check(&self) -> Result<(), StoreError> {
+        match &self.fence {
+            Some(fence) if !fence.holds() => Err(Fenced.into()),
+            _ => Ok(()),
+        }
     }
 
     /// Stores a received event (see [`events::insert_many_in`]).
@@ -150,7 +193,9 @@ impl Writer {
     /// Queues marking a stored event processed, without waiting for it to be written: the event's effects
     /// are recorded already (a replay finds them and does nothing), so its caller need not wait a commit.
     pub async fn event_done_later(&self, event: i64) -> Result<(), StoreError> {
-        self.queue.send(Write::EventDone { event }).await.map_err(|_| StoreError::WriterGone)
+        self.check()?;
+        let queued = Queued { write: Write::EventDone { event }, fence: self.token() };
+        self.queue.send(queued).await.map_err(|_| StoreError::WriterGone)
     }
 
     /// Stores an agent's outbound job; `None` for a duplicate (see [`jobs::insert_many_in`]).
@@ -190,19 +235,22 @@ impl Writer {
     }
 
     async fn submit<T>(&self, write: Write, answer: oneshot::Receiver<Result<T, StoreError>>) -> Result<T, StoreError> {
-        self.queue.send(write).await.map_err(|_| StoreError::WriterGone)?;
-        answer.await.map_err(|_| StoreError::WriterGone)?
+        self.check()?;
+        self.queue.send(Queued { write, fence: self.token() }).await.map_err(|_| StoreError::WriterGone)?;
+        let answered = answer.await.map_err(|_| StoreError::WriterGone)??;
+        self.check()?;
+        Ok(answered)
     }
 }
 
 /// How long "event done" writes, which nobody waits for, may wait for other writes to share a commit.
 const DONE_LINGER: Duration = Duration::from_millis(50);
 
-async fn run(db: DatabaseConnection, mut receiver: mpsc::Receiver<Write>) {
+async fn run(db: DatabaseConnection, mut receiver: mpsc::Receiver<Queued>) {
     let mut group = Vec::with_capacity(GROUP);
     while receiver.recv_many(&mut group, GROUP).await > 0 {
         // On a quiet bridge each "done" would cost an fsync of its own; let them ride with the next writes.
-        if group.iter().all(|write| matches!(write, Write::EventDone { .. })) && group.len() < GROUP {
+        if group.iter().all(|queued| matches!(queued.write, Write::EventDone { .. })) && group.len() < GROUP {
             let more = GROUP - group.len();
             let _ = tokio::time::timeout(DONE_LINGER, receiver.recv_many(&mut group, more)).await;
         }
@@ -225,28 +273,41 @@ async fn run(db: DatabaseConnection, mut receiver: mpsc::Receiver<Write>) {
     }
 }
 
-/// Runs every write of `group`, one statement per kind, atomically. Nobody is answered yet.
-async fn commit(db: &DatabaseConnection, group: &[Write]) -> Result<Applied, DbErr> {
+/// Runs every write of `group`, one statement per kind, atomically. Nobody is answered yet. Fenced
+/// writes are checked against the current epochs first, in the same transaction (which holds the lease
+/// rows it read until the commit, so a take-over waits for it); those of a stale epoch are refused.
+async fn commit(db: &DatabaseConnection, group: &[Queued]) -> Result<Committed, DbErr> {
+    let tokens: Vec<&FenceToken> = group.iter().filter_map(|queued| queued.fence.as_ref()).collect();
+    if !tokens.is_empty() {
+        let txn = db.begin().await?;
+        let refused = leases::stale_in(&txn, &tokens).await?;
+        let applied = apply(&txn, group.iter().filter(|queued| !queued.refused(&refused)).map(|q| &q.write)).await?;
+        txn.commit().await?;
+        return Ok(Committed { applied, refused });
+    }
+    let writes: Vec<&Write> = group.iter().map(|queued| &queued.write).collect();
     // One write, or writes of one batched kind, are a single statement: atomic and durable on its own.
     // Row changes are a statement each.
-    let one_statement = match group {
+    let one_statement = match writes.as_slice() {
         [] | [_] => true,
         [Write::Row { .. }, ..] => false,
-        [first, rest @ ..] => rest.iter().all(|write| std::mem::discriminant(write) == std::mem::discriminant(first)),
+        [first, rest @ ..] => rest.iter().all(|write| std::mem::discriminant(*write) == std::mem::discriminant(*first)),
     };
+    let refused = std::collections::HashSet::new();
     if one_statement {
-        return apply(db, group).await;
+        return Ok(Committed { applied: apply(db, writes).await?, refused });
     }
     let txn = db.begin().await?;
-    let applied = apply(&txn, group).await?;
+    let applied = apply(&txn, writes).await?;
     txn.commit().await?;
-    Ok(applied)
+    Ok(Committed { applied, refused })
 }
 
-async fn apply(db: &impl ConnectionTrait, group: &[Write]) -> Result<Applied, DbErr> {
+async fn apply<'a>(db: &impl ConnectionTrait, group: impl IntoIterator<Item = &'a Write>) -> Result<Applied, DbErr> {
+    let group: Vec<&Write> = group.into_iter().collect();
     let (mut new_events, mut mappings, mut created, mut done, mut new_jobs) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for write in group {
+    for write in group.iter().copied() {
         match write {
             Write::StoreEvent { event, .. } => new_events.push(event),
             Write::StartMessage { mapping, .. } => mappings.push(mapping),
@@ -269,14 +330,19 @@ async fn apply(db: &impl ConnectionTrait, group: &[Write]) -> Result<Applied, Db
     Ok(Applied { stored, started, jobs })
 }
 
-/// Answers every caller of a committed group with its result.
-fn answer(group: impl IntoIterator<Item = Write>, applied: Applied) {
+/// Answers every caller of a committed group with its result (refused writes: [`Fenced`]).
+fn answer(group: impl IntoIterator<Item = Queued>, committed: Committed) {
+    let Committed { applied, refused } = committed;
     let (mut stored, mut started, mut jobs) =
         (applied.stored.into_iter(), applied.started.into_iter(), applied.jobs.into_iter());
     // A missing result cannot happen (one per write of each kind); it is answered as an error anyway.
     let missing = || StoreError::Db(DbErr::Custom("the group commit returned no result for a write".into()));
-    for write in group {
-        match write {
+    for queued in group {
+        if queued.refused(&refused) {
+            fail([queued], || StoreError::Fenced(Fenced));
+            continue;
+        }
+        match queued.write {
             Write::StoreEvent { reply, .. } => drop(reply.send(stored.next().ok_or_else(missing))),
             Write::StartMessage { reply, .. } => drop(reply.send(started.next().ok_or_else(missing))),
             Write::CompleteMessage { reply, .. } => drop(reply.send(Ok(()))),
@@ -289,9 +355,9 @@ fn answer(group: impl IntoIterator<Item = Write>, applied: Applied) {
 
 /// Answers every caller of a failed write with `error`. A caller that went away (its actor stopped) no
 /// longer needs the answer.
-fn fail(group: impl IntoIterator<Item = Write>, error: impl Fn() -> StoreError) {
-    for write in group {
-        match write {
+fn fail(group: impl IntoIterator<Item = Queued>, error: impl Fn() -> StoreError) {
+    for queued in group {
+        match queued.write {
             Write::StoreEvent { reply, .. } => drop(reply.send(Err(error()))),
             Write::StartMessage { reply, .. } => drop(reply.send(Err(error()))),
             Write::CompleteMessage { reply, .. } => drop(reply.send(Err(error()))),
