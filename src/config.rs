@@ -86,6 +86,17 @@ pub struct Settings {
     /// 2000). Slower, failing or missing: the message goes on, and the split is repaired when an event
     /// names both forms.
     pub contact_lookup_within: Duration,
+    /// `BRIDGE_REPLICA_NAME`: this process's name among the replicas sharing one PostgreSQL (default: the
+    /// host name and the data dir). A process that starts under the name of one that died takes its
+    /// integrations back at once instead of waiting for their leases to expire; give every replica its own.
+    pub replica_name: Option<String>,
+    /// `BRIDGE_REPLICA_URL`: where the other replicas reach this one's API, to show an integration's live
+    /// state from any replica (default `http://<host>:<port>` of `BIND`).
+    pub replica_url: Option<String>,
+    /// `BRIDGE_LEASE_TTL_MS`: how long a replica's hold on an integration lasts without renewal (default
+    /// 10000; renewed every fifth of it). A replica that stops renewing loses its integrations to the others
+    /// this long after its last renewal; it stops relaying them itself before that.
+    pub lease_ttl: Duration,
     /// Timing of the RyzeAPI link (contract §3 defaults; the `BRIDGE_LINK_*_MS` variables exist for tests).
     pub link: LinkTiming,
     /// What was generated on this start (reported once at startup, never again).
@@ -214,6 +225,9 @@ impl Settings {
             chatwoot_rate_limits.insert(host.to_ascii_lowercase(), budget(n));
         }
         let ryzeapi_url = get("RYZEAPI_URL").map(|u| parse_http_url("RYZEAPI_URL", &u)).transpose()?;
+        let replica_name = get("BRIDGE_REPLICA_NAME");
+        let replica_url = get("BRIDGE_REPLICA_URL").map(|u| parse_http_url("BRIDGE_REPLICA_URL", &u)).transpose()?;
+        let lease_ttl = millis("BRIDGE_LEASE_TTL_MS", Duration::from_secs(10))?.max(Duration::from_millis(500));
         let database_url = match get("DATABASE_URL") {
             Some(url) => validate_database_url(&url)?,
             None => default_database_url(&data_dir),
@@ -284,6 +298,9 @@ impl Settings {
             contact_lookup_within,
             chatwoot_rate_limit,
             chatwoot_rate_limits,
+            replica_name,
+            replica_url,
+            lease_ttl,
             link,
             generated,
         })

@@ -11,6 +11,7 @@ pub mod crypto;
 pub mod doctor;
 pub mod error;
 pub mod fakes;
+pub mod fence;
 pub mod http;
 pub mod integrations;
 pub mod relay;
@@ -47,10 +48,55 @@ pub fn http_client() -> awc::Client {
     awc::Client::builder().disable_redirects().finish()
 }
 
+/// Closes every RyzeAPI link with a close frame (their unfinished work stays stored).
+async fn stop_integrations(shared: &Shared) {
+    if let Some(manager) = shared.manager() {
+        let stopped = manager.send(StopAll).await.unwrap_or(0);
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(300)).await;
+        tracing::info!(integrations = stopped, "stopped");
+    }
+}
+
+/// SIGTERM or SIGINT.
+async fn stop_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = terminate => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("stop signal received");
+}
+
+/// This process as a replica: its name, and the URL the others reach its API at.
+fn replica_of(settings: &Settings, bound: std::net::SocketAddr) -> Arc<integrations::ownership::Replica> {
+    let name =
+        settings.replica_name.clone().unwrap_or_else(|| integrations::ownership::default_name(&settings.data_dir));
+    let url = settings.replica_url.clone().unwrap_or_else(|| {
+        if bound.ip().is_unspecified() {
+            let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).unwrap_or_default();
+            let host = if host.is_empty() { "localhost".to_owned() } else { host };
+            format!("http://{host}:{}", bound.port())
+        } else {
+            format!("http://{bound}")
+        }
+    });
+    integrations::ownership::Replica::new(&name, url, settings.lease_ttl)
+}
+
 /// Runs the bridge until it is told to stop: binds first (answering `503 not_ready`), then connects to the
 /// database and migrates, then serves.
 pub async fn run(settings: Settings) -> Result<(), RunError> {
     let bind = settings.bind;
+    // With PostgreSQL the process may be one of several replicas: it handles SIGTERM itself, to hand its
+    // integrations over while its HTTP workers (and the connections they opened) still run.
+    let leased_mode = !settings.database_url.starts_with("sqlite");
     let shared = web::Data::from(Arc::new(Shared::new(settings)));
     let app_shared = shared.clone();
     let server = HttpServer::new(move || {
@@ -62,17 +108,28 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
             .wrap_fn(http::log_request)
     })
     // Graceful stop: requests in flight get a few seconds, well inside the 10 s an orchestrator waits.
-    .shutdown_timeout(5)
-    .bind(bind)
-    .map_err(|source| RunError::Bind { addr: bind, source })?;
-    for addr in server.addrs() {
+    .shutdown_timeout(5);
+    let server = if leased_mode { server.disable_signals() } else { server };
+    let server = server.bind(bind).map_err(|source| RunError::Bind { addr: bind, source })?;
+    let server_addrs = server.addrs();
+    for addr in &server_addrs {
         tracing::info!("listening on http://{addr}");
     }
     let server = server.run();
     let handle = server.handle();
-    let serving = actix_web::rt::spawn(server);
+    let mut serving = actix_web::rt::spawn(server);
 
+    // SQLite serves one process: a second one on the same file stops here, before touching it.
+    let _process_lock = match store::ProcessLock::take(&shared.settings.database_url) {
+        Ok(lock) => lock,
+        Err(e) => {
+            handle.stop(false).await;
+            return Err(RunError::Database(e));
+        }
+    };
+    let bound = server_addrs.first().copied().unwrap_or(bind);
     let booted = store::open(&shared.settings.database_url).await;
+    let mut listener = None;
     match booted {
         Ok(opened) => {
             let db = opened.db.clone();
@@ -93,7 +150,15 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
             let threads = std::thread::available_parallelism().map_or(2, usize::from);
             let manager = Manager::new(shared.clone().into_inner(), threads).start();
             shared.set_manager(manager.clone());
+            let leased = opened.shared;
             shared.finish_boot(opened);
+            if leased {
+                let replica = replica_of(&shared.settings, bound);
+                tracing::info!(replica = %replica.owner, "integrations are leased: several replicas may share this database");
+                shared.set_replica(replica.clone());
+                listener = Some(actix_web::rt::spawn(integrations::bus::listen(shared.clone().into_inner())));
+                integrations::ownership::run(shared.clone().into_inner(), replica, manager.clone()).await;
+            }
             let started = manager.send(StartAll).await.unwrap_or(0);
             shared.mark_ready();
             tracing::info!(integrations = started, "ready");
@@ -104,13 +169,37 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
             return Err(RunError::Database(e));
         }
     }
-    let served = serving.await;
-    // SIGTERM/SIGINT: the HTTP server has drained (within its shutdown timeout); now close every RyzeAPI
-    // link cleanly. Anything acknowledged is stored, and resumes at the next start.
-    if let Some(manager) = shared.manager() {
-        let stopped = manager.send(StopAll).await.unwrap_or(0);
-        actix_web::rt::time::sleep(std::time::Duration::from_millis(300)).await;
-        tracing::info!(integrations = stopped, "stopped");
+    let served = if leased_mode {
+        tokio::select! {
+            served = &mut serving => served,
+            () = stop_signal() => {
+                // A replica stops relaying first (fences, then links), gives its leases up and tells the
+                // others, and only then drains its HTTP server: webhooks that arrive meanwhile are stored
+                // and reach the new owners by the signals.
+                shared.mark_stopping();
+                if let Some(replica) = shared.replica() {
+                    replica.drop_all();
+                }
+                stop_integrations(&shared).await;
+                if let Some(replica) = shared.replica() {
+                    integrations::ownership::leave(&shared, replica).await;
+                }
+                handle.stop(true).await;
+                serving.await
+            }
+        }
+    } else {
+        // SIGTERM/SIGINT: the HTTP server has drained (within its shutdown timeout); now close every
+        // RyzeAPI link cleanly. Anything acknowledged is stored, and resumes at the next start.
+        let served = serving.await;
+        shared.mark_stopping();
+        stop_integrations(&shared).await;
+        served
+    };
+    if let Some(listener) = listener {
+        // Ended here, while the runtime runs: its connection goes back to the pool from a task of its own.
+        listener.abort();
+        let _ = listener.await;
     }
     match served {
         Ok(result) => result.map_err(RunError::Server),

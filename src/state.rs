@@ -15,6 +15,7 @@ use crate::crypto::Sealer;
 use crate::error::AppError;
 use crate::integrations::live::LiveRegistry;
 use crate::integrations::manager::Manager;
+use crate::integrations::ownership::Replica;
 use crate::store;
 use crate::telemetry::Metrics;
 
@@ -29,8 +30,12 @@ pub struct Shared {
     pub governors: crate::chatwoot::governor::Governors,
     services: OnceLock<Services>,
     manager: OnceLock<Addr<Manager>>,
+    /// This process as one of several replicas on one PostgreSQL (none on SQLite).
+    replica: OnceLock<Arc<Replica>>,
     /// Boot finished, stored integrations started: the API may serve.
     ready: AtomicBool,
+    /// The process is shutting down: background loops end.
+    stopping: AtomicBool,
 }
 
 /// What exists once boot has finished.
@@ -57,7 +62,9 @@ impl Shared {
             webhook_keys: Default::default(),
             services: OnceLock::new(),
             manager: OnceLock::new(),
+            replica: OnceLock::new(),
             ready: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
         }
     }
 
@@ -89,10 +96,27 @@ impl Shared {
         let _ = self.manager.set(manager);
     }
 
+    /// This process as a replica, when integrations are leased (PostgreSQL).
+    pub fn replica(&self) -> Option<&Arc<Replica>> {
+        self.replica.get()
+    }
+
+    pub fn set_replica(&self, replica: Arc<Replica>) {
+        let _ = self.replica.set(replica);
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    pub fn mark_stopping(&self) {
+        self.stopping.store(true, Ordering::Release);
+    }
+
     /// Marks boot as finished. Only the first call has an effect.
     pub fn finish_boot(&self, store: store::Store) {
         let sealer = Sealer::new(self.settings.encryption_key.clone(), self.settings.previous_encryption_key.clone());
-        let store::Store { db, reader, writers } = store;
+        let store::Store { db, reader, writers, shared: _ } = store;
         let _ = self.services.set(Services { db, reader, writers, sealer, instance_locks: InstanceLocks::default() });
     }
 }

@@ -73,11 +73,30 @@ pub struct Governors {
     /// Requests a minute per host (`None`: unlimited), and per-host overrides.
     default_budget: Option<u32>,
     overrides: HashMap<String, Option<u32>>,
+    /// Replicas sharing each budget (see [`Governors::split_among`]).
+    replicas: std::sync::atomic::AtomicU32,
 }
 
 impl Governors {
     pub fn new(default_budget: Option<u32>, overrides: HashMap<String, Option<u32>>) -> Self {
-        Self { by_host: Mutex::new(HashMap::new()), default_budget, overrides }
+        Self {
+            by_host: Mutex::new(HashMap::new()),
+            default_budget,
+            overrides,
+            replicas: std::sync::atomic::AtomicU32::new(1),
+        }
+    }
+
+    /// `replicas` bridge processes share every Chatwoot's budget: each uses an equal part of it, so that
+    /// together they stay under what Chatwoot allows one client (they usually reach it from one egress IP).
+    pub fn split_among(&self, replicas: u32) {
+        let replicas = replicas.max(1);
+        if self.replicas.swap(replicas, std::sync::atomic::Ordering::AcqRel) == replicas {
+            return;
+        }
+        for governor in self.by_host.lock().unwrap_or_else(PoisonError::into_inner).values() {
+            governor.split_among(replicas);
+        }
     }
 
     /// The governor of `base_url` (created on first use).
@@ -93,7 +112,9 @@ impl Governors {
                     None if is_loopback(&host) => None,
                     None => self.default_budget,
                 };
-                Arc::new(Governor::new(budget))
+                let governor = Governor::new(budget);
+                governor.split_among(self.replicas.load(std::sync::atomic::Ordering::Acquire));
+                Arc::new(governor)
             })
             .clone()
     }
@@ -222,6 +243,8 @@ pub struct Governor {
 #[derive(Debug)]
 struct State {
     budget: Option<u32>,
+    /// Replicas sharing the budget: this process uses its part.
+    replicas: f64,
     /// Requests a second used now (≤ the budget's share), `None`: unlimited.
     rate: Option<f64>,
     tokens: f64,
@@ -243,6 +266,7 @@ impl Governor {
         Self {
             state: Mutex::new(State {
                 budget: budget_per_minute,
+                replicas: 1.0,
                 rate,
                 tokens: rate.map_or(0.0, |r| r.min(burst(r))),
                 refilled: Instant::now(),
@@ -259,6 +283,15 @@ impl Governor {
 
     fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// This process uses a `replicas`-th of the budget.
+    pub fn split_among(&self, replicas: u32) {
+        let mut state = self.state();
+        state.replicas = f64::from(replicas.max(1));
+        if let (Some(rate), Some(full)) = (state.rate, state.full_rate()) {
+            state.rate = Some(rate.min(full));
+        }
     }
 
     /// Waits for this call's turn. The permit must be finished with [`Permit::finish`] (dropping it counts
@@ -331,11 +364,15 @@ impl State {
         }
     }
 
+    /// Requests a second this process may use at most (its part of the budget's share).
+    fn full_rate(&self) -> Option<f64> {
+        self.budget.map(|budget| f64::from(budget) * BUDGET_SHARE / 60.0 / self.replicas)
+    }
+
     fn refill(&mut self, now: Instant) {
         let elapsed = now.duration_since(self.refilled).as_secs_f64();
         self.refilled = now;
-        if let (Some(rate), Some(budget)) = (self.rate, self.budget) {
-            let full = f64::from(budget) * BUDGET_SHARE / 60.0;
+        if let (Some(rate), Some(full)) = (self.rate, self.full_rate()) {
             let rate = (rate + full * RATE_RECOVERY_PER_SEC * elapsed).min(full);
             self.rate = Some(rate);
             self.tokens = (self.tokens + rate * elapsed).min(burst(rate));

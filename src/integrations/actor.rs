@@ -83,6 +83,8 @@ pub struct IntegrationActor {
     reply_window: Duration,
     /// Replies still inside their window, and when it ends.
     hold_until: HashMap<Item, Instant>,
+    /// Jobs queued or in flight here: a re-read of stored jobs (replicas' resync) queues only the others.
+    known_jobs: std::collections::HashSet<i64>,
     /// Pending events are being loaded from the database: queue, but do not start anything yet.
     loading: bool,
     halted: bool,
@@ -138,6 +140,8 @@ pub enum Work {
     Job { id: i64, conversation_id: i64, chatwoot_message_id: i64 },
     /// An agent's typing indicator (best-effort, not stored).
     Typing { conversation_id: i64, on: bool },
+    /// Re-read the stored jobs: another replica stored some whose signal may have been missed.
+    Resync,
 }
 
 impl Handler<Work> for IntegrationActor {
@@ -146,12 +150,16 @@ impl Handler<Work> for IntegrationActor {
     fn handle(&mut self, work: Work, ctx: &mut Context<Self>) {
         match work {
             Work::Job { id, conversation_id, chatwoot_message_id } => {
+                if !self.known_jobs.insert(id) {
+                    return;
+                }
                 let item = Item::Job { message: chatwoot_message_id, id };
                 if self.queue.push(conversation_key(conversation_id), item) && !self.reply_window.is_zero() {
                     self.hold_until.insert(item, Instant::now() + self.reply_window);
                 }
                 self.pump(ctx);
             }
+            Work::Resync => self.resync_jobs(ctx),
             Work::Typing { conversation_id, on } => {
                 let (shared, relay, http) = (self.shared.clone(), self.relay.clone(), self.http.clone());
                 ctx.spawn(
@@ -188,6 +196,7 @@ impl IntegrationActor {
             fresh: FreshPayloads::default(),
             reply_window,
             hold_until: HashMap::new(),
+            known_jobs: std::collections::HashSet::new(),
             loading: false,
             halted: false,
             stopping: false,
@@ -450,6 +459,9 @@ impl IntegrationActor {
     }
 
     fn finished_item(&mut self, chat: String, row: Item, outcome: Outcome, ctx: &mut Context<Self>) {
+        if let (Item::Job { id, .. }, Outcome::Done | Outcome::Failed(_)) = (row, &outcome) {
+            self.known_jobs.remove(&id);
+        }
         match outcome {
             Outcome::Done | Outcome::Failed(_) => {
                 if let Outcome::Failed(error) = &outcome {
@@ -499,6 +511,29 @@ impl IntegrationActor {
         );
     }
 
+    /// Queues the stored jobs not known here yet (their signal from another replica was missed).
+    fn resync_jobs(&mut self, ctx: &mut Context<Self>) {
+        let Some(db) = self.db() else { return };
+        if self.loading {
+            return;
+        }
+        let id = self.cfg.id.clone();
+        let load = async move { store::jobs::pending_with_messages(&db, &id).await };
+        ctx.spawn(load.into_actor(self).map(|jobs, act, ctx| {
+            let Ok(jobs) = jobs else { return };
+            let mut found = 0;
+            for (job, conversation, message, _stored_at) in jobs {
+                if act.known_jobs.insert(job) && act.queue.push(conversation_key(conversation), Item::Job { message, id: job }) {
+                    found += 1;
+                }
+            }
+            if found > 0 {
+                tracing::info!(integration_id = %act.cfg.id, jobs = found, "queued stored jobs another replica received");
+                act.pump(ctx);
+            }
+        }));
+    }
+
     /// Queues every pending event from the database (at start, and after an overflow drained).
     fn reload_pending(&mut self, ctx: &mut Context<Self>) {
         let Some(db) = self.db() else { return };
@@ -525,6 +560,7 @@ impl IntegrationActor {
                     // rest of its window, as it would have live: an earlier reply may still be on its way.
                     let now = chrono::Utc::now();
                     for (job, conversation, message, stored_at) in jobs {
+                        act.known_jobs.insert(job);
                         let item = Item::Job { message, id: job };
                         let age = (now - stored_at).to_std().unwrap_or_default();
                         if act.queue.push(conversation_key(conversation), item) && age < act.reply_window {
@@ -655,6 +691,7 @@ impl Actor for IntegrationActor {
         self.queue = ChatQueues::default();
         self.ingest = Ingest::default();
         self.fresh = FreshPayloads::default();
+        self.known_jobs.clear();
         self.halted = false;
         self.reload_pending(ctx);
         self.connect(ctx);

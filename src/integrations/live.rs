@@ -185,6 +185,14 @@ impl LiveRegistry {
         self.entries().remove(id);
     }
 
+    /// Drops every cached chat (another replica may have changed some while this one was not listening).
+    pub fn forget_all_chats(&self) {
+        let entries: Vec<Arc<Live>> = self.entries().values().cloned().collect();
+        for live in entries {
+            live.chats.forget(|_| true);
+        }
+    }
+
     /// How many links are in each state.
     pub fn count_by_state(&self) -> [(LinkState, usize); 3] {
         let entries = self.entries();

@@ -5,8 +5,9 @@
 //! address is alive. Actors are spread round-robin over a few arbiters (threads), so one busy integration
 //! cannot stall the others.
 //!
-//! Which integrations this process runs is decided in one place, [`Manager::runs_here`]: today, all of
-//! them; with several replicas sharing one PostgreSQL this is where leases would divide them.
+//! Which integrations this process runs is decided in one place, [`Manager::runs_here`]: on SQLite, all
+//! of them; with replicas sharing one PostgreSQL, those whose lease this replica holds
+//! (`ownership`, which sends [`Owned`] and [`Lost`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -57,6 +58,31 @@ pub struct AgentTyping {
     pub on: bool,
 }
 
+/// Leases this replica took: start their integrations.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Owned(pub Vec<String>);
+
+/// Leases this replica no longer holds (lost, given up, fenced off): stop their integrations now.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Lost(pub Vec<String>);
+
+/// Up to `n` running integrations to give up, idlest first (no event for the longest).
+#[derive(Message)]
+#[rtype(result = "Vec<String>")]
+pub struct PickIdle(pub usize);
+
+/// The integration changed elsewhere: restart it with fresh settings if it runs here.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Reconsider(pub String);
+
+/// Signals may have been missed: every running integration re-reads its stored jobs.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Resync;
+
 /// Start every active integration (at boot).
 #[derive(Message)]
 #[rtype(result = "usize")]
@@ -74,9 +100,10 @@ impl Manager {
         Self { shared, arbiters, next_arbiter: 0, running: HashMap::new() }
     }
 
-    /// Whether this process runs the integration (all of them, until replicas share the work).
-    fn runs_here(&self, _id: &str) -> bool {
-        true
+    /// Whether this process runs the integration: all of them on SQLite; with replicas, those whose
+    /// lease it holds.
+    fn runs_here(&self, id: &str) -> bool {
+        self.shared.replica().is_none_or(|replica| replica.owns(id))
     }
 
     /// Stops the actor; `forget` also drops its live entry (stopped for good, not restarted).
@@ -125,20 +152,31 @@ impl Handler<Start> for Manager {
     /// Atomic: a Start and a Stop of the same integration never interleave.
     fn handle(&mut self, Start(id): Start, _ctx: &mut Context<Self>) -> Self::Result {
         let shared = self.shared.clone();
-        let runs_here = self.runs_here(&id);
+        if !self.runs_here(&id) {
+            // Another replica may hold it; if nobody does, this one takes it (and then starts it).
+            if let Some(replica) = shared.replica() {
+                replica.want(&id);
+            }
+            self.stop(&id, true);
+            return AtomicResponse::new(Box::pin(actix::fut::ready(())));
+        }
+        let fence = shared.replica().and_then(|replica| replica.fence_of(&id));
+        let stop_id = id.clone();
         AtomicResponse::new(Box::pin(
             async move {
                 let services = shared.booted().ok()?;
                 let model = match store::integrations::find(&services.db, &id).await {
-                    Ok(model) => model?,
+                    Ok(Some(model)) => model,
+                    Ok(None) => return Some(None),
                     Err(error) => {
                         tracing::error!(integration_id = %id, %error, "cannot load the integration to start it");
                         return None;
                     }
                 };
-                if !runs_here || model.status == status::PAUSED {
-                    return None;
+                if model.status == status::PAUSED {
+                    return Some(None);
                 }
+                let fence = fence.unwrap_or_else(crate::fence::Fence::always);
                 let token = match open_sealed(&services.sealer, &model.chatwoot_token_sealed, &model.id, sealed::CHATWOOT_TOKEN) {
                     Ok(token) => token,
                     Err(error) => {
@@ -179,7 +217,11 @@ impl Handler<Start> for Manager {
                         live
                     },
                     reader: services.reader.clone(),
-                    writer: services.writers.of(&model.id).clone(),
+                    writer: match fence.token() {
+                        Some(_) => services.writers.of(&model.id).fenced(fence.clone()),
+                        None => services.writers.of(&model.id).clone(),
+                    },
+                    fence,
                     pacer: crate::relay::pace::ConversationPacer::new(shared.settings.conversation_messages_per_minute),
                     unprocessable_give_up: shared.settings.unprocessable_give_up,
                     contact_lookup_within: shared.settings.contact_lookup_within,
@@ -187,7 +229,7 @@ impl Handler<Start> for Manager {
                     tick_locks: crate::relay::people::KeyedLocks::default(),
                     read_marks: crate::relay::outbound::ReadMarks::default(),
                 };
-                Some(ActorConfig {
+                Some(Some(ActorConfig {
                     id: model.id,
                     instance: model.instance,
                     ryzeapi_url: model.ryzeapi_url,
@@ -195,13 +237,15 @@ impl Handler<Start> for Manager {
                     timing: shared.settings.link,
                     relay: std::sync::Arc::new(relay),
                     version_check_every: shared.settings.version_check_every,
-                })
+                }))
             }
             .into_actor(self)
-            .map(|cfg, act, _ctx| {
-                if let Some(cfg) = cfg {
-                    act.spawn(cfg);
-                }
+            .map(move |cfg, act, _ctx| match cfg {
+                // Started here while the lease may have gone meanwhile: the fence stops it at its first write.
+                Some(Some(cfg)) => act.spawn(cfg),
+                // Paused or deleted: not running here.
+                Some(None) => act.stop(&stop_id, true),
+                None => {}
             }),
         ))
     }
@@ -240,6 +284,64 @@ impl Handler<AgentTyping> for Manager {
     }
 }
 
+impl Handler<Owned> for Manager {
+    type Result = ();
+
+    fn handle(&mut self, Owned(ids): Owned, ctx: &mut Context<Self>) {
+        for id in ids {
+            ctx.notify(Start(id));
+        }
+    }
+}
+
+impl Handler<Lost> for Manager {
+    type Result = ();
+
+    fn handle(&mut self, Lost(ids): Lost, _ctx: &mut Context<Self>) {
+        for id in ids {
+            if self.running.contains_key(&id) {
+                tracing::info!(integration_id = %id, "stopping: this replica no longer holds the lease");
+            }
+            self.stop(&id, true);
+        }
+    }
+}
+
+impl Handler<PickIdle> for Manager {
+    type Result = Vec<String>;
+
+    fn handle(&mut self, PickIdle(n): PickIdle, _ctx: &mut Context<Self>) -> Vec<String> {
+        let mut running: Vec<(Option<chrono::DateTime<chrono::Utc>>, String)> = self
+            .running
+            .keys()
+            .map(|id| (self.shared.live.get(id).and_then(|live| live.snapshot().last_event_at), id.clone()))
+            .collect();
+        // No event ever first, then the longest quiet.
+        running.sort();
+        running.into_iter().take(n).map(|(_, id)| id).collect()
+    }
+}
+
+impl Handler<Reconsider> for Manager {
+    type Result = ();
+
+    fn handle(&mut self, Reconsider(id): Reconsider, ctx: &mut Context<Self>) {
+        if self.running.contains_key(&id) {
+            ctx.notify(Start(id));
+        }
+    }
+}
+
+impl Handler<Resync> for Manager {
+    type Result = ();
+
+    fn handle(&mut self, _: Resync, _ctx: &mut Context<Self>) {
+        for addr in self.running.values() {
+            addr.do_send(actor::Work::Resync);
+        }
+    }
+}
+
 impl Handler<StartAll> for Manager {
     type Result = ResponseActFuture<Self, usize>;
 
@@ -247,6 +349,10 @@ impl Handler<StartAll> for Manager {
         let shared = self.shared.clone();
         Box::pin(
             async move {
+                // With replicas, the keeper's first round decided what runs here (`Owned`).
+                if shared.replica().is_some() {
+                    return Vec::new();
+                }
                 let Ok(services) = shared.booted() else { return Vec::new() };
                 let mut ids =
                     store::integrations::ids_with_status(&services.db, status::ACTIVE).await.unwrap_or_default();

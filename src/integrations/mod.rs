@@ -5,9 +5,11 @@
 
 pub mod activation;
 pub mod actor;
+pub mod bus;
 pub mod lifecycle;
 pub mod live;
 pub mod manager;
+pub mod ownership;
 pub mod retention;
 pub mod rotation;
 pub mod view;
@@ -36,15 +38,27 @@ pub(crate) mod sealed {
     pub const SIGNING_SECRET: &str = "signing_secret";
 }
 
-/// Starts (or restarts) the integration's actor and waits until the manager has done so.
+/// Starts (or restarts) the integration's actor and waits until the manager has done so. With replicas:
+/// here if this replica holds (or can take) its lease, and its owner restarts it if another one does.
 pub(crate) async fn start_actor(shared: &Shared, id: &str) {
     if let Some(manager) = shared.manager() {
         let _ = manager.send(manager::Start(id.to_owned())).await;
     }
+    if shared.replica().is_some() {
+        bus::publish_remote(shared, bus::Signal::IntegrationChanged { integration_id: id.to_owned() }).await;
+    }
 }
 
-/// Stops the integration's actor for good and waits until the manager has done so.
+/// Stops the integration's actor for good and waits until the manager has done so. With replicas, the
+/// lease is fenced off first (whoever runs it cannot write for it any more), then its owner is told.
 pub(crate) async fn stop_actor(shared: &Shared, id: &str) {
+    if let (Some(replica), Ok(services)) = (shared.replica(), shared.booted()) {
+        replica.forget(id);
+        if let Err(error) = ownership::fence_off(&services.db, id).await {
+            tracing::warn!(integration_id = %id, %error, "cannot fence the integration's lease off");
+        }
+        bus::publish_remote(shared, bus::Signal::IntegrationStopped { integration_id: id.to_owned() }).await;
+    }
     if let Some(manager) = shared.manager() {
         let _ = manager.send(manager::Stop(id.to_owned())).await;
     }

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::{manager, open_sealed, sealed};
+use super::{bus, open_sealed, sealed};
 use crate::chatwoot::ChatwootTarget;
 use crate::chatwoot::webhook::{WebhookEvent, signature_is_valid};
 use crate::error::AppError;
@@ -63,6 +63,14 @@ impl KeyCache {
         let mut entries = self.entries();
         self.generation.fetch_add(1, Ordering::AcqRel);
         entries.remove(id);
+    }
+
+    /// Drops every cached credential (another replica may have changed some while this one was not
+    /// listening).
+    pub fn forget_all(&self) {
+        let mut entries = self.entries();
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        entries.clear();
     }
 
     /// The slot of `id`'s last signing-secret read.
@@ -254,34 +262,30 @@ async fn handle(shared: &Shared, id: &str, event: WebhookEvent, body: &[u8]) -> 
                 conversation_id: message.conversation_id,
                 payload: String::from_utf8_lossy(body).into_owned(),
             };
-            if let Some(job_id) = services.writers.of(id).store_job(job).await?
-                && let Some(manager) = shared.manager()
-            {
-                manager.do_send(manager::QueueJob {
+            if let Some(job_id) = services.writers.of(id).store_job(job).await? {
+                let signal = bus::Signal::Job {
                     integration_id: id.to_owned(),
                     job_id,
                     conversation_id: message.conversation_id,
                     chatwoot_message_id: message.id,
-                });
+                };
+                bus::publish(shared, signal).await;
             }
             Ok(())
         }
         "conversation_status_changed" | "conversation_updated" | "conversation_opened" | "conversation_resolved" => {
             if let Some((conversation, status)) = event.conversation_status() {
                 store::chats::set_conversation_status(db, id, conversation, &status).await?;
-                if let Some(live) = shared.live.get(id) {
-                    live.chats.forget(|chat| chat.conversation_id == Some(conversation));
-                }
+                let signal =
+                    bus::Signal::ConversationChanged { integration_id: id.to_owned(), conversation_id: conversation };
+                bus::publish(shared, signal).await;
             }
             Ok(())
         }
         "conversation_typing_on" | "conversation_typing_off" => {
-            if let (Some((conversation, on, false)), Some(manager)) = (event.typing(), shared.manager()) {
-                manager.do_send(manager::AgentTyping {
-                    integration_id: id.to_owned(),
-                    conversation_id: conversation,
-                    on,
-                });
+            if let Some((conversation, on, false)) = event.typing() {
+                let signal = bus::Signal::Typing { integration_id: id.to_owned(), conversation_id: conversation, on };
+                bus::publish(shared, signal).await;
             }
             Ok(())
         }

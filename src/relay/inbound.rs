@@ -61,6 +61,8 @@ pub struct RelayContext {
     pub tick_locks: super::people::KeyedLocks,
     /// What each chat was last marked read up to.
     pub read_marks: super::outbound::ReadMarks,
+    /// This process's lease on the integration: no write and no call once it no longer holds.
+    pub fence: crate::fence::Fence,
 }
 
 impl RelayContext {
@@ -68,6 +70,7 @@ impl RelayContext {
     pub fn chatwoot_client(&self, http: awc::Client, shared: &Shared) -> ChatwootClient {
         ChatwootClient::new(http, self.chatwoot.clone(), shared.settings.chatwoot_timeout, shared.metrics.clone())
             .with_governor(shared.governors.of(&self.chatwoot.base_url))
+            .with_fence(self.fence.clone())
     }
 
     /// A client for this integration's RyzeAPI instance.
@@ -80,6 +83,7 @@ impl RelayContext {
             shared.settings.chatwoot_timeout,
             shared.metrics.clone(),
         )
+        .with_fence(self.fence.clone())
     }
 
     /// Whether message ticks can be set on this Chatwoot.
