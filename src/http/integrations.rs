@@ -53,8 +53,19 @@ async fn list(
     Ok(HttpResponse::Ok().json(serde_json::json!({ "integrations": integrations })))
 }
 
-async fn show(_auth: BridgeAuth, shared: web::Data<Shared>, id: web::Path<String>) -> Result<HttpResponse, AppError> {
+async fn show(
+    _auth: BridgeAuth,
+    shared: web::Data<Shared>,
+    http: web::Data<awc::Client>,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
     let model = lifecycle::find(&shared, &id).await?;
+    if !req.headers().contains_key(crate::integrations::view::FORWARDED)
+        && let Some(view) = crate::integrations::view::from_owner(&shared, &http, &model.id).await
+    {
+        return Ok(HttpResponse::Ok().json(view));
+    }
     let live = LiveState::of(&shared, &model.id, &model.chatwoot_base_url).await?;
     Ok(HttpResponse::Ok().json(IntegrationView::new(model, live)))
 }

@@ -26,6 +26,9 @@ pub struct IntegrationView {
     /// This Chatwoot's governor, shared with every integration on it (absent until it made a call).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub governor: Option<GovernorView>,
+    /// With several replicas: the replica that runs the integration now (`null`: none holds its lease).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<Option<String>>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -83,6 +86,8 @@ pub struct LiveState {
     pub queues: QueuesView,
     pub totals: TotalsView,
     pub governor: Option<GovernorView>,
+    /// With replicas: the owner's replica name (see [`IntegrationView::owner`]).
+    pub owner: Option<Option<String>>,
 }
 
 impl LiveState {
@@ -117,6 +122,13 @@ impl LiveState {
                 waited_seconds_total: (g.waited_seconds_total * 1000.0).round() / 1000.0,
             });
         }
+        if let Some(replica) = shared.replica() {
+            state.owner = Some(if replica.owns(id) {
+                Some(replica.name.clone())
+            } else {
+                crate::store::leases::owner_of(&services.reader, id).await?.map(|owner| owner_name(&owner.owner))
+            });
+        }
         if let Some(live) = shared.live.get(id) {
             let link = live.snapshot();
             state.connection = ConnectionView {
@@ -132,6 +144,40 @@ impl LiveState {
         }
         Ok(state)
     }
+}
+
+/// The replica name of a lease owner (`name#incarnation`).
+fn owner_name(owner: &str) -> String {
+    owner.rsplit_once('#').map_or(owner, |(name, _)| name).to_owned()
+}
+
+/// The header a replica sets when it asks the owner for a view (the owner answers from its own state,
+/// never forwarding again).
+pub const FORWARDED: &str = "x-ryze-forwarded";
+
+/// With replicas, an integration's live state (link, counters) is known only to the replica running
+/// it: the view of an integration another replica runs is that replica's answer. `None`: this replica
+/// runs it, nobody does, or the owner did not answer in time (then the local view, link `disconnected`).
+pub async fn from_owner(shared: &crate::state::Shared, http: &awc::Client, id: &str) -> Option<serde_json::Value> {
+    let replica = shared.replica()?;
+    if replica.owns(id) {
+        return None;
+    }
+    let services = shared.services().ok()?;
+    let owner = crate::store::leases::owner_of(&services.reader, id).await.ok()??;
+    let url = owner.url.filter(|_| owner.owner != replica.owner)?;
+    let mut answer = http
+        .get(format!("{url}/v1/integrations/{id}"))
+        .insert_header(("authorization", format!("Bearer {}", shared.settings.bridge_token.expose())))
+        .insert_header((FORWARDED, "1"))
+        .timeout(std::time::Duration::from_secs(2))
+        .send()
+        .await
+        .ok()?;
+    if answer.status() != awc::http::StatusCode::OK {
+        return None;
+    }
+    answer.json::<serde_json::Value>().limit(1 << 20).await.ok()
 }
 
 pub fn timestamp(at: DateTime<Utc>) -> String {
@@ -163,6 +209,7 @@ impl IntegrationView {
             queues: live.queues,
             totals: live.totals,
             governor: live.governor,
+            owner: live.owner,
             created_at: timestamp(model.created_at),
             updated_at: timestamp(model.updated_at),
         }
