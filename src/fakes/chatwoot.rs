@@ -371,6 +371,11 @@ impl FakeChatwoot {
         self.state().failures.push((method.to_owned(), path_part.to_owned(), status, times));
     }
 
+    /// Forgets every failure set with [`FakeChatwoot::fail_next`] that has not happened yet.
+    pub fn clear_failures(&self) {
+        self.state().failures.clear();
+    }
+
     /// Puts a reverse proxy with nginx's default `underscores_in_headers off` in front: header names
     /// containing `_` are dropped before Chatwoot sees them, so `api_access_token` gets devise's 401 and only
     /// `Api-Access-Token` works (Chatwoot's own `deployment/nginx_chatwoot.conf` turns this on). Off by default.

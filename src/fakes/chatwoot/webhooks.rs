@@ -346,8 +346,11 @@ async fn run(state: &Weak<Mutex<State>>, client: &awc::Client, job: Job) {
 async fn attempt(client: &awc::Client, job: &Job, item: &Prepared) -> Attempt {
     let timestamp = Utc::now().timestamp().to_string();
     let signature = item.secret.as_deref().map(|secret| sign_webhook(secret, &timestamp, &item.body));
+    // `lib/webhooks/trigger.rb` posts with `RestClient::Request.execute`: a new connection per webhook,
+    // never a kept-alive one (a load balancer in front of the bridge sees each delivery on its own).
     let mut request = client
         .post(&item.url)
+        .force_close()
         .timeout(item.timeout)
         .insert_header(("content-type", "application/json"))
         .insert_header(("accept", "application/json"))
