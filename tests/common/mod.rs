@@ -50,6 +50,24 @@ impl TestDb {
         }
     }
 
+    /// A new PostgreSQL database whatever `DATABASE_URL` says (replicas need one): on `DATABASE_URL`'s
+    /// server when it is a PostgreSQL one, else on the machine's (127.0.0.1:5432, user postgres).
+    pub async fn postgres() -> Self {
+        use sea_orm::ConnectionTrait as _;
+        let server = std::env::var("DATABASE_URL")
+            .ok()
+            .filter(|u| u.starts_with("postgres"))
+            .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_path_buf();
+        let name = format!("ri_test_{}", random_suffix());
+        let admin = sea_orm::Database::connect(&server).await.unwrap();
+        admin.execute_unprepared(&format!("CREATE DATABASE \"{name}\"")).await.unwrap();
+        admin.close().await.unwrap();
+        let url = replace_database(&server, &name);
+        Self { url, postgres: Some((server, name)), _dir: dir, dir: path }
+    }
+
     pub fn is_postgres(&self) -> bool {
         self.postgres.is_some()
     }
@@ -210,6 +228,11 @@ impl Bridge {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// SIGKILL, no chance to clean up.
