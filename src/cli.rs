@@ -38,6 +38,41 @@ pub enum Command {
         after_help = "exit status: 0 when no check failed (warnings allowed), 1 when one did, 2 for a usage error"
     )]
     Doctor(DoctorArgs),
+    /// Follow one message through the bridge: every stage, with times, and where it stopped and why.
+    ///
+    /// Asks the running bridge (`GET /v1/integrations/{id}/trace`) with the bridge token (`BRIDGE_TOKEN`, or
+    /// the generated one in the data dir).
+    #[command(
+        after_help = "exit status: 0 when the bridge answered, 1 when it did not or refused, 2 for a usage error"
+    )]
+    Trace(TraceArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TraceArgs {
+    /// The integration id (`int_…`).
+    pub integration: String,
+    /// The message: a WhatsApp message id, or a Chatwoot message id (all digits).
+    pub message: String,
+    /// Take an all-digit id as a WhatsApp id, not a Chatwoot one.
+    #[arg(long)]
+    pub whatsapp: bool,
+    /// The bridge's base URL.
+    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// The raw JSON answer instead of the text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl TraceArgs {
+    /// The query string of the trace route.
+    pub fn query(&self) -> String {
+        let chatwoot = !self.whatsapp && !self.message.is_empty() && self.message.bytes().all(|b| b.is_ascii_digit());
+        let (name, value) = if chatwoot { ("chatwootMessageId", &self.message) } else { ("waId", &self.message) };
+        let value: String = url::form_urlencoded::byte_serialize(value.as_bytes()).collect();
+        format!("{name}={value}")
+    }
 }
 
 #[derive(Debug, Args)]

@@ -16,7 +16,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/v1/integrations/{id}").route(web::get().to(show)).route(web::delete().to(delete)))
         .service(web::resource("/v1/integrations/{id}/pause").route(web::post().to(pause)))
         .service(web::resource("/v1/integrations/{id}/resume").route(web::post().to(resume)))
-        .service(web::resource("/v1/integrations/{id}/merges").route(web::get().to(merges)));
+        .service(web::resource("/v1/integrations/{id}/merges").route(web::get().to(merges)))
+        .service(web::resource("/v1/integrations/{id}/trace").route(web::get().to(trace)));
 }
 
 async fn activate(
@@ -97,6 +98,46 @@ async fn resume(_auth: BridgeAuth, shared: web::Data<Shared>, id: web::Path<Stri
     let model = lifecycle::resume(&shared, &id).await?;
     let live = LiveState::of(&shared, &model.id, &model.chatwoot_base_url).await?;
     Ok(HttpResponse::Ok().json(IntegrationView::new(model, live)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TraceQuery {
+    #[serde(rename = "waId")]
+    wa_id: Option<String>,
+    #[serde(rename = "chatwootMessageId")]
+    chatwoot_message_id: Option<i64>,
+}
+
+/// Every stage of one message, by its WhatsApp id or its Chatwoot id (exactly one of the two).
+async fn trace(
+    _auth: BridgeAuth,
+    shared: web::Data<Shared>,
+    http: web::Data<awc::Client>,
+    req: HttpRequest,
+    id: web::Path<String>,
+    query: web::Query<TraceQuery>,
+) -> Result<HttpResponse, AppError> {
+    use crate::integrations::trace::{self, Subject};
+    let subject = match (&query.wa_id, query.chatwoot_message_id) {
+        (Some(wa_id), None) if !wa_id.trim().is_empty() && wa_id.len() <= 128 => {
+            Subject::WhatsApp(wa_id.trim().to_owned())
+        }
+        (None, Some(cw)) if cw > 0 => Subject::Chatwoot(cw),
+        _ => {
+            return Err(AppError::InvalidQuery(
+                "give exactly one of `waId` (a WhatsApp message id, up to 128 characters) or `chatwootMessageId` (a positive number)".to_owned(),
+            ));
+        }
+    };
+    let model = lifecycle::find(&shared, &id).await?;
+    if !req.headers().contains_key(crate::integrations::view::FORWARDED)
+        && let Some(path) = req.uri().path_and_query().map(|p| p.as_str().to_owned())
+        && let Some(answer) = crate::integrations::view::forward_to_owner(&shared, &http, &model.id, &path).await
+    {
+        return Ok(HttpResponse::Ok().json(answer));
+    }
+    Ok(HttpResponse::Ok().json(trace::trace(&shared, &model.id, &subject).await?))
 }
 
 /// The audit of merged chats: which chats and contacts became one, when and why.

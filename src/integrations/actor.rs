@@ -451,11 +451,32 @@ impl IntegrationActor {
                     Item::Job { id, .. } => outbound::process(shared, relay, http, id).await,
                 }
             };
-            ctx.spawn(work.into_actor(self).map(move |outcome, act, ctx| act.finished_item(chat, row, outcome, ctx)));
+            let started = chrono::Utc::now();
+            ctx.spawn(work.into_actor(self).map(move |outcome, act, ctx| {
+                act.journal(row, started, &outcome);
+                act.finished_item(chat, row, outcome, ctx);
+            }));
         }
         if self.queue.is_idle() && self.queue.overflowed {
             self.reload_pending(ctx);
         }
+    }
+
+    /// Remembers how a run of `row` ended, for the message trace.
+    fn journal(&self, row: Item, started: chrono::DateTime<chrono::Utc>, outcome: &Outcome) {
+        use crate::integrations::live::{Attempt, WorkRef};
+        let work = match row {
+            Item::Event(id) => WorkRef::Event(id),
+            Item::Job { id, .. } => WorkRef::Job(id),
+        };
+        let (name, error, next_in) = match outcome {
+            Outcome::Done => ("done", None, None),
+            Outcome::Retry { after, error } => ("retry", Some(error.clone()), Some(*after)),
+            Outcome::Later { after } => ("later", None, Some(*after)),
+            Outcome::Failed(error) => ("failed", Some(error.clone()), None),
+            Outcome::Halt(error) => ("halted", Some(error.clone()), None),
+        };
+        self.live.journal.record(Attempt { work, started, ended: chrono::Utc::now(), outcome: name, error, next_in });
     }
 
     fn finished_item(&mut self, chat: String, row: Item, outcome: Outcome, ctx: &mut Context<Self>) {

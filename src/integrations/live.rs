@@ -47,6 +47,54 @@ pub struct Live {
     pub chats_merged: AtomicU64,
     /// Chats the relay looked up lately.
     pub chats: ChatCache,
+    /// What happened to each piece of work lately, for the message trace.
+    pub journal: Journal,
+}
+
+/// A piece of work of the relay: a stored RyzeAPI event or a stored Chatwoot webhook job (by row id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkRef {
+    Event(i64),
+    Job(i64),
+}
+
+/// One run of a piece of work and how it ended.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub work: WorkRef,
+    pub started: DateTime<Utc>,
+    pub ended: DateTime<Utc>,
+    /// `done`, `retry`, `later` (paced, not counted), `failed`, `halted`.
+    pub outcome: &'static str,
+    /// The error, in the relay's words (no secrets: the relay's errors never carry tokens).
+    pub error: Option<String>,
+    /// The wait before the next run (retry, later).
+    pub next_in: Option<std::time::Duration>,
+}
+
+/// The last [`JOURNAL_ATTEMPTS`] attempts of an integration, in memory only (a restart forgets them; the
+/// stored rows keep the counts and the last error).
+#[derive(Debug, Default)]
+pub struct Journal {
+    entries: Mutex<std::collections::VecDeque<Attempt>>,
+}
+
+const JOURNAL_ATTEMPTS: usize = 4096;
+
+impl Journal {
+    pub fn record(&self, attempt: Attempt) {
+        let mut entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if entries.len() >= JOURNAL_ATTEMPTS {
+            entries.pop_front();
+        }
+        entries.push_back(attempt);
+    }
+
+    /// The attempts of `work`, oldest first.
+    pub fn of(&self, work: WorkRef) -> Vec<Attempt> {
+        let entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        entries.iter().filter(|a| a.work == work).cloned().collect()
+    }
 }
 
 /// The chats the relay looked up lately, by alias, so that a message in a known chat costs no database
@@ -124,6 +172,7 @@ impl Default for Live {
             messages_to_whatsapp: AtomicU64::new(0),
             chats_merged: AtomicU64::new(0),
             chats: ChatCache::default(),
+            journal: Journal::default(),
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod manager;
 pub mod ownership;
 pub mod retention;
 pub mod rotation;
+pub mod trace;
 pub mod view;
 pub mod webhooks;
 

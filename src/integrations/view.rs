@@ -159,6 +159,16 @@ pub const FORWARDED: &str = "x-ryze-forwarded";
 /// it: the view of an integration another replica runs is that replica's answer. `None`: this replica
 /// runs it, nobody does, or the owner did not answer in time (then the local view, link `disconnected`).
 pub async fn from_owner(shared: &crate::state::Shared, http: &awc::Client, id: &str) -> Option<serde_json::Value> {
+    forward_to_owner(shared, http, id, &format!("/v1/integrations/{id}")).await
+}
+
+/// The owner's answer to `GET path` (a view or a trace of integration `id`), when another replica runs it.
+pub async fn forward_to_owner(
+    shared: &crate::state::Shared,
+    http: &awc::Client,
+    id: &str,
+    path: &str,
+) -> Option<serde_json::Value> {
     let replica = shared.replica()?;
     if replica.owns(id) {
         return None;
@@ -167,7 +177,7 @@ pub async fn from_owner(shared: &crate::state::Shared, http: &awc::Client, id: &
     let owner = crate::store::leases::owner_of(&services.reader, id).await.ok()??;
     let url = owner.url.filter(|_| owner.owner != replica.owner)?;
     let mut answer = http
-        .get(format!("{url}/v1/integrations/{id}"))
+        .get(format!("{url}{path}"))
         .insert_header(("authorization", format!("Bearer {}", shared.settings.bridge_token.expose())))
         .insert_header((FORWARDED, "1"))
         .timeout(std::time::Duration::from_secs(2))

@@ -6,6 +6,7 @@ pub mod events;
 pub mod integrations;
 pub mod jobs;
 pub mod leases;
+pub mod trace;
 pub mod messages;
 pub mod writer;
 
