@@ -92,6 +92,16 @@ async fn a_message_chatwoot_keeps_refusing_says_why_and_when_it_is_tried_again()
     let attempt = answer["stages"].as_array().unwrap().iter().find(|s| s["stage"] == "attempt").unwrap();
     let detail = attempt["detail"].as_str().unwrap();
     assert!(detail.contains("`retry`") && detail.contains("503") && detail.contains("next try in"), "{detail}");
+    // The relay's log lines about it name the WhatsApp id: `grep` finds them.
+    let log = stack.bridge.output();
+    let retried: Vec<&str> = log.lines().filter(|l| l.contains("will be retried")).collect();
+    assert!(
+        !retried.is_empty()
+            && retried
+                .iter()
+                .all(|l| l.contains("wa_id") && l.contains("=\u{1b}[0m3EB0TRACE02") || l.contains("wa_id=3EB0TRACE02")),
+        "{retried:?}"
+    );
     // Once Chatwoot answers, the same trace ends relayed.
     stack.chatwoot.clear_failures();
     eventually_async("relayed after the refusals", Duration::from_secs(20), || async {

@@ -451,8 +451,21 @@ impl IntegrationActor {
                     Item::Job { id, .. } => outbound::process(shared, relay, http, id).await,
                 }
             };
+            // Every log line of the work carries the integration, the row and (filled in by the relay) the
+            // WhatsApp and Chatwoot ids, so that `grep` finds one message's lines.
+            let span = tracing::info_span!(
+                "relay",
+                integration_id = %self.cfg.id,
+                work = ?row,
+                wa_id = tracing::field::Empty,
+                chatwoot_message_id = tracing::field::Empty,
+                conversation_id = tracing::field::Empty,
+            );
+            let work = tracing::Instrument::instrument(work, span.clone());
             let started = chrono::Utc::now();
             ctx.spawn(work.into_actor(self).map(move |outcome, act, ctx| {
+                // The outcome's own line ("will be retried", "failed for good") carries the ids too.
+                let _in_span = span.enter();
                 act.journal(row, started, &outcome);
                 act.finished_item(chat, row, outcome, ctx);
             }));

@@ -122,7 +122,14 @@ pub async fn process(
     let chatwoot = relay.chatwoot_client(http.clone(), &shared).with_priority(priority);
     let media = MediaSource { http: &http, relay: &relay, shared: &shared, attempts };
     let outcome = match Envelope::parse(&payload) {
-        Ok(envelope) => relay_event(&services.db, &relay, &chatwoot, &media, &envelope, row_id, replay).await,
+        Ok(envelope) => {
+            // Every log line of this event's relay names its WhatsApp message (the actor's span has the field).
+            if let Some(key) = envelope.routing().message_key {
+                let wa_id = key.split_once(':').map_or(key.as_str(), |(_, id)| id);
+                tracing::Span::current().record("wa_id", tracing::field::display(wa_id));
+            }
+            relay_event(&services.db, &relay, &chatwoot, &media, &envelope, row_id, replay).await
+        }
         Err(e) => Outcome::Failed(format!("stored frame is unreadable: {e}")),
     };
     record(shared.as_ref(), services, &relay, row_id, attempts, outcome).await

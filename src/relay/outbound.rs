@@ -49,6 +49,8 @@ pub async fn process(shared: Arc<Shared>, relay: Arc<RelayContext>, http: Option
         Ok(_) => return Outcome::Done,
         Err(e) => return store_failed(e),
     };
+    tracing::Span::current().record("chatwoot_message_id", job.chatwoot_message_id);
+    tracing::Span::current().record("conversation_id", job.conversation_id);
     let Some(http) = http else {
         return Outcome::Retry { after: Duration::from_secs(1), error: "no HTTP client".into() };
     };
