@@ -328,6 +328,17 @@ async fn three_replicas_share_the_work_and_a_killed_ones_integrations_move_withi
         assert_eq!(view["owner"].as_str(), owners.get(id).map(String::as_str), "{view}");
     }
 
+    // The list too, from every replica: all connected, each naming its owner.
+    for replica in &cluster.replicas {
+        let (_, list) = replica.call("GET", "/v1/integrations", None).await;
+        let views = list["integrations"].as_array().unwrap();
+        assert_eq!(views.len(), integrations.len());
+        for view in views {
+            assert_eq!(view["connection"]["state"], "connected", "listed by {}: {view}", replica.url);
+            assert_eq!(view["owner"].as_str(), owners.get(view["id"].as_str().unwrap()).map(String::as_str));
+        }
+    }
+
     // Kill -9 the replica r1 while messages flow.
     let victims: Vec<String> = owners.iter().filter(|(_, o)| *o == "r1").map(|(id, _)| id.clone()).collect();
     assert!(!victims.is_empty());

@@ -43,6 +43,8 @@ struct ListQuery {
 async fn list(
     _auth: BridgeAuth,
     shared: web::Data<Shared>,
+    http: web::Data<awc::Client>,
+    req: HttpRequest,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, AppError> {
     let models = lifecycle::list(&shared, query.instance.as_deref()).await?;
@@ -51,6 +53,10 @@ async fn list(
         let live = LiveState::of(&shared, &model.id, &model.chatwoot_base_url).await?;
         integrations.push(IntegrationView::new(model, live));
     }
+    if req.headers().contains_key(crate::integrations::view::FORWARDED) {
+        return Ok(HttpResponse::Ok().json(serde_json::json!({ "integrations": integrations })));
+    }
+    let integrations = crate::integrations::view::with_owners_views(&shared, &http, integrations).await;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "integrations": integrations })))
 }
 

@@ -190,6 +190,50 @@ pub async fn forward_to_owner(
     answer.json::<serde_json::Value>().limit(1 << 20).await.ok()
 }
 
+/// With replicas, the list with each integration as its owner shows it: one call to each other replica
+/// that owns some of them (not one per integration); an owner that does not answer leaves this
+/// replica's view of its integrations (link `disconnected`).
+pub async fn with_owners_views(
+    shared: &crate::state::Shared,
+    http: &awc::Client,
+    local: Vec<IntegrationView>,
+) -> Vec<serde_json::Value> {
+    let local: Vec<(String, serde_json::Value)> =
+        local.into_iter().map(|view| (view.id.clone(), serde_json::to_value(&view).unwrap_or_default())).collect();
+    let (Some(replica), Ok(services)) = (shared.replica(), shared.services()) else {
+        return local.into_iter().map(|(_, view)| view).collect();
+    };
+    let owners = crate::store::leases::owners(&services.reader).await.unwrap_or_default();
+    let mut urls: Vec<String> = local
+        .iter()
+        .filter_map(|(id, _)| owners.get(id))
+        .filter(|(owner, _)| *owner != replica.owner)
+        .filter_map(|(_, url)| url.clone())
+        .collect();
+    urls.sort_unstable();
+    urls.dedup();
+    let mut theirs: std::collections::HashMap<String, serde_json::Value> = std::collections::HashMap::new();
+    for url in urls {
+        let answer = http
+            .get(format!("{url}/v1/integrations"))
+            .insert_header(("authorization", format!("Bearer {}", shared.settings.bridge_token.expose())))
+            .insert_header((FORWARDED, "1"))
+            .timeout(std::time::Duration::from_secs(2))
+            .send()
+            .await;
+        let Ok(mut answer) = answer else { continue };
+        let Ok(body) = answer.json::<serde_json::Value>().limit(64 << 20).await else { continue };
+        for view in body["integrations"].as_array().into_iter().flatten() {
+            if let Some(id) = view["id"].as_str()
+                && owners.get(id).is_some_and(|(_, owner_url)| owner_url.as_deref() == Some(url.as_str()))
+            {
+                theirs.insert(id.to_owned(), view.clone());
+            }
+        }
+    }
+    local.into_iter().map(|(id, view)| theirs.remove(&id).unwrap_or(view)).collect()
+}
+
 pub fn timestamp(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Secs, true)
 }

@@ -271,3 +271,22 @@ pub async fn fence_off(db: &DatabaseConnection, integration_id: &str) -> Result<
     .await?;
     Ok(())
 }
+
+/// The unexpired owner of every leased integration: `integration → (owner, its URL if a known replica)`.
+pub async fn owners(
+    db: &DatabaseConnection,
+) -> Result<std::collections::HashMap<String, (String, Option<String>)>, StoreError> {
+    let rows = db
+        .query_all_raw(statement(
+            "SELECT l.integration_id, l.owner, r.url FROM integration_leases l LEFT JOIN replicas r ON r.id = l.owner \
+             WHERE l.owner IS NOT NULL AND l.expires_at > now()",
+            vec![],
+        ))
+        .await?;
+    rows.into_iter()
+        .map(|row| {
+            Ok((row.try_get_by_index(0)?, (row.try_get_by_index(1)?, row.try_get_by_index::<Option<String>>(2)?)))
+        })
+        .collect::<Result<_, DbErr>>()
+        .map_err(StoreError::from)
+}
