@@ -83,7 +83,8 @@ pub struct IntegrationActor {
     reply_window: Duration,
     /// Replies still inside their window, and when it ends.
     hold_until: HashMap<Item, Instant>,
-    /// Jobs queued or in flight here: a re-read of stored jobs (replicas' resync) queues only the others.
+    /// Jobs queued or in flight here: a job announced twice (a signal, then the replica's re-read of
+    /// stored jobs) is queued once.
     known_jobs: std::collections::HashSet<i64>,
     /// Pending events are being loaded from the database: queue, but do not start anything yet.
     loading: bool,
@@ -109,7 +110,8 @@ struct Received {
 /// retries, and events loaded at start, read their row.
 #[derive(Default)]
 struct FreshPayloads {
-    payloads: HashMap<i64, String>,
+    /// The payload and when it was stored (for `bridge_queue_wait_seconds` and the message latency).
+    payloads: HashMap<i64, (String, chrono::DateTime<chrono::Utc>)>,
     bytes: usize,
 }
 
@@ -121,14 +123,14 @@ impl FreshPayloads {
     fn remember(&mut self, row: i64, payload: String) {
         if payload.len() <= MAX_FRESH_PAYLOAD && self.bytes + payload.len() <= MAX_FRESH_BYTES {
             self.bytes += payload.len();
-            self.payloads.insert(row, payload);
+            self.payloads.insert(row, (payload, chrono::Utc::now()));
         }
     }
 
-    fn take(&mut self, row: i64) -> Option<String> {
-        let payload = self.payloads.remove(&row)?;
+    fn take(&mut self, row: i64) -> Option<(String, chrono::DateTime<chrono::Utc>)> {
+        let (payload, stored_at) = self.payloads.remove(&row)?;
         self.bytes -= payload.len();
-        Some(payload)
+        Some((payload, stored_at))
     }
 }
 
@@ -140,8 +142,6 @@ pub enum Work {
     Job { id: i64, conversation_id: i64, chatwoot_message_id: i64 },
     /// An agent's typing indicator (best-effort, not stored).
     Typing { conversation_id: i64, on: bool },
-    /// Re-read the stored jobs: another replica stored some whose signal may have been missed.
-    Resync,
 }
 
 impl Handler<Work> for IntegrationActor {
@@ -159,7 +159,6 @@ impl Handler<Work> for IntegrationActor {
                 }
                 self.pump(ctx);
             }
-            Work::Resync => self.resync_jobs(ctx),
             Work::Typing { conversation_id, on } => {
                 let (shared, relay, http) = (self.shared.clone(), self.relay.clone(), self.http.clone());
                 ctx.spawn(
@@ -543,29 +542,6 @@ impl IntegrationActor {
             }
             .into_actor(self),
         );
-    }
-
-    /// Queues the stored jobs not known here yet (their signal from another replica was missed).
-    fn resync_jobs(&mut self, ctx: &mut Context<Self>) {
-        let Some(db) = self.db() else { return };
-        if self.loading {
-            return;
-        }
-        let id = self.cfg.id.clone();
-        let load = async move { store::jobs::pending_with_messages(&db, &id).await };
-        ctx.spawn(load.into_actor(self).map(|jobs, act, ctx| {
-            let Ok(jobs) = jobs else { return };
-            let mut found = 0;
-            for (job, conversation, message, _stored_at) in jobs {
-                if act.known_jobs.insert(job) && act.queue.push(conversation_key(conversation), Item::Job { message, id: job }) {
-                    found += 1;
-                }
-            }
-            if found > 0 {
-                tracing::info!(integration_id = %act.cfg.id, jobs = found, "queued stored jobs another replica received");
-                act.pump(ctx);
-            }
-        }));
     }
 
     /// Queues every pending event from the database (at start, and after an overflow drained).

@@ -158,14 +158,25 @@ pub async fn listen(shared: Arc<Shared>) {
     }
 }
 
-/// Catches up on whatever signals may have been missed: stored jobs always, and after a gap the
-/// caches too.
-fn resync(shared: &Shared, caches: bool) {
+/// Catches up on whatever signals may have been missed: stored jobs always (one statement for all the
+/// integrations this replica runs; the actors skip the jobs they know), and after a gap the caches too.
+fn resync(shared: &Arc<Shared>, caches: bool) {
     if caches {
         shared.webhook_keys.forget_all();
         shared.live.forget_all_chats();
     }
-    if let Some(manager) = shared.manager() {
-        manager.do_send(manager::Resync);
-    }
+    let shared = shared.clone();
+    actix_web::rt::spawn(async move {
+        let (Some(replica), Ok(services), Some(manager)) = (shared.replica(), shared.booted(), shared.manager()) else {
+            return;
+        };
+        match leases::pending_jobs_of_owner(&services.db, &replica.owner).await {
+            Ok(jobs) => {
+                for (job_id, integration_id, conversation_id, chatwoot_message_id) in jobs {
+                    manager.do_send(manager::QueueJob { integration_id, job_id, conversation_id, chatwoot_message_id });
+                }
+            }
+            Err(error) => tracing::warn!(%error, "cannot re-read the stored jobs"),
+        }
+    });
 }

@@ -38,7 +38,8 @@ pub struct Start(pub String);
 #[rtype(result = "()")]
 pub struct Stop(pub String);
 
-/// A stored outbound job for a running integration (from the webhook route).
+/// A stored outbound job for a running integration (from the webhook route, another replica's signal,
+/// or the periodic re-read of stored jobs; the actor skips one it knows).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct QueueJob {
@@ -77,11 +78,6 @@ pub struct PickIdle(pub usize);
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Reconsider(pub String);
-
-/// Signals may have been missed: every running integration re-reads its stored jobs.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Resync;
 
 /// Start every active integration (at boot).
 #[derive(Message)]
@@ -328,16 +324,6 @@ impl Handler<Reconsider> for Manager {
     fn handle(&mut self, Reconsider(id): Reconsider, ctx: &mut Context<Self>) {
         if self.running.contains_key(&id) {
             ctx.notify(Start(id));
-        }
-    }
-}
-
-impl Handler<Resync> for Manager {
-    type Result = ();
-
-    fn handle(&mut self, _: Resync, _ctx: &mut Context<Self>) {
-        for addr in self.running.values() {
-            addr.do_send(actor::Work::Resync);
         }
     }
 }

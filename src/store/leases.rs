@@ -290,3 +290,25 @@ pub async fn owners(
         .collect::<Result<_, DbErr>>()
         .map_err(StoreError::from)
 }
+
+/// The pending jobs of every integration `owner` holds: `(job, integration, conversation, Chatwoot
+/// message)`, oldest first (one statement for the replica's periodic catch-up, whatever its size).
+pub async fn pending_jobs_of_owner(
+    db: &DatabaseConnection,
+    owner: &str,
+) -> Result<Vec<(i64, String, i64, i64)>, StoreError> {
+    let rows = db
+        .query_all_raw(statement(
+            "SELECT j.id, j.integration_id, j.conversation_id, j.chatwoot_message_id FROM outbound_jobs j \
+             JOIN integration_leases l ON l.integration_id = j.integration_id \
+             WHERE l.owner = $1 AND j.state = 'pending' ORDER BY j.id LIMIT 10000",
+            vec![owner.into()],
+        ))
+        .await?;
+    rows.into_iter()
+        .map(|row| {
+            Ok((row.try_get_by_index(0)?, row.try_get_by_index(1)?, row.try_get_by_index(2)?, row.try_get_by_index(3)?))
+        })
+        .collect::<Result<_, DbErr>>()
+        .map_err(StoreError::from)
+}
