@@ -20,7 +20,7 @@ use super::error::{ChatwootError, error_text};
 use super::governor::{CallEnd, Governor, Priority};
 use crate::fence::Fence;
 use crate::secret::Secret;
-use crate::telemetry::Metrics;
+use crate::telemetry::{CallOutcome, Metrics};
 
 /// Messages Chatwoot lists per page (`message_finder.rb`: `limit(20)`).
 const MESSAGES_PER_PAGE: usize = 20;
@@ -319,7 +319,7 @@ impl ChatwootClient {
                 .limit(max_bytes)
                 .await
                 .map_err(|e| ChatwootError::Transport { detail: format!("reading the attachment failed: {e}") })?;
-            self.metrics.observe_call("chatwoot", "download", &status.as_u16().to_string(), started.elapsed());
+            self.metrics.observe_call("chatwoot", "download", status.as_u16(), started.elapsed());
             if !status.is_success() {
                 return Err(ChatwootError::Status {
                     status: status.as_u16(),
@@ -438,12 +438,12 @@ impl ChatwootClient {
             permit.finish(call_end(&result));
         }
         let outcome = match &result {
-            Ok(_) => "ok".to_owned(),
-            Err(ChatwootError::Transport { .. }) => "transport_error".to_owned(),
-            Err(ChatwootError::OutcomeUnknown { .. }) => "timeout".to_owned(),
-            Err(e) => e.upstream_status().map_or_else(|| "error".to_owned(), |s| s.to_string()),
+            Ok(_) => CallOutcome::Named("ok"),
+            Err(ChatwootError::Transport { .. }) => CallOutcome::Named("transport_error"),
+            Err(ChatwootError::OutcomeUnknown { .. }) => CallOutcome::Named("timeout"),
+            Err(e) => e.upstream_status().map_or(CallOutcome::Named("error"), CallOutcome::Status),
         };
-        self.metrics.observe_call("chatwoot", operation, &outcome, started.elapsed());
+        self.metrics.observe_call("chatwoot", operation, outcome, started.elapsed());
         let (status, bytes) = result?;
         serde_json::from_slice(&bytes).map_err(|e| ChatwootError::Unexpected {
             status,

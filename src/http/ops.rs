@@ -1,11 +1,11 @@
 //! Operations routes (no token needed, no secrets shown): health, readiness, metrics, OpenAPI.
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 
 use crate::error::AppError;
 use crate::state::Shared;
 use crate::store;
-use crate::telemetry::Gauge;
+use crate::telemetry::{Exposition, Gauge};
 
 /// The OpenAPI document of the management API, shipped with the project.
 pub const OPENAPI: &str = include_str!("../../openapi.json");
@@ -29,7 +29,8 @@ async fn readyz(shared: web::Data<Shared>) -> Result<HttpResponse, AppError> {
     Ok(HttpResponse::Ok().json(serde_json::json!({"status": "ready"})))
 }
 
-async fn metrics(shared: web::Data<Shared>) -> Result<HttpResponse, AppError> {
+/// OpenMetrics for a scraper that asks for it (Prometheus does), the text format 0.0.4 otherwise.
+async fn metrics(request: HttpRequest, shared: web::Data<Shared>) -> Result<HttpResponse, AppError> {
     let mut gauges = vec![Gauge {
         name: "bridge_ready",
         help: "1 once migrations and boot have finished.",
@@ -78,7 +79,13 @@ async fn metrics(shared: web::Data<Shared>) -> Result<HttpResponse, AppError> {
             value: count as f64,
         });
     }
-    Ok(HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(shared.metrics.render(&gauges)))
+    let accept = request.headers().get(actix_web::http::header::ACCEPT).and_then(|v| v.to_str().ok());
+    let format = Exposition::negotiate(accept);
+    let body = shared
+        .metrics
+        .render(gauges, format)
+        .map_err(|e| AppError::Internal { detail: format!("writing the metrics failed: {e}") })?;
+    Ok(HttpResponse::Ok().content_type(format.content_type()).insert_header(("vary", "accept")).body(body))
 }
 
 async fn openapi() -> HttpResponse {

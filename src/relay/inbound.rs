@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use entity::chat;
 use sea_orm::DatabaseConnection;
 use serde_json::{Map, Value, json};
@@ -28,6 +29,7 @@ use crate::ryzeapi::event::{Envelope, MessageExchange, Party};
 use crate::state::{Services, Shared};
 use crate::store;
 use crate::store::events::PENDING;
+use crate::telemetry::{Direction, Finished};
 
 /// What the relay needs to know about the integration.
 #[derive(Debug)]
@@ -97,19 +99,19 @@ pub const SOURCE_PREFIX: &str = "WAID:";
 
 /// Processes the stored event `row_id` and records the outcome on its row. Safe to call again for the
 /// same row (after a crash or a retry). `fresh_payload` is the event's frame when the caller has just
-/// stored it and this is its first attempt (then the row need not be read back).
+/// stored it and this is its first attempt (then the row need not be read back), with when it was stored.
 pub async fn process(
     shared: Arc<Shared>,
     relay: Arc<RelayContext>,
     http: Option<awc::Client>,
     row_id: i64,
-    fresh_payload: Option<String>,
+    fresh_payload: Option<(String, DateTime<Utc>)>,
 ) -> Outcome {
     let Ok(services) = shared.booted() else { return Outcome::Halt("bridge is not booted".into()) };
-    let (payload, attempts, replay) = match fresh_payload {
-        Some(payload) => (payload, 0, false),
+    let (payload, attempts, replay, received_at) = match fresh_payload {
+        Some((payload, stored_at)) => (payload, 0, false, stored_at),
         None => match store::events::find(&relay.reader, row_id).await {
-            Ok(Some(row)) if row.state == PENDING => (row.payload, row.attempts, true),
+            Ok(Some(row)) if row.state == PENDING => (row.payload, row.attempts, true, row.received_at),
             Ok(_) => return Outcome::Done,
             Err(e) => return Outcome::Retry { after: Duration::from_secs(1), error: e.to_string() },
         },
@@ -117,6 +119,9 @@ pub async fn process(
     let Some(http) = http else {
         return Outcome::Retry { after: Duration::from_secs(1), error: "no HTTP client".into() };
     };
+    if attempts == 0 {
+        shared.metrics.observe_queue_wait(Direction::ToChatwoot, received_at);
+    }
     // A message that just arrived goes before a replay of stored ones (after an outage, say).
     let priority = if replay { Priority::Backlog } else { Priority::Live };
     let chatwoot = relay.chatwoot_client(http.clone(), &shared).with_priority(priority);
@@ -132,7 +137,7 @@ pub async fn process(
         }
         Err(e) => Outcome::Failed(format!("stored frame is unreadable: {e}")),
     };
-    record(shared.as_ref(), services, &relay, row_id, attempts, outcome).await
+    record(shared.as_ref(), services, &relay, row_id, received_at, attempts, outcome).await
 }
 
 /// Writes the outcome to the event row (and the integration, for a halt); computes the retry delay.
@@ -141,6 +146,7 @@ async fn record(
     services: &Services,
     relay: &RelayContext,
     row_id: i64,
+    received_at: DateTime<Utc>,
     attempts: i32,
     outcome: Outcome,
 ) -> Outcome {
@@ -156,6 +162,11 @@ async fn record(
     };
     if let Err(e) = written {
         return Outcome::Retry { after: Duration::from_secs(1), error: format!("recording the outcome failed: {e}") };
+    }
+    match &outcome {
+        Outcome::Done => shared.metrics.observe_message(Direction::ToChatwoot, Finished::Done, received_at),
+        Outcome::Failed(_) => shared.metrics.observe_message(Direction::ToChatwoot, Finished::Failed, received_at),
+        _ => {}
     }
     match outcome {
         Outcome::Retry { after, error } => {

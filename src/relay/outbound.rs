@@ -30,6 +30,7 @@ use crate::ryzeapi::event::canonical_jid;
 use crate::state::Shared;
 use crate::store;
 use crate::store::jobs::{DONE, FAILED, PENDING};
+use crate::telemetry::{Direction, Finished, Metrics};
 
 /// The job (`tick-sent-<send job id>`) that sets a reply's tick back to `sent` after Chatwoot marked it
 /// failed on its own.
@@ -54,11 +55,15 @@ pub async fn process(shared: Arc<Shared>, relay: Arc<RelayContext>, http: Option
     let Some(http) = http else {
         return Outcome::Retry { after: Duration::from_secs(1), error: "no HTTP client".into() };
     };
+    // Never started before: no attempt counted, no error recorded, no part sent.
+    if job.attempts == 0 && job.last_error.is_empty() && job.parts_sent == 0 && job.sending_at.is_none() {
+        shared.metrics.observe_queue_wait(Direction::ToWhatsapp, job.created_at);
+    }
     let chatwoot = relay.chatwoot_client(http.clone(), &shared);
     let ryzeapi = relay.ryzeapi_client(http, &shared);
     let message = WebhookEvent::parse(job.payload.as_bytes()).ok().and_then(|e| e.message());
     let Some(message) = message else {
-        return finish(&relay, &job, Outcome::Failed("stored webhook is unreadable".into())).await;
+        return finish(&relay, &shared.metrics, &job, Outcome::Failed("stored webhook is unreadable".into())).await;
     };
     let status_chat =
         match store::chats::find_by_conversation(&relay.reader, &relay.integration_id, message.conversation_id).await {
@@ -120,16 +125,23 @@ pub async fn process(shared: Arc<Shared>, relay: Arc<RelayContext>, http: Option
             Err(e) => return on_chatwoot_error(&e),
         }
     }
-    finish(&relay, &job, outcome).await
+    finish(&relay, &shared.metrics, &job, outcome).await
 }
 
-async fn finish(relay: &RelayContext, job: &outbound_job::Model, outcome: Outcome) -> Outcome {
+async fn finish(relay: &RelayContext, metrics: &Metrics, job: &outbound_job::Model, outcome: Outcome) -> Outcome {
     let (state, error) = match &outcome {
         Outcome::Failed(reason) => (FAILED, reason.as_str()),
         _ => (DONE, ""),
     };
     match relay.writer.job_finished(job.id, state, error).await {
-        Ok(()) => outcome,
+        Ok(()) => {
+            match &outcome {
+                Outcome::Done => metrics.observe_message(Direction::ToWhatsapp, Finished::Done, job.created_at),
+                Outcome::Failed(_) => metrics.observe_message(Direction::ToWhatsapp, Finished::Failed, job.created_at),
+                _ => {}
+            }
+            outcome
+        }
         Err(e) => store_failed(e),
     }
 }

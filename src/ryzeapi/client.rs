@@ -190,7 +190,7 @@ impl RyzeApiClient {
         };
         let status = response.status().as_u16();
         let bytes = response.body().limit(1024 * 1024).await.unwrap_or_default();
-        self.metrics.observe_call("ryzeapi", "lookup_contact", &status.to_string(), started.elapsed());
+        self.metrics.observe_call("ryzeapi", "lookup_contact", status, started.elapsed());
         if !(200..300).contains(&status) {
             return Err(classify(status, "contact look-up refused", None));
         }
@@ -219,7 +219,7 @@ impl RyzeApiClient {
             detail: format!("reading RyzeAPI's answer failed: {e}"),
             after: None,
         })?;
-        self.metrics.observe_call("ryzeapi", "fetch_media", &status.to_string(), started.elapsed());
+        self.metrics.observe_call("ryzeapi", "fetch_media", status, started.elapsed());
         if status == 404 {
             return Err(SendError::Retryable { detail: "media not stored yet (HTTP 404)".into(), after: None });
         }
@@ -242,12 +242,12 @@ impl RyzeApiClient {
         let started = Instant::now();
         let result = self.exchange(method, path, body).await;
         let outcome = match &result {
-            Ok(_) => "ok".to_owned(),
-            Err(SendError::Retryable { .. }) => "retryable".to_owned(),
-            Err(SendError::Unanswered { .. }) => "unanswered".to_owned(),
-            Err(SendError::Final { .. }) => "final".to_owned(),
+            Ok(_) => "ok",
+            Err(SendError::Retryable { .. }) => "retryable",
+            Err(SendError::Unanswered { .. }) => "unanswered",
+            Err(SendError::Final { .. }) => "final",
         };
-        self.metrics.observe_call("ryzeapi", operation, &outcome, started.elapsed());
+        self.metrics.observe_call("ryzeapi", operation, outcome, started.elapsed());
         result
     }
 
