@@ -27,6 +27,10 @@ const TOKEN: &str = "replicas-test-bridge-token-0123";
 const KEY: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
 const TTL_MS: u64 = 3000;
 
+/// One cluster at a time: each runs several bridge processes, and two clusters on two cores would test
+/// the machine's scheduler rather than the failover's timing.
+static ONE_CLUSTER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -291,6 +295,7 @@ fn assert_once(counts: &HashMap<String, usize>, texts: &[String], what: &str) {
 
 #[actix_web::test]
 async fn three_replicas_share_the_work_and_a_killed_ones_integrations_move_within_seconds() {
+    let _one = ONE_CLUSTER.lock().await;
     let mut cluster = Cluster::start(3).await;
     let integrations = cluster.activate(60).await;
     cluster.wait_settled(&integrations, &["r0", "r1", "r2"], Duration::from_secs(30)).await;
@@ -384,6 +389,7 @@ async fn three_replicas_share_the_work_and_a_killed_ones_integrations_move_withi
 
 #[actix_web::test]
 async fn an_owner_paused_past_its_lease_is_fenced_when_it_wakes() {
+    let _one = ONE_CLUSTER.lock().await;
     let cluster = Cluster::start(2).await;
     let integrations = cluster.activate(4).await;
     cluster.wait_settled(&integrations, &["r0", "r1"], Duration::from_secs(30)).await;
@@ -423,12 +429,15 @@ async fn an_owner_paused_past_its_lease_is_fenced_when_it_wakes() {
     }
     actix_web::rt::time::sleep(Duration::from_millis(TTL_MS)).await;
     assert_once(&cluster.chatwoot_texts(), &texts, "messages relayed across the pause");
-    assert_eq!(cluster.ryzeapi.connections(&instance), 1, "one link, r1's");
+    // One link, r1's (on a loaded machine a link may be between a dead-link timeout and its reconnect).
+    let sim = &cluster.ryzeapi;
+    eventually("one link, r1's", Duration::from_secs(10), || sim.connections(&instance) == 1).await;
     assert_eq!(cluster.owners().await.get(&id).map(String::as_str), Some("r1"));
 }
 
 #[actix_web::test]
 async fn a_rolling_restart_under_traffic_loses_and_doubles_nothing() {
+    let _one = ONE_CLUSTER.lock().await;
     let mut cluster = Cluster::start(3).await;
     let integrations = cluster.activate(12).await;
     cluster.wait_settled(&integrations, &["r0", "r1", "r2"], Duration::from_secs(30)).await;
@@ -504,6 +513,7 @@ async fn a_rolling_restart_under_traffic_loses_and_doubles_nothing() {
 
 #[actix_web::test]
 async fn a_replica_cut_off_from_postgresql_stops_relaying_within_one_lease() {
+    let _one = ONE_CLUSTER.lock().await;
     let server = std::env::var("DATABASE_URL")
         .ok()
         .filter(|u| u.starts_with("postgres"))
@@ -562,6 +572,7 @@ async fn a_replica_cut_off_from_postgresql_stops_relaying_within_one_lease() {
 
 #[actix_web::test]
 async fn replicas_started_at_the_same_moment_on_a_fresh_database_all_start() {
+    let _one = ONE_CLUSTER.lock().await;
     let db = TestDb::postgres().await;
     let mut children: Vec<_> = (0..3)
         .map(|i| {

@@ -164,7 +164,17 @@ async fn round(shared: &Shared, replica: &Replica, manager: &Addr<Manager>, firs
     let margin = ttl * 3 / 10;
 
     let sent = Instant::now();
-    match leases::renew(db, &replica.owner, ttl).await {
+    // A renewal that hangs (a cut network: the statement waits on a dead connection) must not keep this
+    // replica from noticing that its deadline passed: it is given until then, at least a moment.
+    let patience = replica.clock.remaining().max(ttl / 10);
+    let renewed = match tokio::time::timeout(patience, leases::renew(db, &replica.owner, ttl)).await {
+        Ok(renewed) => renewed,
+        Err(_) => Err(store::StoreError::Db(sea_orm::DbErr::Custom(format!(
+            "the renewal did not answer within {} ms",
+            patience.as_millis()
+        )))),
+    };
+    match renewed {
         Ok(renewed) => {
             replica.clock.renewed(sent, ttl, margin);
             let renewed: HashMap<String, i64> = renewed.into_iter().collect();
