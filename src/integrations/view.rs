@@ -218,7 +218,8 @@ pub async fn with_owners_views(
             .get(format!("{url}/v1/integrations"))
             .insert_header(("authorization", format!("Bearer {}", shared.settings.bridge_token.expose())))
             .insert_header((FORWARDED, "1"))
-            .timeout(std::time::Duration::from_secs(2))
+            // A list costs the owner two counts per integration: give it longer than one view.
+            .timeout(std::time::Duration::from_secs(8))
             .send()
             .await;
         let Ok(mut answer) = answer else { continue };
