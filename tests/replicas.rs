@@ -574,7 +574,17 @@ async fn a_replica_cut_off_from_postgresql_stops_relaying_within_one_lease() {
 async fn replicas_started_at_the_same_moment_on_a_fresh_database_all_start() {
     let _one = ONE_CLUSTER.lock().await;
     let db = TestDb::postgres().await;
-    let mut children: Vec<_> = (0..3)
+    /// Killed however the test ends (a failing assertion must not leave replicas running).
+    struct Children(Vec<(std::process::Child, usize)>);
+    impl Drop for Children {
+        fn drop(&mut self) {
+            for (child, _) in &mut self.0 {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+    let children: Vec<_> = (0..3)
         .map(|i| {
             let mut env: Vec<(String, String)> = Cluster::env(&db, i, free_port(), "127.0.0.1:9", Vec::new());
             env.extend([("DATABASE_URL".to_owned(), db.url.clone()), ("BRIDGE_TOKEN".to_owned(), TOKEN.to_owned())]);
@@ -583,11 +593,12 @@ async fn replicas_started_at_the_same_moment_on_a_fresh_database_all_start() {
             (command.spawn().unwrap(), i)
         })
         .collect();
+    let mut children = Children(children);
     let deadline = Instant::now() + Duration::from_secs(60);
-    let mut ready = vec![false; children.len()];
+    let mut ready = vec![false; children.0.len()];
     while ready.iter().any(|r| !r) {
         assert!(Instant::now() < deadline, "not every replica became ready: {ready:?}");
-        for (child, i) in &mut children {
+        for (child, i) in &mut children.0 {
             if let Some(status) = child.try_wait().unwrap() {
                 let mut stderr = String::new();
                 let _ = child.stderr.take().unwrap().read_to_string(&mut stderr);
@@ -601,7 +612,7 @@ async fn replicas_started_at_the_same_moment_on_a_fresh_database_all_start() {
         }
         actix_web::rt::time::sleep(Duration::from_millis(100)).await;
     }
-    for (mut child, _) in children {
+    for (child, _) in &mut children.0 {
         assert!(child.try_wait().unwrap().is_none(), "a replica died");
         let _ = child.kill();
         let mut stderr = String::new();
