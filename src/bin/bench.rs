@@ -3,16 +3,19 @@
 //!
 //! ```text
 //! cargo run --release --bin bench -- [mode] [--seconds N] [--integrations N] [--chats N] [--rate N]
-//!                                    [--messages N] [--seed N]
+//!                                    [--messages N] [--seed N] [--replicas N]
 //! ```
 //!
-//! Modes: `inbound`, `latency`, `outbound`, `calls`, `memory`, `sink`, `all` (default), and `chaos` (fault
-//! injection, not part of `all`). Each mode gets a
+//! Modes: `inbound`, `latency`, `outbound`, `calls`, `memory`, `sink`, `all` (default), `chaos` (fault
+//! injection; `--replicas N` runs it on N replicas on PostgreSQL) and `failover` (three replicas on
+//! PostgreSQL), the last two not part of `all`. Each mode gets a
 //! fresh database (SQLite in a temp dir; a new PostgreSQL database, dropped afterwards, when
 //! `DATABASE_URL=postgres://…`) and a fresh bridge, killed at the end. `docs/performance.md` records a run.
 
 #[path = "bench/chaos.rs"]
 mod chaos;
+#[path = "bench/failover.rs"]
+mod failover;
 #[path = "bench/inbound.rs"]
 mod inbound;
 #[path = "bench/memory.rs"]
@@ -44,6 +47,8 @@ pub struct Opts {
     pub messages: u64,
     /// `chaos`: seed of the fault sequence.
     pub seed: u64,
+    /// `chaos`: bridge processes (replicas on one PostgreSQL behind a balancer when more than one).
+    pub replicas: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +60,7 @@ enum Mode {
     Memory,
     Sink,
     Chaos,
+    Failover,
 }
 
 impl Mode {
@@ -69,6 +75,7 @@ impl Mode {
             "memory" => vec![Mode::Memory],
             "sink" => vec![Mode::Sink],
             "chaos" => vec![Mode::Chaos],
+            "failover" => vec![Mode::Failover],
             "all" => Mode::ALL.to_vec(),
             _ => return None,
         })
@@ -85,8 +92,9 @@ impl Mode {
             Mode::Calls => (0, 1, 50, 0),
             Mode::Memory => (0, 1000, 0, 0),
             Mode::Chaos => (1800, 50, 20, 0),
+            Mode::Failover => (0, 1000, 0, 0),
         };
-        Opts { seconds, integrations, chats, rate, messages: 50_000, seed: chaos::DEFAULT_SEED }
+        Opts { seconds, integrations, chats, rate, messages: 50_000, seed: chaos::DEFAULT_SEED, replicas: 1 }
     }
 }
 
@@ -99,10 +107,11 @@ struct Args {
     rate: Option<u64>,
     messages: Option<u64>,
     seed: Option<u64>,
+    replicas: Option<usize>,
 }
 
-const USAGE: &str = "usage: bench [inbound|latency|outbound|calls|memory|sink|all|chaos] [--seconds N] [--integrations N] [--chats N] [--rate N]
-             [--messages N] [--seed N]
+const USAGE: &str = "usage: bench [inbound|latency|outbound|calls|memory|sink|all|chaos|failover] [--seconds N] [--integrations N] [--chats N] [--rate N]
+             [--messages N] [--seed N] [--replicas N]
 
   inbound   sustained WhatsApp → Chatwoot throughput (closed loop; --rate caps the offered load)
   latency   event sent → Chatwoot message created, p50/p99/p99.9 at --rate msg/s (default 200)
@@ -117,7 +126,15 @@ const USAGE: &str = "usage: bench [inbound|latency|outbound|calls|memory|sink|al
             shuffled (up to 400 ms, inside the reply order window); one person in 5 switches forms mid-stream
             (LID-only, then phone-only, then some with both) so that the bridge splits and merges them;
             fails on any duplicate, loss, reordering, extra contact for one person or stuck integration, or
-            after --seconds (1800). The report lists the kill -9 times and the 422/shuffle windows (UTC)
+            after --seconds (1800). The report lists the kill -9 times and the 422/shuffle windows (UTC).
+            --replicas N (default 1; more needs DATABASE_URL=postgres://…): N bridge processes on the one
+            database, Chatwoot's webhooks through a TCP balancer, activations spread over them, lease TTL
+            3 s; the faults then also kill -9 a random replica (restarted under its name at once, or once its
+            integrations are connected elsewhere), SIGSTOP one for 4–5 s (past the lease) and roll a SIGTERM +
+            restart over every replica (out of the balancer first, back once /readyz is 200), one at a time;
+            the report lists these with their UTC times and how soon the integrations were connected again
+  failover  three replicas on PostgreSQL (DATABASE_URL=postgres://… required), --integrations (1000): kill -9
+            of one and SIGTERM of another → all links back, and the leases' steady-state cost
 
 Flags override the mode's defaults (with `all`, every mode's). DATABASE_URL=postgres://… runs on a fresh
 PostgreSQL database (created and dropped) instead of SQLite. Build first: cargo build --release --bins";
@@ -143,6 +160,7 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
             "--rate" => parsed.rate = Some(number("--rate", 1_000_000)?),
             "--messages" => parsed.messages = Some(number("--messages", 10_000_000)?.max(2)),
             "--seed" => parsed.seed = Some(number("--seed", u64::MAX)?),
+            "--replicas" => parsed.replicas = Some(usize::try_from(number("--replicas", 16)?.max(1)).unwrap_or(1)),
             name if !name.starts_with('-') && parsed.modes.is_empty() => {
                 parsed.modes = Mode::parse(name).ok_or_else(|| format!("unknown mode `{name}`"))?;
             }
@@ -151,6 +169,9 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
     }
     if parsed.modes.is_empty() {
         parsed.modes = Mode::ALL.to_vec();
+    }
+    if parsed.replicas.is_some_and(|n| n > 1) && parsed.modes != [Mode::Chaos] {
+        return Err("--replicas is for `chaos` only (`failover` always runs three)".to_owned());
     }
     Ok(parsed)
 }
@@ -165,6 +186,7 @@ impl Args {
             rate: self.rate.unwrap_or(d.rate),
             messages: self.messages.unwrap_or(d.messages),
             seed: self.seed.unwrap_or(d.seed),
+            replicas: self.replicas.unwrap_or(d.replicas),
         }
     }
 }
@@ -185,6 +207,7 @@ async fn run_mode(mode: Mode, opts: &Opts, inbound_stored: Option<usize>) -> Out
         Mode::Outbound => outbound::outbound(opts, &db).await.map(|t| (t, None, None)),
         Mode::Memory => memory::memory(opts, &db).await.map(|t| (t, None, None)),
         Mode::Chaos => chaos::chaos(opts, &db).await.map(|t| (t, None, None)),
+        Mode::Failover => failover::failover(opts, &db).await.map(|t| (t, None, None)),
         Mode::Sink => Err("unreachable".to_owned()),
     };
     // The mode's bridge was killed when its stack dropped; now the database and temp dir go.

@@ -9,23 +9,40 @@
 //! every person must end as exactly one Chatwoot contact. The check of `tests/chaos.rs`, at the issue's size, on the
 //! bench's stack, with a hard deadline (`--seconds`) for the whole run.
 //!
+//! `--replicas N` (N > 1, PostgreSQL only) runs N bridge processes (`bench-r0`…) on the one database, with a
+//! shared key and token, each its own data dir and log, a short lease ([`LEASE_TTL_MS`]); Chatwoot's webhooks
+//! go through a TCP [`Balancer`] (`BRIDGE_PUBLIC_URL`), a new connection per webhook to the next replica in
+//! rotation, and activations are spread over the replicas. The faults then act on replicas, one at a time so
+//! that the others keep running: kill -9 of a random replica, restarted under its name at once or only once
+//! its integrations are connected elsewhere; SIGSTOP of one for longer than the lease, then SIGCONT (out of
+//! the balancer a moment after the stop, as a health check would, back once it answers `/readyz`); and a
+//! rolling restart: each replica in turn out of the balancer, SIGTERM, started again under its name, back in
+//! the balancer once `/readyz` answers 200. The checks are the same; the report lists each replica fault
+//! (UTC) and how soon the integrations it held were connected again, from `integration_leases` and the
+//! simulator's link counts.
+//!
 //! Message `k` of each direction goes to chat `k mod chats` (as in `inbound`). Both directions are paced per
 //! chat ([`PER_CHAT_RATE`], at most [`PER_CHAT_BACKLOG`] outstanding), so that no conversation nears the
 //! fake's 200 messages a minute even when the bridge catches up after a fault.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use ryze_integrations::fakes::chatwoot::{FakeChatwoot, Fault};
+use futures_util::StreamExt as _;
+use ryze_integrations::fakes::chatwoot::{FakeChatwoot, Fault, Role};
 use ryze_integrations::fakes::ryzeapi::{self as sim, RyzeApiSim};
+use sea_orm::{ConnectionTrait as _, DatabaseConnection, DbBackend, Statement};
 use serde_json::Value;
 
 use crate::Opts;
 use crate::inbound::{Traffic, log_notes};
 use crate::report::{self, Table};
-use crate::stack::{BenchDb, Bridge, Res, Stack};
+use crate::stack::{ACCOUNT, ADMIN, BRIDGE_TOKEN, BenchDb, Bridge, Res, Stack};
 
 /// Messages a second offered per chat and direction, at most.
 const PER_CHAT_RATE: f64 = 1.0;
@@ -63,6 +80,19 @@ const SWITCH_EVERY: usize = 5;
 const SWITCH_AFTER: u64 = 3;
 /// Seed of the fault sequence when `--seed` is not given.
 pub const DEFAULT_SEED: u64 = 0xC4A0_5EED;
+/// `BRIDGE_LEASE_TTL_MS` of the replicas (`--replicas` > 1; the default is 10 s): short, so that a pause of
+/// [`PAUSE_MS`] outlasts it and a killed replica's integrations move within seconds.
+const LEASE_TTL_MS: u64 = 3000;
+/// How long a SIGSTOP lasts (ms, from–to): past the lease.
+const PAUSE_MS: (u64, u64) = (4000, 5000);
+/// How long after a SIGSTOP the balancer stops sending webhooks to the stopped replica (ms, from–to): a load
+/// balancer's health check takes a moment to notice, so a few webhooks reach the frozen process.
+const HEALTH_CHECK_MS: (u64, u64) = (0, 500);
+/// How long the bench waits for a replica fault's integrations to be connected again (the figures), and for a
+/// killed replica kept down until its integrations are connected elsewhere.
+const MOVE_WITHIN: Duration = Duration::from_secs(30);
+/// How long a SIGTERM may take before the bench kills the replica (the bridge exits well inside 10 s).
+const TERM_WITHIN: Duration = Duration::from_secs(15);
 
 /// Short link and retry timings (the contract's defaults are seconds to minutes), as `tests/chaos.rs` uses.
 const CHAOS_ENV: &[(&str, &str)] = &[
@@ -242,8 +272,566 @@ struct Faults {
     shuffle_skipped: usize,
     /// When each window of the newer faults ran (kind, start, end), to line violations up with them.
     windows: Vec<(&'static str, DateTime<Utc>, DateTime<Utc>)>,
+    /// `--replicas` > 1: what each replica fault did, in order, and the rolling restarts (whole rounds).
+    replica_faults: Vec<ReplicaFault>,
+    rolling_rounds: usize,
     /// Why a restart failed (the run cannot go on).
     broken: Option<String>,
+}
+
+/// What a fault did to one replica.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReplicaFaultKind {
+    /// kill -9, restarted under its name after 50–500 ms.
+    KillQuick,
+    /// kill -9, kept down until every integration it held was connected elsewhere (or [`MOVE_WITHIN`]).
+    KillKept,
+    /// SIGSTOP past the lease, then SIGCONT.
+    Pause,
+    /// SIGTERM and a restart, within a rolling restart.
+    Term,
+}
+
+impl ReplicaFaultKind {
+    fn label(self) -> &'static str {
+        match self {
+            Self::KillQuick => "kill -9 (restarted at once)",
+            Self::KillKept => "kill -9 (kept down until taken over)",
+            Self::Pause => "SIGSTOP",
+            Self::Term => "rolling SIGTERM",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct ReplicaFault {
+    kind: ReplicaFaultKind,
+    replica: usize,
+    /// The kill, stop or SIGTERM, and when the replica was back in the balancer.
+    at: DateTime<Utc>,
+    back: DateTime<Utc>,
+    /// Integrations it held (unexpired leases) just before.
+    held: usize,
+    /// Kill and SIGTERM: from the fault until every integration it held had a new owner (another replica or
+    /// its own next incarnation) and exactly one RyzeAPI link; how many went back to its restart. SIGSTOP:
+    /// from the stop until others held every lease (within the pause).
+    moved: Option<Duration>,
+    taken_back: usize,
+    /// SIGSTOP: from SIGCONT until each integration it held had one link again (the woken one's closed).
+    relinked: Option<Duration>,
+    /// Kill and SIGTERM: not connected again within [`MOVE_WITHIN`] of the fault; SIGSTOP: within
+    /// [`MOVE_WITHIN`] of SIGCONT. With their lease and link count at that moment.
+    unsettled: Vec<String>,
+    /// How long the process was down (kill, SIGTERM: until started again) or stopped.
+    down: Duration,
+    /// Start → `/readyz` of the restart.
+    restart: Option<Duration>,
+    /// SIGTERM: the process exited by itself within [`TERM_WITHIN`], and how long that took (hand-over
+    /// included).
+    clean_exit: bool,
+    exited: Option<Duration>,
+}
+
+impl ReplicaFault {
+    fn describe(&self) -> String {
+        let ms =
+            |d: Option<Duration>| d.map_or_else(|| "not within 30 s".to_owned(), |d| format!("{} ms", d.as_millis()));
+        let mut text = format!(
+            "{} {} at {}, back in the balancer {}: held {}, {} {:.1} s",
+            self.kind.label(),
+            replica_name(self.replica),
+            clock(self.at),
+            clock(self.back),
+            self.held,
+            if self.kind == ReplicaFaultKind::Pause { "stopped" } else { "down" },
+            self.down.as_secs_f64()
+        );
+        match self.kind {
+            ReplicaFaultKind::Pause => {
+                text.push_str(&format!(
+                    ", leases taken over after {}, one link each {} after SIGCONT",
+                    self.moved
+                        .map_or_else(|| "— (not within the pause)".to_owned(), |d| format!("{} ms", d.as_millis())),
+                    ms(self.relinked)
+                ));
+            }
+            _ => {
+                text.push_str(&format!(", connected again after {}", ms(self.moved)));
+                if self.moved.is_some() {
+                    text.push_str(&format!(
+                        " ({} elsewhere, {} by its restart)",
+                        self.held - self.taken_back.min(self.held),
+                        self.taken_back
+                    ));
+                }
+            }
+        }
+        if let Some(restart) = self.restart {
+            text.push_str(&format!(", restart → /readyz {} ms", restart.as_millis()));
+        }
+        if let Some(exited) = self.exited {
+            text.push_str(&format!(", SIGTERM → exit {} ms", exited.as_millis()));
+        }
+        if self.kind == ReplicaFaultKind::Term && !self.clean_exit {
+            text.push_str(" (NOT a clean exit: killed after 15 s or failed)");
+        }
+        if !self.unsettled.is_empty() {
+            text.push_str(&format!("; NOT connected again within 30 s: {}", self.unsettled.len()));
+        }
+        text
+    }
+
+    /// Integrations it held that were not connected again in time (a liveness failure).
+    fn missed(&self) -> usize {
+        let timed_out = match self.kind {
+            ReplicaFaultKind::Pause => self.relinked.is_none(),
+            _ => self.moved.is_none(),
+        };
+        if timed_out { self.unsettled.len().max(1) } else { 0 }
+    }
+}
+
+/// Replica `i`'s `BRIDGE_REPLICA_NAME`.
+fn replica_name(i: usize) -> String {
+    format!("bench-r{i}")
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Chatwoot's webhooks reach the replicas through this, as through a load balancer: each connection goes to
+/// the first replica in rotation, in turn, that accepts it (the fake opens a new connection per webhook).
+/// A killed replica refuses connections and is skipped; a stopped one accepts them (the kernel does) and
+/// leaves them hanging, until it is taken out of rotation.
+struct Balancer {
+    addr: String,
+    shared: Arc<BalancerState>,
+}
+
+struct BalancerState {
+    /// Each replica's address while it is in rotation.
+    backends: Mutex<Vec<Option<String>>>,
+    /// Connections forwarded to each replica.
+    forwarded: Vec<AtomicU64>,
+    /// Connections closed at once: no replica in rotation accepted them.
+    refused: AtomicU64,
+    next: AtomicUsize,
+    closed: AtomicBool,
+}
+
+impl Balancer {
+    fn start(replicas: usize) -> Res<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("balancer: {e}"))?;
+        let addr = listener.local_addr().map_err(|e| format!("balancer: {e}"))?.to_string();
+        let shared = Arc::new(BalancerState {
+            backends: Mutex::new(vec![None; replicas]),
+            forwarded: (0..replicas).map(|_| AtomicU64::new(0)).collect(),
+            refused: AtomicU64::new(0),
+            next: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
+        });
+        let state = shared.clone();
+        std::thread::Builder::new()
+            .name("bench-balancer".to_owned())
+            .spawn(move || Self::accept(&listener, &state))
+            .map_err(|e| format!("balancer thread: {e}"))?;
+        Ok(Self { addr, shared })
+    }
+
+    /// Puts replica `i` (its `http://host:port`) in rotation, or takes it out (`None`).
+    fn set(&self, i: usize, url: Option<&str>) {
+        if let Some(slot) = lock(&self.shared.backends).get_mut(i) {
+            *slot = url.map(|u| u.trim_start_matches("http://").to_owned());
+        }
+    }
+
+    fn forwarded(&self) -> Vec<u64> {
+        self.shared.forwarded.iter().map(|n| n.load(Ordering::Relaxed)).collect()
+    }
+
+    fn refused(&self) -> u64 {
+        self.shared.refused.load(Ordering::Relaxed)
+    }
+
+    fn accept(listener: &TcpListener, state: &BalancerState) {
+        for client in listener.incoming() {
+            if state.closed.load(Ordering::SeqCst) {
+                break;
+            }
+            let Ok(client) = client else { continue };
+            let backends = lock(&state.backends).clone();
+            let count = backends.len().max(1);
+            let first = state.next.fetch_add(1, Ordering::Relaxed);
+            let upstream = (0..backends.len()).find_map(|k| {
+                let i = (first + k) % count;
+                let addr: SocketAddr = backends.get(i)?.as_deref()?.parse().ok()?;
+                TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok().map(|stream| (i, stream))
+            });
+            let Some((i, upstream)) = upstream else {
+                state.refused.fetch_add(1, Ordering::Relaxed);
+                let _ = client.shutdown(Shutdown::Both);
+                continue;
+            };
+            if let Some(n) = state.forwarded.get(i) {
+                n.fetch_add(1, Ordering::Relaxed);
+            }
+            Self::pipe(client, upstream);
+        }
+    }
+
+    /// Copies both ways on two threads; an end of stream is passed on as a half-close.
+    fn pipe(client: TcpStream, upstream: TcpStream) {
+        let (Ok(client_out), Ok(upstream_out)) = (client.try_clone(), upstream.try_clone()) else {
+            let _ = client.shutdown(Shutdown::Both);
+            let _ = upstream.shutdown(Shutdown::Both);
+            return;
+        };
+        for (mut from, mut to) in [(client, upstream_out), (upstream, client_out)] {
+            let _ =
+                std::thread::Builder::new().name("bench-balancer-pipe".to_owned()).spawn(move || {
+                    match std::io::copy(&mut from, &mut to) {
+                        Ok(_) => {
+                            let _ = to.shutdown(Shutdown::Write);
+                        }
+                        Err(_) => {
+                            let _ = to.shutdown(Shutdown::Both);
+                            let _ = from.shutdown(Shutdown::Both);
+                        }
+                    }
+                });
+        }
+    }
+}
+
+impl Drop for Balancer {
+    fn drop(&mut self) {
+        self.shared.closed.store(true, Ordering::SeqCst);
+        // Wakes the accept loop so that it sees `closed`.
+        if let Ok(addr) = self.addr.parse::<SocketAddr>() {
+            let _ = TcpStream::connect_timeout(&addr, Duration::from_secs(1));
+        }
+    }
+}
+
+/// The bridge processes the faults act on: the one bridge, or the replicas with their balancer.
+struct Cluster<'a> {
+    /// Replica `i` is [`replica_name`]`(i)`.
+    bridges: Vec<&'a mut Bridge>,
+    balancer: Option<&'a Balancer>,
+    admin: Option<&'a DatabaseConnection>,
+    /// Integration id → instance.
+    instances: HashMap<String, String>,
+    http: awc::Client,
+}
+
+/// One row of `integration_leases`.
+#[derive(Debug, Clone)]
+struct Lease {
+    owner: Option<String>,
+    /// Not expired.
+    live: bool,
+    epoch: i64,
+}
+
+impl Lease {
+    fn describe(&self) -> String {
+        let owner = self.owner.as_deref().unwrap_or("nobody");
+        format!("lease {owner}, epoch {}, {}", self.epoch, if self.live { "live" } else { "EXPIRED" })
+    }
+}
+
+/// Every lease row, by integration id.
+async fn leases(admin: &DatabaseConnection) -> Res<HashMap<String, Lease>> {
+    let rows = admin
+        .query_all_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT integration_id, owner, expires_at > now(), epoch FROM integration_leases",
+        ))
+        .await
+        .map_err(|e| format!("integration_leases: {e}"))?;
+    Ok(rows
+        .iter()
+        .filter_map(|row| {
+            let lease = Lease {
+                owner: row.try_get_by_index::<Option<String>>(1).ok()?,
+                live: row.try_get_by_index::<bool>(2).ok()?,
+                epoch: row.try_get_by_index::<i64>(3).ok()?,
+            };
+            Some((row.try_get_by_index::<String>(0).ok()?, lease))
+        })
+        .collect())
+}
+
+/// Unexpired leases: integration id → owner (`name#incarnation`).
+async fn owners(admin: &DatabaseConnection) -> Res<HashMap<String, String>> {
+    Ok(leases(admin)
+        .await?
+        .into_iter()
+        .filter_map(|(id, lease)| lease.owner.filter(|_| lease.live).map(|owner| (id, owner)))
+        .collect())
+}
+
+/// How the integrations a replica held ended up after a fault.
+#[derive(Debug, Clone, Default)]
+struct Moved {
+    /// When (after the fault) every one was settled; `None`: not within the time allowed.
+    after: Option<Duration>,
+    /// How many went to a replica of the old owner's name (its restart).
+    back: usize,
+    /// At the time-out: those not settled, with their lease and link count.
+    unsettled: Vec<String>,
+}
+
+fn owner_name(owner: &str) -> &str {
+    owner.split('#').next().unwrap_or(owner)
+}
+
+/// Integrations per replica (by name, in replica order), from the unexpired leases.
+async fn spread(admin: &DatabaseConnection, replicas: usize) -> Res<Vec<usize>> {
+    let owners = owners(admin).await?;
+    Ok((0..replicas)
+        .map(|i| {
+            let name = replica_name(i);
+            owners.values().filter(|o| owner_name(o) == name).count()
+        })
+        .collect())
+}
+
+impl Cluster<'_> {
+    fn replicas(&self) -> usize {
+        self.bridges.len()
+    }
+
+    /// The unexpired leases replica `i` holds: (integration id, owner).
+    async fn held(&self, i: usize) -> Vec<(String, String)> {
+        let Some(admin) = self.admin else { return Vec::new() };
+        let name = replica_name(i);
+        owners(admin).await.unwrap_or_default().into_iter().filter(|(_, o)| owner_name(o) == name).collect()
+    }
+
+    /// Polls until every integration of `held` has an unexpired owner — with `new_owner`, another than
+    /// before (another replica, or the same one's next incarnation) — and, with `one_link`, exactly one
+    /// RyzeAPI link. Answers how long that took after `since` (`None` once `within` has passed, with the
+    /// integrations still unsettled), and how many went to a replica of the old owner's name.
+    async fn wait_moved(
+        &self,
+        sim: &RyzeApiSim,
+        held: &[(String, String)],
+        since: Instant,
+        within: Duration,
+        new_owner: bool,
+        one_link: bool,
+    ) -> Moved {
+        let Some(admin) = self.admin else { return Moved::default() };
+        let links = |id: &str| self.instances.get(id).map_or(0, |i| sim.connections(i));
+        let settled = |now: &HashMap<String, Lease>, id: &str, old: &str| {
+            let owner = now.get(id).filter(|l| l.live).and_then(|l| l.owner.as_deref());
+            owner.is_some_and(|o| !(new_owner && o == old)) && (!one_link || links(id) == 1)
+        };
+        loop {
+            let now = leases(admin).await;
+            if let Ok(now) = &now
+                && held.iter().all(|(id, old)| settled(now, id, old))
+            {
+                let back = held
+                    .iter()
+                    .filter(|(id, old)| {
+                        now.get(id).and_then(|l| l.owner.as_deref()).is_some_and(|o| owner_name(o) == owner_name(old))
+                    })
+                    .count();
+                return Moved { after: Some(since.elapsed()), back, unsettled: Vec::new() };
+            }
+            if since.elapsed() >= within {
+                let now = now.unwrap_or_default();
+                let unsettled = held
+                    .iter()
+                    .filter(|(id, old)| !settled(&now, id, old))
+                    .map(|(id, old)| {
+                        let lease = now.get(id).map_or_else(|| "no lease row".to_owned(), Lease::describe);
+                        let instance = self.instances.get(id).map_or("?", String::as_str);
+                        format!("{id} ({instance}): held by {old} before; now {lease}, {} RyzeAPI links", links(id))
+                    })
+                    .collect();
+                return Moved { after: None, back: 0, unsettled };
+            }
+            actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn rotate(&self, i: usize, on: bool) {
+        if let (Some(balancer), Some(bridge)) = (self.balancer, self.bridges.get(i)) {
+            balancer.set(i, on.then_some(bridge.url.as_str()));
+        }
+    }
+
+    /// Starts replica `i` again (under its name) and puts it back in the balancer once `/readyz` answers.
+    async fn restart(&mut self, i: usize, after: &str) -> Res<Duration> {
+        let Some(bridge) = self.bridges.get_mut(i) else { return Err(format!("no replica {i}")) };
+        let took =
+            bridge.spawn().await.map_err(|e| format!("{} did not come back after {after}: {e}", replica_name(i)))?;
+        self.rotate(i, true);
+        Ok(took)
+    }
+
+    /// Waits for replica `i`'s `/readyz` to answer 200 (a woken replica), up to 10 s.
+    async fn wait_ready(&self, i: usize) -> Res<()> {
+        let Some(bridge) = self.bridges.get(i) else { return Err(format!("no replica {i}")) };
+        let until = Instant::now() + Duration::from_secs(10);
+        loop {
+            let ready = crate::stack::request(
+                &self.http,
+                awc::http::Method::GET,
+                &format!("{}/readyz", bridge.url),
+                None,
+                None,
+            )
+            .await;
+            if matches!(ready, Ok((200, _))) {
+                return Ok(());
+            }
+            if Instant::now() >= until {
+                return Err(format!("{} did not answer /readyz within 10 s after SIGCONT: {ready:?}", replica_name(i)));
+            }
+            actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// kill -9 of a random replica; started again under its name after 50–500 ms, or once every integration
+    /// it held is connected elsewhere.
+    async fn kill_one(&mut self, sim: &RyzeApiSim, rng: &mut Rng, faults: &RefCell<Faults>) -> Res<()> {
+        let i = usize::try_from(rng.below(self.replicas() as u64)).unwrap_or(0);
+        let quick = rng.below(2) == 0;
+        let held = self.held(i).await;
+        let at = Utc::now();
+        let since = Instant::now();
+        self.rotate(i, false);
+        if let Some(bridge) = self.bridges.get_mut(i) {
+            bridge.kill();
+        }
+        faults.borrow_mut().kills.push(at);
+        let mut moved = Moved::default();
+        if quick {
+            actix_web::rt::time::sleep(rng.millis(50, 500)).await;
+        } else {
+            moved = self.wait_moved(sim, &held, since, MOVE_WITHIN, true, true).await;
+        }
+        let down = since.elapsed();
+        let restart = self.restart(i, "kill -9").await?;
+        let back = Utc::now();
+        if quick {
+            moved = self.wait_moved(sim, &held, since, MOVE_WITHIN, true, true).await;
+        }
+        let mut faults = faults.borrow_mut();
+        faults.restarts += 1;
+        faults.restart_times.push(restart);
+        faults.replica_faults.push(ReplicaFault {
+            kind: if quick { ReplicaFaultKind::KillQuick } else { ReplicaFaultKind::KillKept },
+            replica: i,
+            at,
+            back,
+            held: held.len(),
+            moved: moved.after,
+            taken_back: moved.back,
+            relinked: None,
+            unsettled: moved.unsettled,
+            down,
+            restart: Some(restart),
+            clean_exit: false,
+            exited: None,
+        });
+        Ok(())
+    }
+
+    /// SIGSTOP of a random replica for [`PAUSE_MS`] (past the lease), then SIGCONT.
+    async fn pause_one(&mut self, sim: &RyzeApiSim, rng: &mut Rng, faults: &RefCell<Faults>) -> Res<()> {
+        let i = usize::try_from(rng.below(self.replicas() as u64)).unwrap_or(0);
+        let noticed = rng.millis(HEALTH_CHECK_MS.0, HEALTH_CHECK_MS.1);
+        let length = rng.millis(PAUSE_MS.0, PAUSE_MS.1);
+        let held = self.held(i).await;
+        let signal = |cluster: &Self, name: &str| -> Res<()> {
+            match cluster.bridges.get(i) {
+                Some(bridge) if bridge.signal(name) => Ok(()),
+                _ => Err(format!("could not send SIG{name} to {}", replica_name(i))),
+            }
+        };
+        let at = Utc::now();
+        let since = Instant::now();
+        signal(self, "STOP")?;
+        actix_web::rt::time::sleep(noticed).await;
+        self.rotate(i, false);
+        let moved = self.wait_moved(sim, &held, since, length, true, false).await;
+        actix_web::rt::time::sleep(length.saturating_sub(since.elapsed())).await;
+        let woken = Instant::now();
+        let down = since.elapsed();
+        signal(self, "CONT")?;
+        self.wait_ready(i).await?;
+        self.rotate(i, true);
+        let back = Utc::now();
+        let relinked = self.wait_moved(sim, &held, woken, MOVE_WITHIN, false, true).await;
+        faults.borrow_mut().replica_faults.push(ReplicaFault {
+            kind: ReplicaFaultKind::Pause,
+            replica: i,
+            at,
+            back,
+            held: held.len(),
+            moved: moved.after,
+            taken_back: 0,
+            relinked: relinked.after,
+            unsettled: relinked.unsettled,
+            down,
+            restart: None,
+            clean_exit: false,
+            exited: None,
+        });
+        Ok(())
+    }
+
+    /// A rolling restart: each replica in turn out of the balancer, SIGTERM, its integrations connected
+    /// elsewhere (waited for, up to [`MOVE_WITHIN`]), started again under its name, back in the balancer once
+    /// ready. Stops between replicas once `stop` is set.
+    async fn roll(&mut self, sim: &RyzeApiSim, rng: &mut Rng, stop: &Cell<bool>, faults: &RefCell<Faults>) -> Res<()> {
+        for i in 0..self.replicas() {
+            if stop.get() {
+                return Ok(());
+            }
+            let held = self.held(i).await;
+            self.rotate(i, false);
+            let at = Utc::now();
+            let since = Instant::now();
+            let exit = match self.bridges.get_mut(i) {
+                Some(bridge) => bridge.stop(TERM_WITHIN).await,
+                None => None,
+            };
+            let exited = since.elapsed();
+            let moved = self.wait_moved(sim, &held, since, MOVE_WITHIN, true, true).await;
+            let down = since.elapsed();
+            let restart = self.restart(i, "SIGTERM").await?;
+            let back = Utc::now();
+            {
+                let mut faults = faults.borrow_mut();
+                faults.restart_times.push(restart);
+                faults.replica_faults.push(ReplicaFault {
+                    kind: ReplicaFaultKind::Term,
+                    replica: i,
+                    at,
+                    back,
+                    held: held.len(),
+                    moved: moved.after,
+                    taken_back: moved.back,
+                    relinked: None,
+                    unsettled: moved.unsettled,
+                    down,
+                    restart: Some(restart),
+                    clean_exit: exit.is_some_and(|s| s.success()),
+                    exited: Some(exited),
+                });
+            }
+            actix_web::rt::time::sleep(rng.millis(500, 1500)).await;
+        }
+        faults.borrow_mut().rolling_rounds += 1;
+        Ok(())
+    }
 }
 
 /// What the driver sent.
@@ -273,9 +861,11 @@ async fn pause(total: Duration, stop: &Cell<bool>) {
     }
 }
 
-/// Injects faults at random moments until `stop` is set; clears them afterwards.
+/// Injects faults at random moments until `stop` is set; clears them afterwards. With replicas, a kill -9
+/// acts on a random replica, and SIGSTOPs and rolling restarts join the bag; one replica fault at a time, so
+/// that the others keep running.
 async fn inject(
-    bridge: &mut Bridge,
+    cluster: &mut Cluster<'_>,
     chatwoot: &FakeChatwoot,
     sim: &RyzeApiSim,
     plan: &Plan,
@@ -283,6 +873,7 @@ async fn inject(
     stop: &Cell<bool>,
     faults: &RefCell<Faults>,
 ) {
+    let replicas = cluster.replicas();
     let mut last_restart: Option<Instant> = None;
     // Faults are drawn from a shuffled bag, so that even a short run sees every kind.
     let mut bag: Vec<u8> = Vec::new();
@@ -293,12 +884,30 @@ async fn inject(
         }
         if bag.is_empty() {
             bag = vec![0, 1, 1, 2, 3, 4, 5, 6, 7];
+            if replicas > 1 {
+                // 8: SIGSTOP of a replica, 9: a rolling restart.
+                bag.extend([8, 9]);
+            }
             for i in (1..bag.len()).rev() {
                 bag.swap(i, usize::try_from(rng.below(i as u64 + 1)).unwrap_or(0));
             }
         }
+        let gap = last_restart.is_none_or(|at| at.elapsed() >= MIN_RESTART_GAP);
         match bag.pop().unwrap_or(1) {
-            0 if last_restart.is_none_or(|at| at.elapsed() >= MIN_RESTART_GAP) => {
+            kind @ (0 | 8 | 9) if gap && replicas > 1 => {
+                let done = match kind {
+                    0 => cluster.kill_one(sim, rng, faults).await,
+                    8 => cluster.pause_one(sim, rng, faults).await,
+                    _ => cluster.roll(sim, rng, stop, faults).await,
+                };
+                if let Err(e) = done {
+                    faults.borrow_mut().broken = Some(e);
+                    break;
+                }
+                last_restart = Some(Instant::now());
+            }
+            0 if gap => {
+                let Some(bridge) = cluster.bridges.first_mut() else { break };
                 bridge.kill();
                 faults.borrow_mut().kills.push(Utc::now());
                 actix_web::rt::time::sleep(rng.millis(50, 500)).await;
@@ -315,7 +924,7 @@ async fn inject(
                 }
                 last_restart = Some(Instant::now());
             }
-            0 | 1 => {
+            0 | 1 | 8 | 9 => {
                 let count = 1 + rng.below(3);
                 let mut faults = faults.borrow_mut();
                 for _ in 0..count {
@@ -401,6 +1010,12 @@ async fn inject(
     chatwoot.set_fault(Fault::None);
     chatwoot.set_webhook_duplicates(false);
     chatwoot.set_webhook_shuffle(None);
+    if replicas > 1 {
+        // Every fault ends with its replica running and in rotation; after a failure, at least none stays stopped.
+        for bridge in &cluster.bridges {
+            bridge.signal("CONT");
+        }
+    }
 }
 
 /// The most messages any conversation got within one minute (every kind counts towards Chatwoot's
@@ -907,11 +1522,98 @@ async fn retry_refused(stack: &Stack, plan: &Plan, replies: &[(usize, u64, i64)]
     }
 }
 
+/// The table rows of the replica faults: counts, and how soon the integrations were connected again.
+fn replica_rows(table: &mut Table, faults: &Faults, mean_restart: f64) {
+    let of = |kind: ReplicaFaultKind| -> Vec<&ReplicaFault> {
+        faults.replica_faults.iter().filter(|f| f.kind == kind).collect()
+    };
+    // "mean (max) ms", and how many did not get there within MOVE_WITHIN.
+    let summary = |values: Vec<Option<Duration>>| -> String {
+        let got: Vec<f64> = values.iter().flatten().map(|d| d.as_secs_f64() * 1000.0).collect();
+        let missed = values.len() - got.len();
+        let mut text = match got.iter().copied().reduce(f64::max) {
+            Some(max) => format!("{:.0} ms ({max:.0})", got.iter().sum::<f64>() / got.len() as f64),
+            None => "—".to_owned(),
+        };
+        if missed > 0 {
+            text.push_str(&format!(", {missed} not within {} s", MOVE_WITHIN.as_secs()));
+        }
+        text
+    };
+    let (quick, kept) = (of(ReplicaFaultKind::KillQuick), of(ReplicaFaultKind::KillKept));
+    table.info(
+        "replica kill -9 + restart under its name: at once (50–500 ms) / kept down until taken over",
+        format!("{} / {} (mean start → /readyz of every restart {mean_restart:.0} ms)", quick.len(), kept.len()),
+    );
+    table.info(
+        "  its integrations connected again, mean (max): after a restart at once / elsewhere while it was down",
+        format!(
+            "{} / {}",
+            summary(quick.iter().map(|f| f.moved).collect()),
+            summary(kept.iter().map(|f| f.moved).collect())
+        ),
+    );
+    let pauses = of(ReplicaFaultKind::Pause);
+    table.info(
+        format!(
+            "replica SIGSTOP {}–{} s (lease {LEASE_TTL_MS} ms) then SIGCONT: pauses / leases taken over, mean (max)",
+            PAUSE_MS.0 / 1000,
+            PAUSE_MS.1 / 1000
+        ),
+        format!(
+            "{} / {}",
+            pauses.len(),
+            summary(pauses.iter().map(|f| f.moved).collect()).replace("not within 30 s", "not within the pause")
+        ),
+    );
+    table.info(
+        "  after SIGCONT: every integration it held on one link again, mean (max)",
+        summary(pauses.iter().map(|f| f.relinked).collect()),
+    );
+    let missed: usize = faults.replica_faults.iter().map(ReplicaFault::missed).sum();
+    table.target(
+        "integrations not connected again within 30 s of a replica fault (kill -9, SIGTERM; SIGSTOP: of SIGCONT)",
+        missed.to_string(),
+        "0",
+        missed == 0,
+    );
+    let terms = of(ReplicaFaultKind::Term);
+    let unclean = terms.iter().filter(|f| !f.clean_exit).count();
+    table.info(
+        "rolling restarts (SIGTERM, restart, back once ready): rounds / replicas restarted / not exited in 15 s",
+        format!("{} / {} / {unclean}", faults.rolling_rounds, terms.len()),
+    );
+    table.info(
+        "  SIGTERM → exit (hand-over included) / its integrations connected elsewhere, mean (max)",
+        format!(
+            "{} / {}",
+            summary(terms.iter().map(|f| f.exited).collect()),
+            summary(terms.iter().map(|f| f.moved).collect())
+        ),
+    );
+}
+
 /// Integrations not `active` with empty queues and a connected link, with what is wrong.
-async fn stuck(stack: &Stack, ids: &[String]) -> Res<Vec<String>> {
+/// Asked of the stack's bridge or, should it not answer, of the other replicas (at `others`): any replica
+/// answers with the owner's view. One that nobody answers for is stuck too.
+async fn stuck(stack: &Stack, others: &[String], ids: &[String]) -> Vec<String> {
     let mut stuck = Vec::new();
     for id in ids {
-        let (status, view) = stack.call(awc::http::Method::GET, &format!("/v1/integrations/{id}"), None).await?;
+        let path = format!("/v1/integrations/{id}");
+        let mut answer = stack.call(awc::http::Method::GET, &path, None).await;
+        for url in others {
+            if answer.is_ok() {
+                break;
+            }
+            answer = stack.call_at(url, awc::http::Method::GET, &path, None).await;
+        }
+        let (status, view) = match answer {
+            Ok(answer) => answer,
+            Err(e) => {
+                stuck.push(format!("{id}: no answer: {e}"));
+                continue;
+            }
+        };
         let pending = |key: &str| view.pointer(&format!("/queues/{key}")).and_then(Value::as_u64).unwrap_or(u64::MAX);
         let ok = status == 200
             && view.get("status").and_then(Value::as_str) == Some("active")
@@ -927,7 +1629,7 @@ async fn stuck(stack: &Stack, ids: &[String]) -> Res<Vec<String>> {
             ));
         }
     }
-    Ok(stuck)
+    stuck
 }
 
 fn remaining(deadline: Instant) -> Duration {
@@ -942,7 +1644,101 @@ async fn within<T>(deadline: Instant, what: &str, future: impl std::future::Futu
     }
 }
 
+/// `--replicas` > 1: the fakes, the balancer and `count` replicas on the one database (replica 0 is the
+/// stack's bridge, through which the bench makes its own calls), each in rotation once ready.
+async fn start_replicas(db: &BenchDb, count: usize) -> Res<(Stack, Vec<Bridge>, Balancer)> {
+    let sim = RyzeApiSim::start(BRIDGE_TOKEN).map_err(|e| format!("RyzeAPI simulator: {e}"))?;
+    let chatwoot = FakeChatwoot::start().map_err(|e| format!("fake Chatwoot: {e}"))?;
+    chatwoot.add_account(ACCOUNT, "Bench");
+    chatwoot.add_user(ADMIN, &[(ACCOUNT, Role::Administrator)]);
+    let balancer = Balancer::start(count)?;
+    let public_url = format!("http://{}", balancer.addr);
+    let key = crate::stack::random_key();
+    let ttl = LEASE_TTL_MS.to_string();
+    let ports = stable_ports(count)?;
+    let mut bridges = Vec::new();
+    for (i, port) in ports.iter().enumerate() {
+        let name = replica_name(i);
+        let bind = format!("127.0.0.1:{port}");
+        let data = db.dir.join(format!("data-{i}")).display().to_string();
+        let mut env: Vec<(&str, &str)> = CHAOS_ENV.to_vec();
+        env.extend([
+            ("BRIDGE_REPLICA_NAME", name.as_str()),
+            ("BRIDGE_DATA_DIR", data.as_str()),
+            ("BRIDGE_ENCRYPTION_KEY", key.as_str()),
+            ("BRIDGE_PUBLIC_URL", public_url.as_str()),
+            ("BRIDGE_LEASE_TTL_MS", ttl.as_str()),
+            ("BIND", bind.as_str()),
+        ]);
+        let bridge = Bridge::start_logged(db, sim.url(), &env, &format!("bridge-{name}.log")).await?;
+        balancer.set(i, Some(&bridge.url));
+        bridges.push(bridge);
+    }
+    let mut bridges = bridges.into_iter();
+    let first = bridges.next().ok_or("no replica")?;
+    let stack = Stack { bridge: first, chatwoot, sim, http: crate::stack::client(64) };
+    Ok((stack, bridges.collect(), balancer))
+}
+
+/// `count` free ports below the kernel's ephemeral range, for the replicas: a killed replica's port, free
+/// while it is down, could otherwise be taken as the local port of one of the many outgoing connections
+/// (each webhook is two), and its restart could not bind it.
+fn stable_ports(count: usize) -> Res<Vec<u16>> {
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default();
+    let low = range.split_whitespace().next().and_then(|p| p.parse::<u16>().ok()).unwrap_or(32768);
+    let (from, to) = (10_000u16.min(low), low);
+    // A random start, so that benches running side by side seldom meet.
+    let span = u64::from(to - from).max(1);
+    let start =
+        crate::stack::random_suffix().get(..4).and_then(|h| u64::from_str_radix(h, 16).ok()).unwrap_or(0) % span;
+    let ports: Vec<u16> = (0..span)
+        .filter_map(|k| u16::try_from(u64::from(from) + (start + k) % span).ok())
+        .filter(|port| TcpListener::bind(("127.0.0.1", *port)).is_ok())
+        .take(count)
+        .collect();
+    if ports.len() < count {
+        return Err(format!("only {} free ports for the replicas below {low}", ports.len()));
+    }
+    Ok(ports)
+}
+
+/// Every instance has exactly one RyzeAPI link (the replicas' `/metrics` count only their own).
+async fn wait_linked(sim: &RyzeApiSim, instances: &[String], deadline: Instant) -> Res<()> {
+    loop {
+        let missing = instances.iter().filter(|i| sim.connections(i) != 1).count();
+        if missing == 0 {
+            return Ok(());
+        }
+        if remaining(deadline).is_zero() {
+            return Err(format!("{missing} of {} links not connected (once) by the deadline", instances.len()));
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits up to `within` until no replica holds more than its fair share plus one; answers the spread.
+async fn wait_spread(admin: &DatabaseConnection, replicas: usize, integrations: usize, within: Duration) -> Vec<usize> {
+    let until = Instant::now() + within;
+    let share = integrations.div_ceil(replicas.max(1));
+    loop {
+        let counts = spread(admin, replicas).await.unwrap_or_default();
+        if (counts.iter().sum::<usize>() == integrations && counts.iter().all(|n| *n <= share + 1))
+            || Instant::now() >= until
+        {
+            return counts;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 pub async fn chaos(opts: &Opts, db: &BenchDb) -> Res<Table> {
+    let replicas = opts.replicas.max(1);
+    if replicas > 1 && db.kind() != "PostgreSQL" {
+        return Err(format!(
+            "chaos --replicas {replicas} needs PostgreSQL (replicas share one database): run with \
+             DATABASE_URL=postgres://…, or without --replicas for one bridge on SQLite"
+        ));
+    }
     let started = Instant::now();
     let deadline = started + Duration::from_secs(opts.seconds);
     let plan = Plan::new(opts);
@@ -957,10 +1753,43 @@ pub async fn chaos(opts: &Opts, db: &BenchDb) -> Res<Table> {
         opts.seconds,
         db.kind()
     ));
-    let mut stack = within(deadline, "starting the bridge", Stack::start_with(db, CHAOS_ENV)).await?;
-    let ids = within(deadline, "activating", stack.activate_all(&plan.instances, 4)).await?;
-    let connect = stack.wait_connected(integrations, remaining(deadline));
-    within(deadline, "connecting the links", connect).await?;
+    if replicas > 1 {
+        table.title.push_str(&format!(", {replicas} replicas"));
+    }
+    let (mut stack, mut others, balancer, admin) = if replicas == 1 {
+        let stack = within(deadline, "starting the bridge", Stack::start_with(db, CHAOS_ENV)).await?;
+        (stack, Vec::new(), None, None)
+    } else {
+        let (stack, others, balancer) = within(deadline, "starting the replicas", start_replicas(db, replicas)).await?;
+        let admin = sea_orm::Database::connect(&db.url).await.map_err(|e| format!("PostgreSQL: {e}"))?;
+        (stack, others, Some(balancer), Some(admin))
+    };
+    let ids = if replicas == 1 {
+        within(deadline, "activating", stack.activate_all(&plan.instances, 4)).await?
+    } else {
+        // Each instance activated through the next replica.
+        let urls: Vec<String> =
+            std::iter::once(&stack.bridge).chain(&others).map(|bridge| bridge.url.clone()).collect();
+        let activations = plan.instances.iter().enumerate().map(|(n, instance)| {
+            let url = urls.get(n % urls.len().max(1)).cloned().unwrap_or_default();
+            let stack = &stack;
+            async move { stack.activate_via(&url, instance).await }
+        });
+        let all = futures_util::stream::iter(activations).buffered(4).collect::<Vec<Res<String>>>();
+        within(deadline, "activating", async { all.await.into_iter().collect::<Res<Vec<String>>>() }).await?
+    };
+    if replicas == 1 {
+        let connect = stack.wait_connected(integrations, remaining(deadline));
+        within(deadline, "connecting the links", connect).await?;
+    } else {
+        wait_linked(&stack.sim, &plan.instances, deadline).await?;
+    }
+    let spread_at_start = match &admin {
+        Some(admin) => {
+            wait_spread(admin, replicas, integrations, Duration::from_secs(30).min(remaining(deadline))).await
+        }
+        None => Vec::new(),
+    };
     let setup = started.elapsed();
 
     let traffic_started = Instant::now();
@@ -973,6 +1802,13 @@ pub async fn chaos(opts: &Opts, db: &BenchDb) -> Res<Table> {
     let (driven, drained) = {
         let Stack { bridge, chatwoot, sim, .. } = &mut stack;
         let (chatwoot, sim) = (&*chatwoot, &*sim);
+        let mut cluster = Cluster {
+            bridges: std::iter::once(bridge).chain(others.iter_mut()).collect(),
+            balancer: balancer.as_ref(),
+            admin: admin.as_ref(),
+            instances: ids.iter().cloned().zip(plan.instances.iter().cloned()).collect(),
+            http: crate::stack::client(4),
+        };
         let driver = async {
             let driven = drive(chatwoot, sim, &plan, opts.rate, deadline, &faults, &sent).await;
             sending.set(traffic_started.elapsed());
@@ -981,7 +1817,7 @@ pub async fn chaos(opts: &Opts, db: &BenchDb) -> Res<Table> {
             stop.set(true);
             (driven, drained)
         };
-        let injector = inject(bridge, chatwoot, sim, &plan, &mut rng, &stop, &faults);
+        let injector = inject(&mut cluster, chatwoot, sim, &plan, &mut rng, &stop, &faults);
         futures_util::future::join(driver, injector).await.0
     };
     let traffic = traffic_started.elapsed();
@@ -994,12 +1830,23 @@ pub async fn chaos(opts: &Opts, db: &BenchDb) -> Res<Table> {
     let mut outbound = check_outbound(&stack.chatwoot, &stack.sim, &plan, &replies);
     measure_reordering(db, &mut outbound).await;
     // No integration stuck: all active, links up and queues empty (they may need a moment after the last fault).
-    let mut stuck_list = stuck(&stack, &ids).await?;
-    while !stuck_list.is_empty() && !remaining(deadline).is_zero() {
+    let stuck_since = (Utc::now(), Instant::now());
+    let urls: Vec<String> = others.iter().map(|b| b.url.clone()).collect();
+    let broken = faults.borrow().broken.is_some();
+    let mut stuck_list = stuck(&stack, &urls, &ids).await;
+    // The first integrations seen stuck, for a run that needed long to settle.
+    let first_stuck = stuck_list.clone();
+    // After a failed restart nothing settles: no waiting for the deadline.
+    while !stuck_list.is_empty() && !remaining(deadline).is_zero() && !broken {
         actix_web::rt::time::sleep(Duration::from_millis(500).min(remaining(deadline))).await;
-        stuck_list = stuck(&stack, &ids).await?;
+        stuck_list = stuck(&stack, &urls, &ids).await;
     }
+    let stuck_wait = stuck_since.1.elapsed();
     let retry = if drained { retry_refused(&stack, &plan, &replies, deadline).await } else { (0, 0) };
+    let spread_at_end = match &admin {
+        Some(admin) => spread(admin, replicas).await.unwrap_or_default(),
+        None => Vec::new(),
+    };
     let requests = stack.chatwoot.requests();
     let answered_422 =
         requests.iter().filter(|r| r.method == "POST" && r.path.ends_with("/messages") && r.status == 422).count();
@@ -1056,10 +1903,24 @@ pub async fn chaos(opts: &Opts, db: &BenchDb) -> Res<Table> {
     zero(&mut table, "  sent to another integration's instance", outbound.misrouted);
     let mean_restart =
         faults.restart_times.iter().sum::<Duration>().as_secs_f64() * 1000.0 / faults.restart_times.len().max(1) as f64;
-    table.info(
-        "kill -9 + restart of the bridge",
-        format!("{} (mean start → /readyz {mean_restart:.0} ms)", faults.restarts),
-    );
+    if replicas == 1 {
+        table.info(
+            "kill -9 + restart of the bridge",
+            format!("{} (mean start → /readyz {mean_restart:.0} ms)", faults.restarts),
+        );
+    } else {
+        replica_rows(&mut table, &faults, mean_restart);
+        table.info(
+            format!("replicas (lease TTL {LEASE_TTL_MS} ms): integrations each, at the start / at the end"),
+            format!("{spread_at_start:?} / {spread_at_end:?}"),
+        );
+        if let Some(balancer) = &balancer {
+            table.info(
+                "webhook connections through the balancer, per replica / refused (no replica in rotation)",
+                format!("{:?} / {}", balancer.forwarded(), balancer.refused()),
+            );
+        }
+    }
     table.info("RyzeAPI WebSocket drops", format!("{} ({} sockets closed)", faults.link_drops, faults.sockets_closed));
     table.info(
         "Chatwoot fault windows: 5xx/429 (30 %) / hangs (2 s > 1.5 s timeout)",
@@ -1127,9 +1988,18 @@ pub async fn chaos(opts: &Opts, db: &BenchDb) -> Res<Table> {
     for line in inbound.examples.iter().chain(&outbound.examples) {
         table.note(line.clone());
     }
-    if !faults.kills.is_empty() {
+    if !faults.kills.is_empty() && replicas == 1 {
         let kills: Vec<String> = faults.kills.iter().map(|at| clock(*at)).collect();
         table.note(format!("kill -9 at {} (UTC)", kills.join(", ")));
+    }
+    if !faults.replica_faults.is_empty() {
+        table.note("replica faults (UTC; \"held\": unexpired leases just before; \"connected again\": each of them owned anew and on one RyzeAPI link):");
+        for fault in &faults.replica_faults {
+            table.note(format!("  {}", fault.describe()));
+            for line in fault.unsettled.iter().take(5) {
+                table.note(format!("    not connected again: {line}"));
+            }
+        }
     }
     if !faults.windows.is_empty() {
         let windows: Vec<String> =
@@ -1139,7 +2009,32 @@ pub async fn chaos(opts: &Opts, db: &BenchDb) -> Res<Table> {
     for line in stuck_list.iter().take(5) {
         table.note(format!("stuck: {line}"));
     }
-    log_notes(&stack, &mut table);
+    // Settling after the last fault takes a second or two; longer is worth a look even when it ends well.
+    let slow_to_settle = stuck_wait > Duration::from_secs(10);
+    if slow_to_settle {
+        table.note(format!(
+            "the integrations needed {} to settle after the traffic (from {} UTC); {} not settled at first, e.g.:",
+            report::secs(stuck_wait),
+            clock(stuck_since.0),
+            first_stuck.len()
+        ));
+        for line in first_stuck.iter().take(5) {
+            table.note(format!("  {line}"));
+        }
+    }
+    if replicas == 1 {
+        log_notes(&stack, &mut table);
+    } else {
+        for (i, bridge) in std::iter::once(&stack.bridge).chain(&others).enumerate() {
+            let (count, first) = bridge.log_lines();
+            if count > 0 {
+                table.note(format!("{} logged {count} warning/error lines; first:", replica_name(i)));
+                for line in first {
+                    table.note(format!("  {line}"));
+                }
+            }
+        }
+    }
 
     let violations = inbound.duplicates
         + inbound.lost
@@ -1153,7 +2048,8 @@ pub async fn chaos(opts: &Opts, db: &BenchDb) -> Res<Table> {
         + outbound.misrouted
         + paced_out
         + sent.agent_refused
-        + stuck_list.len() as u64;
+        + stuck_list.len() as u64
+        + faults.replica_faults.iter().map(ReplicaFault::missed).sum::<usize>() as u64;
     let broken = faults.broken.clone();
     let problem = match (driven, drained) {
         (Err(e), _) => Some(e),
@@ -1162,10 +2058,18 @@ pub async fn chaos(opts: &Opts, db: &BenchDb) -> Res<Table> {
         (Ok(()), true) if violations > 0 => Some(format!("{violations} violations")),
         _ => None,
     };
-    if problem.is_some()
-        && let Some(path) = stack.bridge.keep_log()
-    {
-        table.note(format!("the bridge's log is kept at {}", path.display()));
+    if problem.is_some() || (replicas > 1 && slow_to_settle) {
+        if replicas == 1 {
+            if let Some(path) = stack.bridge.keep_log() {
+                table.note(format!("the bridge's log is kept at {}", path.display()));
+            }
+        } else {
+            for (i, bridge) in std::iter::once(&stack.bridge).chain(&others).enumerate() {
+                if let Some(path) = bridge.keep_log() {
+                    table.note(format!("{}'s log is kept at {}", replica_name(i), path.display()));
+                }
+            }
+        }
     }
     match problem {
         None => Ok(table),

@@ -28,7 +28,7 @@ pub fn random_suffix() -> String {
 }
 
 /// A random 32-byte key, base64 (`BRIDGE_ENCRYPTION_KEY`), so the bridge does not warn about generating one.
-fn random_key() -> String {
+pub fn random_key() -> String {
     use base64::Engine as _;
     let mut key = [7u8; 32];
     let _ = getrandom::fill(&mut key);
@@ -231,21 +231,38 @@ pub struct Bridge {
 impl Bridge {
     /// Starts the bridge with the bench's environment plus `extra_env` (added or overriding).
     pub async fn start_with(db: &BenchDb, ryzeapi_url: &str, extra_env: &[(&str, &str)]) -> Res<Self> {
+        Self::start_logged(db, ryzeapi_url, extra_env, "bridge.log").await
+    }
+
+    /// As [`Bridge::start_with`], its output going to `log_name` in the temp dir (one log per replica).
+    pub async fn start_logged(
+        db: &BenchDb,
+        ryzeapi_url: &str,
+        extra_env: &[(&str, &str)],
+        log_name: &str,
+    ) -> Res<Self> {
         let exe = std::env::current_exe()
             .map_err(|e| format!("cannot locate the bench binary: {e}"))?
             .with_file_name("ryze-integrations");
         if !exe.is_file() {
             return Err(format!("{} not found: build it with `cargo build --release --bins`", exe.display()));
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| format!("no free port: {e}"))?
-            .port();
-        let url = format!("http://127.0.0.1:{port}");
+        // A `BIND` in `extra_env` is where the bridge listens (and is reached); otherwise a free port.
+        let bind = match extra_env.iter().rev().find(|(key, _)| *key == "BIND") {
+            Some((_, bind)) => (*bind).to_owned(),
+            None => {
+                let port = std::net::TcpListener::bind("127.0.0.1:0")
+                    .and_then(|l| l.local_addr())
+                    .map_err(|e| format!("no free port: {e}"))?
+                    .port();
+                format!("127.0.0.1:{port}")
+            }
+        };
+        let url = format!("http://{bind}");
         let mut env: Vec<(String, String)> = vec![
             ("BRIDGE_DATA_DIR".to_owned(), db.dir.join("data").display().to_string()),
             ("DATABASE_URL".to_owned(), db.url.clone()),
-            ("BIND".to_owned(), format!("127.0.0.1:{port}")),
+            ("BIND".to_owned(), bind),
             ("BRIDGE_PUBLIC_URL".to_owned(), url.clone()),
             ("BRIDGE_TOKEN".to_owned(), BRIDGE_TOKEN.to_owned()),
             ("RYZEAPI_URL".to_owned(), ryzeapi_url.to_owned()),
@@ -272,7 +289,7 @@ impl Bridge {
         for (key, value) in extra_env {
             set(&mut env, key, (*value).to_owned());
         }
-        let log = db.dir.join("bridge.log");
+        let log = db.dir.join(log_name);
         let mut bridge = Self { child: None, url, env, exe, log, http: client(8) };
         bridge.spawn().await?;
         Ok(bridge)
@@ -352,6 +369,50 @@ impl Bridge {
         (lines.len(), first)
     }
 
+    /// SIGTERM, waiting up to `within` for the process to exit (then SIGKILL).
+    pub fn terminate(&mut self, within: Duration) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+            let deadline = Instant::now() + within;
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// As [`Bridge::terminate`] without blocking the bench's runtime (the fakes' webhooks run on it):
+    /// SIGTERM, up to `within` for the exit, then SIGKILL. Answers the exit status (`None`: it was killed).
+    pub async fn stop(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).stderr(Stdio::null()).status();
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`, …) to the process; false if it is not running or `kill` failed.
+    pub fn signal(&self, signal: &str) -> bool {
+        let Some(pid) = self.pid() else { return false };
+        Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
     /// SIGKILL (a crash, no chance to clean up).
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -391,11 +452,27 @@ impl Stack {
     }
 
     pub async fn call(&self, method: awc::http::Method, path: &str, body: Option<&Value>) -> Res<(u16, Value)> {
-        request(&self.http, method, &format!("{}{path}", self.bridge.url), Some(BRIDGE_TOKEN), body).await
+        self.call_at(&self.bridge.url, method, path, body).await
+    }
+
+    /// As [`Stack::call`], of the bridge (replica) at `bridge_url`.
+    pub async fn call_at(
+        &self,
+        bridge_url: &str,
+        method: awc::http::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Res<(u16, Value)> {
+        request(&self.http, method, &format!("{bridge_url}{path}"), Some(BRIDGE_TOKEN), body).await
     }
 
     /// Activates `instance` against the fake Chatwoot and the simulator; returns the integration id.
     pub async fn activate(&self, instance: &str) -> Res<String> {
+        self.activate_via(&self.bridge.url, instance).await
+    }
+
+    /// As [`Stack::activate`], through the bridge (replica) at `bridge_url`.
+    pub async fn activate_via(&self, bridge_url: &str, instance: &str) -> Res<String> {
         let token = format!("inst-token-{instance}-SECRET");
         self.sim.add_instance(instance, &token);
         let body = json!({
@@ -407,7 +484,8 @@ impl Stack {
             "chatwootApiToken": ADMIN,
             "inboxName": instance,
         });
-        let (status, answer) = self.call(awc::http::Method::POST, "/v1/integrations/activate", Some(&body)).await?;
+        let (status, answer) =
+            self.call_at(bridge_url, awc::http::Method::POST, "/v1/integrations/activate", Some(&body)).await?;
         if status != 200 && status != 201 {
             return Err(format!("activating {instance}: HTTP {status}: {answer}"));
         }
