@@ -6,8 +6,8 @@ pub mod events;
 pub mod integrations;
 pub mod jobs;
 pub mod leases;
-pub mod trace;
 pub mod messages;
+pub mod trace;
 pub mod writer;
 
 use std::time::Duration;
