@@ -43,13 +43,15 @@ struct Envelope {
     signal: Signal,
 }
 
-/// Applies `signal` here, and sends it to the other replicas when there are any to tell (a job for an
-/// integration this replica runs concerns nobody else).
+/// Applies `signal` here, and sends it to the other replicas when there are any to tell.
 pub async fn publish(shared: &Shared, signal: Signal) {
+    // A job is always announced: this replica may believe it owns the integration a moment after it lost
+    // it (woken from a freeze), and the new owner must hear of the job now, not at the next re-read.
+    // Typing is best-effort: kept here when this replica holds the lease.
     let local_only = match (&signal, shared.replica()) {
         (_, None) => true,
-        (Signal::Job { integration_id, .. } | Signal::Typing { integration_id, .. }, Some(replica)) => {
-            replica.owns(integration_id)
+        (Signal::Typing { integration_id, .. }, Some(replica)) => {
+            replica.fence_of(integration_id).is_some_and(|fence| fence.holds())
         }
         _ => false,
     };

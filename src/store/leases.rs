@@ -90,7 +90,8 @@ pub async fn renew(db: &DatabaseConnection, owner: &str, ttl: Duration) -> Resul
     held_rows(rows)
 }
 
-/// Takes up to `limit` leases that are free (expired, or, at start, held by an earlier process of the
+/// Takes up to `limit` leases that are free (expired — its own too: a replica that froze past its lease
+/// takes it back with a new epoch if nobody else did — or, at start, held by an earlier process of the
 /// same replica name `previous`: that process is gone), of running integrations, or only `only`'s. Each taken lease gets the next epoch.
 /// `SKIP LOCKED`: replicas taking at the same moment take different leases.
 pub async fn acquire(
@@ -108,7 +109,7 @@ pub async fn acquire(
                 "UPDATE integration_leases l SET owner = $1, epoch = l.epoch + 1, \
                    expires_at = now() + ($2 * interval '1 millisecond'), acquired_at = now() \
                  FROM (SELECT integration_id FROM integration_leases \
-                       WHERE (expires_at <= now() OR split_part(owner, '#', 1) = $3::text) AND owner IS DISTINCT FROM $1 \
+                       WHERE (expires_at <= now() OR (split_part(owner, '#', 1) = $3::text AND owner IS DISTINCT FROM $1)) \
                          AND ($5::text IS NULL OR integration_id = $5) \
                          AND integration_id IN (SELECT id FROM integrations WHERE status IN {LEASED_STATUSES}) \
                        ORDER BY expires_at LIMIT $4 FOR UPDATE SKIP LOCKED) free \

@@ -1205,7 +1205,8 @@ fn check_inbound(chatwoot: &FakeChatwoot, plan: &Plan) -> InboundCheck {
     let mut check = InboundCheck::default();
     let mut seen = vec![0u32; usize::try_from(plan.inbound).unwrap_or(0)];
     let mut first: HashMap<u64, String> = HashMap::new();
-    let mut per_chat: HashMap<usize, u64> = HashMap::new();
+    // Conversations (display ids) holding each chat's messages.
+    let mut per_chat: HashMap<usize, Vec<i64>> = HashMap::new();
     let mut contacts: HashMap<usize, HashSet<i64>> = HashMap::new();
     // Messages of people who switch forms, by Chatwoot id: their order holds per form, across conversations.
     let mut switched: Vec<(i64, u64)> = Vec::new();
@@ -1269,7 +1270,7 @@ fn check_inbound(chatwoot: &FakeChatwoot, plan: &Plan) -> InboundCheck {
             }
         }
         if let Some(chat) = chat {
-            *per_chat.entry(chat).or_default() += 1;
+            per_chat.entry(chat).or_default().push(conversation.display_id);
         }
     }
     for (k, count) in seen.into_iter().enumerate() {
@@ -1286,10 +1287,21 @@ fn check_inbound(chatwoot: &FakeChatwoot, plan: &Plan) -> InboundCheck {
         }
     }
     let extra = |switching: bool| -> u64 {
-        per_chat.iter().filter(|(slot, _)| Plan::switches(**slot) == switching).map(|(_, n)| n.saturating_sub(1)).sum()
+        per_chat
+            .iter()
+            .filter(|(slot, _)| Plan::switches(**slot) == switching)
+            .map(|(_, ids)| (ids.len() as u64).saturating_sub(1))
+            .sum()
     };
     check.extra_conversations = extra(false);
     check.split_conversations = extra(true);
+    let mut split: Vec<(&usize, &Vec<i64>)> =
+        per_chat.iter().filter(|(slot, ids)| !Plan::switches(**slot) && ids.len() > 1).collect();
+    split.sort_by_key(|(slot, _)| **slot);
+    for (slot, ids) in split {
+        let instance = plan.instances.get(plan.integration(*slot)).map_or("?", String::as_str);
+        example(&mut check.examples, || format!("chat {slot} ({instance}) is in {} conversations: {ids:?}", ids.len()));
+    }
     let mut people: Vec<(&usize, &HashSet<i64>)> = contacts.iter().filter(|(_, ids)| ids.len() > 1).collect();
     people.sort_by_key(|(slot, _)| **slot);
     for (slot, ids) in people {
@@ -1449,10 +1461,14 @@ async fn measure_reordering(db: &BenchDb, check: &mut OutboundCheck) {
         let (Some(a), Some(b)) = (stored.get(&earlier), stored.get(&later)) else { continue };
         let gap = (*a - *b).to_std().unwrap_or_default();
         example(&mut check.examples, || {
+            // Stored first and still sent later: not a late webhook, the bridge reordered.
+            let relation = match (*b - *a).to_std() {
+                Ok(ahead) if !ahead.is_zero() => format!("{} ms BEFORE", ahead.as_millis()),
+                _ => format!("{} ms after", gap.as_millis()),
+            };
             format!(
-                "  Chatwoot message {earlier}'s job was stored at {}, {} ms after {later}'s ({})",
+                "  Chatwoot message {earlier}'s job was stored at {}, {relation} {later}'s ({})",
                 clock(*a),
-                gap.as_millis(),
                 clock(*b)
             )
         });
