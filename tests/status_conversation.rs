@@ -32,7 +32,9 @@ async fn notices_qr_codes_and_commands() {
         (qr.file_type.as_str(), qr.content_type.as_str(), qr.file_name.as_str()),
         ("image", "image/png", "whatsapp-qr.png")
     );
-    assert!(qr.byte_size > 1000, "a real image");
+    // The PNG itself is decoded and checked module by module in `relay::qr_png`; here: not an empty file
+    // (this code compresses to ~650 bytes).
+    assert!(qr.byte_size > 300, "a real image");
     assert!(messages[1].content.as_deref().unwrap().contains("logged out"));
 
     // Resolved by an agent: notices still arrive, in the same conversation.
