@@ -2,17 +2,130 @@
 //!
 //! WhatsApp marks `*bold*`, `_italic_`, `~strike~` and ```` ```mono``` ````; Chatwoot renders Markdown, where
 //! bold is `**b**` and strike `~~s~~` (`_i_` and code already agree).
+//!
+//! An agent's Markdown is read with `pulldown-cmark`, a CommonMark parser (with GFM strikethrough): it decides
+//! what is emphasis, a link or code as a CommonMark renderer does (flanking rules, intraword `_`, escapes,
+//! code spans, nesting), in linear time, where the hand-written parser it replaced got such cases wrong and
+//! once went quadratic. From the parser's source offsets only the emphasis and strike delimiters and the
+//! inline links are rewritten; every other byte is copied as typed, since WhatsApp shows raw text. The other
+//! direction reads WhatsApp text, which is not CommonMark, and stays hand-written.
 
-/// Longest formatted span or link looked for, in characters, on one line. Bounds the work per marker:
-/// a 150,000-character message full of `*` or `[` stays linear instead of quadratic.
+use std::ops::Range;
+
+use pulldown_cmark::{Event, LinkType, Options, Parser, Tag, TagEnd};
+
+/// Longest `*x*`/`~x~` span [`whatsapp_to_markdown`] looks for, in characters, on one line. Bounds the work
+/// per marker: a 150,000-character message full of `*` stays linear instead of quadratic.
 const MAX_SPAN: usize = 256;
-/// Deepest nesting of formatting converted (`**_~~x~~_**`); deeper markers are left as they are.
-const MAX_NESTING: usize = 3;
 
 /// Chatwoot Markdown → WhatsApp formatting (contract §5): `**b**`/`__b__` → `*b*`, `*i*`/`_i_` → `_i_`,
-/// `~~s~~` → `~s~`, `[text](url)` → the URL. Code spans are left as they are.
+/// `~~s~~` → `~s~`, `[text](url)` (and `![alt](url)`) → the URL. Everything else, code included, is left as
+/// typed. Never longer than the input: each rewrite replaces a delimiter or a link by something no longer.
 pub fn markdown_to_whatsapp(markdown: &str) -> String {
-    convert_markdown(markdown, 0)
+    let mut rewriter = Rewriter { source: markdown, out: String::with_capacity(markdown.len()), copied: 0 };
+    let mut events = Parser::new_ext(markdown, Options::ENABLE_STRIKETHROUGH).into_offset_iter();
+    while let Some((event, range)) = events.next() {
+        match event {
+            Event::Start(Tag::Link { link_type: LinkType::Inline, dest_url, .. })
+            | Event::Start(Tag::Image { link_type: LinkType::Inline, dest_url, .. })
+                if !dest_url.is_empty() =>
+            {
+                rewriter.replace(range, &dest_url);
+                // The link text goes with it: skip to the link's own end (an image may nest inside a link).
+                let mut depth = 1_usize;
+                for (event, _) in events.by_ref() {
+                    match event {
+                        Event::Start(_) => depth += 1,
+                        Event::End(_) => depth = depth.saturating_sub(1),
+                        _ => {}
+                    }
+                    if depth == 0 {
+                        break;
+                    }
+                }
+            }
+            Event::Start(tag) => {
+                if let Some((len, with)) = delimiter(markdown, &range, Marker::opening(&tag)) {
+                    rewriter.replace(range.start..range.start + len, with);
+                }
+            }
+            // An end event carries its start's range, so the same delimiter is found at both ends.
+            Event::End(tag) => {
+                if let Some((len, with)) = delimiter(markdown, &range, Marker::closing(tag)) {
+                    rewriter.replace(range.end - len..range.end, with);
+                }
+            }
+            _ => {}
+        }
+    }
+    rewriter.finish()
+}
+
+#[derive(Clone, Copy)]
+enum Marker {
+    Strong,
+    Emphasis,
+    Strikethrough,
+}
+
+impl Marker {
+    fn opening(tag: &Tag<'_>) -> Option<Self> {
+        match tag {
+            Tag::Strong => Some(Self::Strong),
+            Tag::Emphasis => Some(Self::Emphasis),
+            Tag::Strikethrough => Some(Self::Strikethrough),
+            _ => None,
+        }
+    }
+
+    fn closing(tag: TagEnd) -> Option<Self> {
+        match tag {
+            TagEnd::Strong => Some(Self::Strong),
+            TagEnd::Emphasis => Some(Self::Emphasis),
+            TagEnd::Strikethrough => Some(Self::Strikethrough),
+            _ => None,
+        }
+    }
+}
+
+/// Byte length of the delimiter at each end of a span's `range`, and its WhatsApp replacement.
+fn delimiter(source: &str, range: &Range<usize>, marker: Option<Marker>) -> Option<(usize, &'static str)> {
+    let span = source.get(range.clone())?;
+    let (len, with) = match marker? {
+        Marker::Strong => (2, "*"),
+        Marker::Emphasis => (1, "_"),
+        // GFM strikethrough takes `~` or `~~`, the same run at both ends.
+        Marker::Strikethrough if span.starts_with("~~") && span.ends_with("~~") && span.len() > 4 => (2, "~"),
+        Marker::Strikethrough => (1, "~"),
+    };
+    (span.len() > 2 * len).then_some((len, with))
+}
+
+/// The output of [`markdown_to_whatsapp`]: the source copied up to `copied`, with replacements.
+struct Rewriter<'a> {
+    source: &'a str,
+    out: String,
+    copied: usize,
+}
+
+impl Rewriter<'_> {
+    /// Copies the source up to `range` and puts `with` in its place. Offsets come in source order; one that
+    /// does not fit (or a longer replacement) is left as typed rather than trusted.
+    fn replace(&mut self, range: Range<usize>, with: &str) {
+        if with.len() > range.len() || !self.source.is_char_boundary(range.end) {
+            return;
+        }
+        if let Some(before) = self.source.get(self.copied..range.start) {
+            self.out.push_str(before);
+            self.out.push_str(with);
+            self.copied = range.end;
+        }
+    }
+
+    fn finish(mut self) -> String {
+        self.out.push_str(self.source.get(self.copied..).unwrap_or_default());
+        self.out
+    }
 }
 
 /// An agent's text as Chatwoot 4.9–4.12 deliver it, repaired: the dashboard editor stores a line break as
@@ -59,72 +172,6 @@ fn raw_block(plain: &str) -> String {
         return plain.to_owned();
     }
     plain.split_inclusive("endraw").map(|piece| format!("{{% raw %}}{piece}{{% endraw %}}")).collect()
-}
-
-fn convert_markdown(markdown: &str, nesting: usize) -> String {
-    let chars: Vec<char> = markdown.chars().collect();
-    let mut out = String::with_capacity(markdown.len());
-    let mut i = 0;
-    while i < chars.len() {
-        let rest = &chars[i..];
-        if rest.starts_with(&['`', '`', '`']) {
-            let end = find_any(&chars, i + 3, &['`', '`', '`']).map_or(chars.len(), |e| e + 3);
-            out.extend(&chars[i..end]);
-            i = end;
-            continue;
-        }
-        if rest.starts_with(&['`']) {
-            let end = find_any(&chars, i + 1, &['`']).map_or(chars.len(), |e| e + 1);
-            out.extend(&chars[i..end]);
-            i = end;
-            continue;
-        }
-        if rest.starts_with(&['['])
-            && let Some(close) = find(&chars, i + 1, &[']', '('])
-            && let Some(end) = find(&chars, close + 2, &[')'])
-        {
-            out.extend(&chars[close + 2..end]);
-            i = end + 1;
-            continue;
-        }
-        let spans: [(&[char], &str); 5] = if nesting >= MAX_NESTING {
-            [(&[], ""), (&[], ""), (&[], ""), (&[], ""), (&[], "")]
-        } else {
-            [(&['*', '*'], "*"), (&['_', '_'], "*"), (&['~', '~'], "~"), (&['*'], "_"), (&['_'], "_")]
-        };
-        if let Some((marker, replacement, end)) = spans.iter().find_map(|(marker, replacement)| {
-            let inner_start = i + marker.len();
-            (!marker.is_empty()
-                && rest.starts_with(marker)
-                && chars.get(inner_start).is_some_and(|c| !c.is_whitespace()))
-            .then(|| find(&chars, inner_start, marker))
-            .flatten()
-            .filter(|end| *end > inner_start && !chars[inner_start..*end].contains(&'\n'))
-            .map(|end| (marker.len(), *replacement, end))
-        }) {
-            out.push_str(replacement);
-            out.push_str(&convert_markdown(&chars[i + marker..end].iter().collect::<String>(), nesting + 1));
-            out.push_str(replacement);
-            i = end + marker;
-            continue;
-        }
-        out.push(chars[i]);
-        i += 1;
-    }
-    out
-}
-
-/// Index of the first occurrence of `needle` at or after `from`, on the same line and within
-/// [`MAX_SPAN`] characters.
-fn find(chars: &[char], from: usize, needle: &[char]) -> Option<usize> {
-    let end = chars.len().min(from.saturating_add(MAX_SPAN));
-    (from..end).take_while(|&j| chars[j] != '\n').find(|&j| chars[j..].starts_with(needle))
-}
-
-/// Like [`find`] without the bounds (code spans may be long; they are skipped as a whole, so each
-/// character is scanned once).
-fn find_any(chars: &[char], from: usize, needle: &[char]) -> Option<usize> {
-    (from..chars.len()).find(|&j| chars[j..].starts_with(needle))
 }
 
 /// WhatsApp text → Markdown for Chatwoot.
@@ -237,13 +284,75 @@ mod tests {
     }
 
     #[test]
+    fn nested_and_intraword_markers_follow_commonmark() {
+        assert_eq!(markdown_to_whatsapp("**_x_**"), "*_x_*");
+        assert_eq!(markdown_to_whatsapp("_**x**_ e ~~*y*~~"), "_*x*_ e ~_y_~");
+        assert_eq!(markdown_to_whatsapp("***x***"), "_*x*_");
+        assert_eq!(markdown_to_whatsapp("~um~ e ~~dois~~"), "~um~ e ~dois~");
+        assert_eq!(markdown_to_whatsapp("snake_case_name e __init__"), "snake_case_name e *init*");
+        assert_eq!(markdown_to_whatsapp("**em duas\nlinhas**"), "*em duas\nlinhas*");
+        assert_eq!(markdown_to_whatsapp("** solto ** e *a *"), "** solto ** e *a *", "not flanking");
+    }
+
+    #[test]
+    fn links_become_their_url() {
+        assert_eq!(markdown_to_whatsapp("[**o** _site_](https://x.com/a)!"), "https://x.com/a!");
+        assert_eq!(markdown_to_whatsapp("**[aqui](https://x.com)**"), "*https://x.com*");
+        assert_eq!(markdown_to_whatsapp("[a](<https://x.com/a b> \"título\")"), "https://x.com/a b");
+        assert_eq!(markdown_to_whatsapp("[a](https://x.com/?a=1&amp;b=2)"), "https://x.com/?a=1&b=2");
+        assert_eq!(markdown_to_whatsapp("![foto](https://x.com/f.png)"), "https://x.com/f.png");
+        assert_eq!(markdown_to_whatsapp("[![f](https://i)](https://l)"), "https://l");
+        // Not links in CommonMark, or with no URL to show: as typed.
+        assert_eq!(markdown_to_whatsapp("[a](b c) [vazio]() [a][ref]"), "[a](b c) [vazio]() [a][ref]");
+        assert_eq!(markdown_to_whatsapp("<https://x.com>"), "<https://x.com>");
+    }
+
+    #[test]
+    fn everything_else_is_copied_as_typed() {
+        assert_eq!(markdown_to_whatsapp("\\*not bold\\*"), "\\*not bold\\*");
+        // Only the escaped `*` is literal; the unescaped ones around `nada\*` are still emphasis.
+        assert_eq!(markdown_to_whatsapp("\\**nada\\**"), "\\*_nada\\*_");
+        let text = "# Título **b**\n\n> citação *i*\n\n- item\n* outro  \n1. um\n\n<b>x</b> &amp; &lt; \\# fim  ";
+        assert_eq!(
+            markdown_to_whatsapp(text),
+            "# Título *b*\n\n> citação _i_\n\n- item\n* outro  \n1. um\n\n<b>x</b> &amp; &lt; \\# fim  "
+        );
+        let code = "```rust\nlet **a** = _b_;\n```\n\n    **indentado**\n\n`` `*x*` `` e\n~~~\n~~y~~\n~~~";
+        assert_eq!(markdown_to_whatsapp(code), code);
+        assert_eq!(markdown_to_whatsapp("> **a\n> b**"), "> *a\n> b*");
+        assert_eq!(
+            markdown_to_whatsapp("Olá, tudo bem? {{x}} é 100% <ok>\r\n\n\n"),
+            "Olá, tudo bem? {{x}} é 100% <ok>\r\n\n\n"
+        );
+    }
+
+    /// The hand-written parser once went quadratic on these; each must simply finish (and the markdown one
+    /// never grows the text).
+    #[test]
     fn stays_fast_on_hostile_text() {
-        let started = std::time::Instant::now();
-        for text in ["*".repeat(150_000), "[".repeat(150_000), "**_~".repeat(40_000), "*a ".repeat(50_000)] {
-            let _ = markdown_to_whatsapp(&text);
+        let mut nested_list = String::new();
+        for depth in 0..2_000 {
+            nested_list.push_str(&" ".repeat(depth * 2));
+            nested_list.push_str("- *x*\n");
+        }
+        let hostile = [
+            "*".repeat(150_000),
+            "[".repeat(150_000),
+            "**_~".repeat(40_000),
+            "*a ".repeat(50_000),
+            "[a](".repeat(40_000),
+            "![".repeat(75_000),
+            "` ``".repeat(40_000),
+            ">".repeat(150_000),
+            "> - ".repeat(40_000),
+            format!("{}x{}", "*".repeat(75_000), "*".repeat(75_000)),
+            format!("{}x{}", "[".repeat(75_000), "](u)".repeat(75_000)),
+            nested_list,
+        ];
+        for text in hostile {
+            assert!(markdown_to_whatsapp(&text).len() <= text.len());
             let _ = whatsapp_to_markdown(&text);
         }
-        assert!(started.elapsed() < std::time::Duration::from_secs(20), "{:?}", started.elapsed());
         assert_eq!(markdown_to_whatsapp("**_~~x~~_**"), "*_~x~_*");
     }
 
