@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use actix_multipart_rfc7578::client::multipart;
 use awc::http::Method;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -382,26 +383,35 @@ impl ChatwootClient {
         message: &NewMessage<'_>,
         file: &Upload<'_>,
     ) -> Result<Message, ChatwootError> {
-        let boundary =
-            format!("ryze-{}", crate::secret::Secret::random(12).map(|s| s.expose().to_owned()).unwrap_or_default());
-        let mut form = Multipart::new(&boundary);
-        form.field("content", message.content);
-        form.field("message_type", message.message_type);
-        form.field("private", if message.private { "true" } else { "false" });
-        form.field("source_id", message.source_id);
+        let mut form = multipart::Form::new::<Boundary>();
+        form.add_text("content", message.content);
+        form.add_text("message_type", message.message_type);
+        form.add_text("private", if message.private { "true" } else { "false" });
+        form.add_text("source_id", message.source_id);
         if !message.content_attributes.is_empty() {
-            form.field(
+            form.add_text(
                 "content_attributes",
-                &serde_json::Value::Object(message.content_attributes.clone()).to_string(),
+                serde_json::Value::Object(message.content_attributes.clone()).to_string(),
             );
         }
         if file.voice {
-            form.field("is_voice_message", "true");
+            form.add_text("is_voice_message", "true");
         }
-        form.file("attachments[]", file.file_name, file.content_type, file.bytes);
+        // A type that is not a MIME type goes as plain bytes (RFC 7578's default for files).
+        let mime = file.content_type.parse().unwrap_or(actix_web::mime::APPLICATION_OCTET_STREAM);
+        form.add_reader_file_with_mime(
+            "attachments[]",
+            std::io::Cursor::new(file.bytes),
+            header_safe(file.file_name),
+            mime,
+        );
+        let content_type = form.content_type();
+        // Collected once: the request keeps a Content-Length, and a retry sends the same bytes.
+        let bytes = actix_http::body::to_bytes(multipart::Body::from(form))
+            .await
+            .map_err(|e| ChatwootError::Transport { detail: format!("building the upload failed: {e}") })?;
         let path = self.account_path(&format!("/conversations/{conversation_id}/messages"));
-        let payload = Payload::<()>::Raw(format!("multipart/form-data; boundary={boundary}"), form.finish());
-        self.call_with("create_message", Method::POST, path, payload).await
+        self.call_with("create_message", Method::POST, path, Payload::<()>::Raw(content_type, bytes)).await
     }
 
     async fn call<B: Serialize, T: DeserializeOwned>(
@@ -538,40 +548,19 @@ pub struct Upload<'a> {
     pub voice: bool,
 }
 
-/// A `multipart/form-data` body.
-struct Multipart {
-    boundary: String,
-    body: bytes::BytesMut,
+/// Multipart boundaries from the OS's generator (16 URL-safe characters); the crate's own are 6.
+struct Boundary;
+
+impl multipart::BoundaryGenerator for Boundary {
+    fn generate_boundary() -> String {
+        format!("ryze-{}", Secret::random(12).map(|s| s.expose().to_owned()).unwrap_or_default())
+    }
 }
 
-impl Multipart {
-    fn new(boundary: &str) -> Self {
-        Self { boundary: boundary.to_owned(), body: bytes::BytesMut::new() }
-    }
-
-    fn field(&mut self, name: &str, value: &str) {
-        let head = format!("--{}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n", self.boundary);
-        self.body.extend_from_slice(head.as_bytes());
-        self.body.extend_from_slice(value.as_bytes());
-        self.body.extend_from_slice(b"\r\n");
-    }
-
-    fn file(&mut self, name: &str, file_name: &str, content_type: &str, bytes: &[u8]) {
-        // A file name cannot break out of its header: no quotes, no line breaks.
-        let safe: String = file_name.chars().filter(|c| !matches!(c, '"' | '\r' | '\n' | '\\')).collect();
-        let head = format!(
-            "--{}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{safe}\"\r\nContent-Type: {content_type}\r\n\r\n",
-            self.boundary
-        );
-        self.body.extend_from_slice(head.as_bytes());
-        self.body.extend_from_slice(bytes);
-        self.body.extend_from_slice(b"\r\n");
-    }
-
-    fn finish(mut self) -> bytes::Bytes {
-        self.body.extend_from_slice(format!("--{}--\r\n", self.boundary).as_bytes());
-        self.body.freeze()
-    }
+/// A file name that cannot break out of its part's header: the crate quotes it as it is, so no quotes,
+/// backslashes or line breaks.
+fn header_safe(file_name: &str) -> String {
+    file_name.chars().filter(|c| !matches!(c, '"' | '\r' | '\n' | '\\')).collect()
 }
 
 /// `location` relative to `base` (absolute locations are taken as they are).

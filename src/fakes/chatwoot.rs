@@ -619,17 +619,23 @@ async fn dispatch(req: HttpRequest, body: web::Bytes, state: web::Data<Mutex<Sta
     if let Fault::Slow(delay) = fault {
         actix_web::rt::time::sleep(delay).await;
     }
-    let mut guard = lock(&state);
     let content_type = req
         .headers()
         .get(actix_web::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
+    // The multipart parser is async: it runs before the state is locked.
+    let multipart_form = if content_type.starts_with("multipart/form-data") {
+        Some(multipart::parse(req.headers(), body.clone()).await)
+    } else {
+        None
+    };
+    let mut guard = lock(&state);
     let mut parsed_body = None;
     let mut form = None;
-    if content_type.starts_with("multipart/form-data") {
-        form = multipart::boundary(&content_type).and_then(|b| multipart::parse(&body, &b));
+    if let Some(parsed) = multipart_form {
+        form = parsed;
         if form.is_none() {
             guard.violation(format!("{method} {path}: malformed multipart/form-data body"));
         }

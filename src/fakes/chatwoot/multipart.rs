@@ -1,6 +1,10 @@
-//! A small `multipart/form-data` reader: enough for message creation with `attachments[]` file parts.
+//! `multipart/form-data` bodies of message creation (`attachments[]` file parts), read by actix-web's own
+//! parser (actix-multipart) into a [`Form`].
 
+use actix_web::error::PayloadError;
+use actix_web::http::header::{self, HeaderMap};
 use bytes::Bytes;
+use futures_util::StreamExt;
 use serde_json::{Map, Value, json};
 
 /// One file part.
@@ -49,65 +53,101 @@ fn put(map: &mut Map<String, Value>, name: &str, value: Value) {
     }
 }
 
-/// The `boundary` parameter of a `multipart/form-data` content type.
-pub(super) fn boundary(content_type: &str) -> Option<String> {
-    content_type.split(';').skip(1).find_map(|param| {
-        let (key, value) = param.trim().split_once('=')?;
-        key.trim().eq_ignore_ascii_case("boundary").then(|| value.trim().trim_matches('"').to_owned())
-    })
-}
-
-fn find(haystack: &[u8], needle: &[u8], from: usize) -> Option<usize> {
-    if needle.is_empty() || from > haystack.len() {
-        return None;
-    }
-    haystack[from..].windows(needle.len()).position(|w| w == needle).map(|at| at + from)
-}
-
-/// Parses a body; `None` when it is not a well-formed multipart body for `boundary`.
-pub(super) fn parse(body: &Bytes, boundary: &str) -> Option<Form> {
-    let delimiter = format!("--{boundary}").into_bytes();
-    let next_delimiter = format!("\r\n--{boundary}").into_bytes();
+/// Parses a body by its request's `Content-Type` (and boundary); `None` when it is not a well-formed
+/// `multipart/form-data` body, or a part has no `form-data` disposition with a name.
+pub(super) async fn parse(headers: &HeaderMap, body: Bytes) -> Option<Form> {
+    // No part is longer than the body, which is already in memory.
+    let limit = body.len();
+    let mut parts = actix_multipart::Multipart::new(headers, futures_util::stream::iter([Ok::<_, PayloadError>(body)]));
     let mut form = Form::default();
-    let mut at = find(body, &delimiter, 0)? + delimiter.len();
-    loop {
-        if body.get(at..at + 2) == Some(b"--") {
-            return Some(form);
-        }
-        if body.get(at..at + 2) != Some(b"\r\n") {
-            return None;
-        }
-        let headers_start = at + 2;
-        let headers_end = find(body, b"\r\n\r\n", headers_start)?;
-        let headers = String::from_utf8_lossy(&body[headers_start..headers_end]).into_owned();
-        let content_start = headers_end + 4;
-        let content_end = find(body, &next_delimiter, content_start)?;
-        let content = body.slice(content_start..content_end);
-        let mut name = None;
-        let mut filename = None;
-        let mut content_type = None;
-        for line in headers.split("\r\n") {
-            let Some((key, value)) = line.split_once(':') else { continue };
-            if key.trim().eq_ignore_ascii_case("content-disposition") {
-                for param in value.split(';').skip(1) {
-                    if let Some((k, v)) = param.trim().split_once('=') {
-                        let v = v.trim().trim_matches('"').to_owned();
-                        match k.trim() {
-                            "name" => name = Some(v),
-                            "filename" => filename = Some(v),
-                            _ => {}
-                        }
-                    }
-                }
-            } else if key.trim().eq_ignore_ascii_case("content-type") {
-                content_type = Some(value.trim().to_owned());
-            }
-        }
-        let name = name?;
+    while let Some(part) = parts.next().await {
+        let mut part = part.ok()?;
+        let name = part.name()?.to_owned();
+        // As Rack: `filename*` (RFC 5987) before `filename`.
+        let filename = part.content_disposition().and_then(|cd| {
+            cd.get_filename_ext()
+                .map(|ext| String::from_utf8_lossy(&ext.value).into_owned())
+                .or_else(|| cd.get_filename().map(str::to_owned))
+        });
+        let content_type =
+            part.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(|v| v.trim().to_owned());
+        let bytes = part.bytes(limit).await.ok()?.ok()?;
         match filename {
-            Some(filename) => form.files.push(FilePart { name, filename, content_type, bytes: content }),
-            None => form.fields.push((name, String::from_utf8_lossy(&content).into_owned())),
+            // Rack drops a file part with an empty file name (no file was chosen).
+            Some(filename) if filename.is_empty() => {}
+            Some(filename) => form.files.push(FilePart { name, filename, content_type, bytes }),
+            None => form.fields.push((name, String::from_utf8_lossy(&bytes).into_owned())),
         }
-        at = content_end + next_delimiter.len();
+    }
+    Some(form)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::http::header::HeaderValue;
+
+    const BOUNDARY: &str = "ryze-b0und4ry";
+
+    fn headers() -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        let value = format!("multipart/form-data; boundary={BOUNDARY}");
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_str(&value).unwrap());
+        headers
+    }
+
+    fn part(disposition: &str, content_type: Option<&str>, content: &str) -> String {
+        let content_type = content_type.map(|ct| format!("Content-Type: {ct}\r\n")).unwrap_or_default();
+        format!("--{BOUNDARY}\r\nContent-Disposition: {disposition}\r\n{content_type}\r\n{content}\r\n")
+    }
+
+    async fn parsed(parts: &[String], end: &str) -> Option<Form> {
+        parse(&headers(), Bytes::from(format!("{}{end}", parts.concat()))).await
+    }
+
+    #[actix_web::test]
+    async fn fields_and_files_come_out_in_order() {
+        let form = parsed(
+            &[
+                part("form-data; name=\"content\"", Some("text/plain"), "olá"),
+                part("form-data; name=\"private\"", None, "false"),
+                part("form-data; name=\"attachments[]\"; filename=\"a b.ogg\"", Some("audio/ogg; codecs=opus"), "OggS"),
+            ],
+            &format!("--{BOUNDARY}--\r\n"),
+        )
+        .await
+        .unwrap();
+        assert_eq!(form.fields, [("content".into(), "olá".into()), ("private".into(), "false".into())]);
+        let file = &form.files[0];
+        assert_eq!((file.name.as_str(), file.filename.as_str()), ("attachments[]", "a b.ogg"));
+        assert_eq!((file.content_type.as_deref(), &file.bytes[..]), (Some("audio/ogg; codecs=opus"), &b"OggS"[..]));
+        assert_eq!(form.to_json()["attachments[]"][0]["size"], 4);
+    }
+
+    #[actix_web::test]
+    async fn rack_file_names_empty_ones_are_dropped_and_the_extended_one_wins() {
+        let form = parsed(
+            &[
+                part("form-data; name=\"attachments[]\"; filename=\"\"", None, ""),
+                part(
+                    "form-data; name=\"attachments[]\"; filename=\"x.pdf\"; filename*=UTF-8''rel%C3%B3rio.pdf",
+                    None,
+                    "%PDF",
+                ),
+            ],
+            &format!("--{BOUNDARY}--"),
+        )
+        .await
+        .unwrap();
+        assert_eq!(form.files.len(), 1);
+        assert_eq!((form.files[0].filename.as_str(), form.files[0].content_type.as_deref()), ("relório.pdf", None));
+    }
+
+    #[actix_web::test]
+    async fn malformed_bodies_are_none() {
+        let field = part("form-data; name=\"content\"", None, "hi");
+        assert!(parsed(std::slice::from_ref(&field), "").await.is_none(), "no closing boundary");
+        assert!(parsed(&[part("form-data", None, "hi")], &format!("--{BOUNDARY}--")).await.is_none(), "no name");
+        assert!(parse(&HeaderMap::new(), Bytes::from(field)).await.is_none(), "no boundary");
     }
 }
