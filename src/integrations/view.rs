@@ -176,18 +176,30 @@ pub async fn forward_to_owner(
     let services = shared.services().ok()?;
     let owner = crate::store::leases::owner_of(&services.reader, id).await.ok()??;
     let url = owner.url.filter(|_| owner.owner != replica.owner)?;
+    ask_replica(shared, http, &format!("{url}{path}"), std::time::Duration::from_secs(2), 1 << 20).await
+}
+
+/// Another replica's JSON answer to `GET url`, marked as forwarded so that it answers from its own state;
+/// `None` unless it answered 200 in time.
+async fn ask_replica(
+    shared: &crate::state::Shared,
+    http: &awc::Client,
+    url: &str,
+    timeout: std::time::Duration,
+    limit: usize,
+) -> Option<serde_json::Value> {
     let mut answer = http
-        .get(format!("{url}{path}"))
+        .get(url)
         .insert_header(("authorization", format!("Bearer {}", shared.settings.bridge_token.expose())))
         .insert_header((FORWARDED, "1"))
-        .timeout(std::time::Duration::from_secs(2))
+        .timeout(timeout)
         .send()
         .await
         .ok()?;
     if answer.status() != awc::http::StatusCode::OK {
         return None;
     }
-    answer.json::<serde_json::Value>().limit(1 << 20).await.ok()
+    answer.json::<serde_json::Value>().limit(limit).await.ok()
 }
 
 /// With replicas, the list with each integration as its owner shows it: one call to each other replica
@@ -214,16 +226,11 @@ pub async fn with_owners_views(
     urls.dedup();
     let mut theirs: std::collections::HashMap<String, serde_json::Value> = std::collections::HashMap::new();
     for url in urls {
-        let answer = http
-            .get(format!("{url}/v1/integrations"))
-            .insert_header(("authorization", format!("Bearer {}", shared.settings.bridge_token.expose())))
-            .insert_header((FORWARDED, "1"))
-            // A list costs the owner two counts per integration: give it longer than one view.
-            .timeout(std::time::Duration::from_secs(8))
-            .send()
-            .await;
-        let Ok(mut answer) = answer else { continue };
-        let Ok(body) = answer.json::<serde_json::Value>().limit(64 << 20).await else { continue };
+        // A list costs the owner two counts per integration: give it longer than one view.
+        let list = format!("{url}/v1/integrations");
+        let Some(body) = ask_replica(shared, http, &list, std::time::Duration::from_secs(8), 64 << 20).await else {
+            continue;
+        };
         for view in body["integrations"].as_array().into_iter().flatten() {
             if let Some(id) = view["id"].as_str()
                 && owners.get(id).is_some_and(|(_, owner_url)| owner_url.as_deref() == Some(url.as_str()))

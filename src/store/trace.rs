@@ -1,11 +1,12 @@
 //! The rows one message left behind, for the message trace (`integrations::trace`): the events that name
 //! its WhatsApp id, its mappings, the jobs of its Chatwoot message, and what queues before it. Bounded
-//! reads (a message has a handful of rows); payloads are never read.
+//! reads (a message has a handful of rows); payloads are never read (the rows come back with an empty one).
 
 use entity::{chat, inbound_event, message_map, outbound_job};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ColumnTrait as _, DatabaseConnection, EntityTrait as _, PaginatorTrait as _, QueryFilter as _, QueryOrder as _,
-    QuerySelect as _,
+    ColumnTrait as _, DatabaseConnection, EntityTrait as _, Iterable as _, PaginatorTrait as _, QueryFilter as _,
+    QueryOrder as _, QuerySelect as _,
 };
 
 use super::StoreError;
@@ -22,19 +23,19 @@ pub async fn events_about(
     wa_id: &str,
 ) -> Result<Vec<inbound_event::Model>, StoreError> {
     use inbound_event::Column;
+    // The key classes `ryzeapi::event::Envelope::routing` gives message events.
     let keys: Vec<String> =
-        ["msg", "edit", "revoke", "reaction", "delete"].iter().map(|class| format!("{class}:{wa_id}")).collect();
-    let mut rows = inbound_event::Entity::find()
+        ["msg", "edit", "revoke", "reaction"].iter().map(|class| format!("{class}:{wa_id}")).collect();
+    Ok(inbound_event::Entity::find()
+        .select_only()
+        .columns(Column::iter().filter(|c| !matches!(c, Column::Payload)))
+        .column_as(Expr::val(""), "payload")
         .filter(Column::IntegrationId.eq(integration_id))
         .filter(Column::MessageKey.is_in(keys))
         .order_by_asc(Column::Id)
         .limit(ROWS)
         .all(db)
-        .await?;
-    for row in &mut rows {
-        row.payload.clear();
-    }
-    Ok(rows)
+        .await?)
 }
 
 /// The mappings of WhatsApp message `wa_id` (one, or one per part of a reply sent in parts).
@@ -76,17 +77,16 @@ pub async fn jobs_about(
     chatwoot_id: i64,
 ) -> Result<Vec<outbound_job::Model>, StoreError> {
     use outbound_job::Column;
-    let mut rows = outbound_job::Entity::find()
+    Ok(outbound_job::Entity::find()
+        .select_only()
+        .columns(Column::iter().filter(|c| !matches!(c, Column::Payload)))
+        .column_as(Expr::val(""), "payload")
         .filter(Column::IntegrationId.eq(integration_id))
         .filter(Column::ChatwootMessageId.eq(chatwoot_id))
         .order_by_asc(Column::Id)
         .limit(ROWS)
         .all(db)
-        .await?;
-    for row in &mut rows {
-        row.payload.clear();
-    }
-    Ok(rows)
+        .await?)
 }
 
 /// Pending events of the chat stored before event `id`: what it waits behind.
