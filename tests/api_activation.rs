@@ -2,16 +2,19 @@
 //! and every row of the contract's error table.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use ryze_testkit as common;
 
 use std::time::Duration;
 
 use common::*;
 use serde_json::{Value, json};
 
+/// The bridge binary the harness runs (only this package's integration tests know where cargo put it).
+const BRIDGE: &str = env!("CARGO_BIN_EXE_ryze-integrations");
+
 async fn setup() -> (TestDb, Bridge, FakeChatwoot) {
     let db = TestDb::new().await;
-    let bridge = Bridge::start(&db).await;
+    let bridge = Bridge::start(BRIDGE, &db).await;
     (db, bridge, fake_chatwoot())
 }
 
@@ -169,6 +172,7 @@ async fn invalid_bodies_are_refused_and_change_nothing() {
 async fn missing_ryzeapi_url_without_default_is_invalid() {
     let db = TestDb::new().await;
     let bridge = Bridge::start_with(
+        BRIDGE,
         &db,
         BridgeOptions { extra_env: vec![("RYZEAPI_URL".into(), String::new())], ..Default::default() },
     )
@@ -404,7 +408,7 @@ async fn not_ready_while_the_database_is_not_there_yet() {
         ("BIND".to_owned(), "127.0.0.1:0".to_owned()),
         ("BRIDGE_TOKEN".to_owned(), "test-bridge-token-0123456789".to_owned()),
     ];
-    let (mut child, url, _output) = spawn_process(env);
+    let (mut child, url, _output) = spawn_process(BRIDGE, env);
     let url = url.expect("bridge listens before the database is ready");
     let fake = fake_chatwoot();
     let (status, body) = request(

@@ -2,12 +2,15 @@
 //! stable code, and a known path asked with a method it does not serve answers 405 with `Allow`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use ryze_testkit as common;
 
 use std::time::Duration;
 
 use common::*;
 use serde_json::Value;
+
+/// The bridge binary the harness runs (only this package's integration tests know where cargo put it).
+const BRIDGE: &str = env!("CARGO_BIN_EXE_ryze-integrations");
 
 /// One raw request: `(status, Allow header, JSON body)`.
 async fn raw(bridge: &Bridge, method: &str, path: &str, body: Option<&'static str>) -> (u16, Option<String>, Value) {
@@ -32,7 +35,7 @@ async fn raw(bridge: &Bridge, method: &str, path: &str, body: Option<&'static st
 #[actix_web::test]
 async fn query_errors_answer_in_the_envelope() {
     let db = TestDb::new().await;
-    let bridge = Bridge::start(&db).await;
+    let bridge = Bridge::start(BRIDGE, &db).await;
     let (status, _, body) =
         raw(&bridge, "DELETE", "/v1/integrations/int_aaaaaaaaaaaaaaaaaaaa?keepInbox=null", None).await;
     assert_eq!(status, 400, "{body}");
@@ -50,7 +53,7 @@ async fn query_errors_answer_in_the_envelope() {
 #[actix_web::test]
 async fn path_errors_answer_in_the_envelope() {
     let db = TestDb::new().await;
-    let bridge = Bridge::start(&db).await;
+    let bridge = Bridge::start(BRIDGE, &db).await;
     // Not UTF-8 once percent-decoded: the path cannot become the route's `String`.
     let (status, _, body) = raw(&bridge, "GET", "/v1/integrations/%FF%FE", None).await;
     let (code, _, _, _) = error_fields(&body);
@@ -67,7 +70,7 @@ async fn path_errors_answer_in_the_envelope() {
 #[actix_web::test]
 async fn a_known_path_with_another_method_answers_405_with_allow() {
     let db = TestDb::new().await;
-    let bridge = Bridge::start(&db).await;
+    let bridge = Bridge::start(BRIDGE, &db).await;
     for (method, path, allowed) in [
         ("PUT", "/v1/integrations/int_aaaaaaaaaaaaaaaaaaaa", "GET, DELETE"),
         ("POST", "/v1/integrations", "GET"),
@@ -94,7 +97,7 @@ async fn a_known_path_with_another_method_answers_405_with_allow() {
 #[actix_web::test]
 async fn json_errors_answer_in_the_envelope() {
     let db = TestDb::new().await;
-    let bridge = Bridge::start(&db).await;
+    let bridge = Bridge::start(BRIDGE, &db).await;
     for body in ["{not json", "[1,2]", "{\"instance\": 5}", ""] {
         let (status, _, answer) = raw(&bridge, "POST", "/v1/integrations/activate", Some(body)).await;
         assert_eq!(status, 400, "{body:?}: {answer}");

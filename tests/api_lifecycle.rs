@@ -2,10 +2,13 @@
 //! routes; integrations surviving a restart.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use ryze_testkit as common;
 
 use common::*;
 use serde_json::{Value, json};
+
+/// The bridge binary the harness runs (only this package's integration tests know where cargo put it).
+const BRIDGE: &str = env!("CARGO_BIN_EXE_ryze-integrations");
 
 async fn activated(bridge: &Bridge, fake: &FakeChatwoot, instance: &str) -> Value {
     let (status, body) = bridge.call("POST", "/v1/integrations/activate", Some(activation(instance, fake.url()))).await;
@@ -16,7 +19,7 @@ async fn activated(bridge: &Bridge, fake: &FakeChatwoot, instance: &str) -> Valu
 #[actix_web::test]
 async fn get_and_list_show_the_contract_view() {
     let db = TestDb::new().await;
-    let bridge = Bridge::start(&db).await;
+    let bridge = Bridge::start(BRIDGE, &db).await;
     let fake = fake_chatwoot();
     let a = activated(&bridge, &fake, "alpha").await;
     activated(&bridge, &fake, "beta").await;
@@ -66,7 +69,7 @@ async fn get_and_list_show_the_contract_view() {
 #[actix_web::test]
 async fn delete_removes_the_inbox_and_the_integration() {
     let db = TestDb::new().await;
-    let bridge = Bridge::start(&db).await;
+    let bridge = Bridge::start(BRIDGE, &db).await;
     let fake = fake_chatwoot();
     let a = activated(&bridge, &fake, "alpha").await;
     let id = a["id"].as_str().unwrap();
@@ -85,7 +88,7 @@ async fn delete_removes_the_inbox_and_the_integration() {
 #[actix_web::test]
 async fn delete_with_keep_inbox_leaves_the_inbox() {
     let db = TestDb::new().await;
-    let bridge = Bridge::start(&db).await;
+    let bridge = Bridge::start(BRIDGE, &db).await;
     let fake = fake_chatwoot();
     let a = activated(&bridge, &fake, "alpha").await;
     let (status, body) =
@@ -100,7 +103,7 @@ async fn delete_with_keep_inbox_leaves_the_inbox() {
 #[actix_web::test]
 async fn delete_when_the_inbox_is_already_gone_counts_as_deleted() {
     let db = TestDb::new().await;
-    let bridge = Bridge::start(&db).await;
+    let bridge = Bridge::start(BRIDGE, &db).await;
     let fake = fake_chatwoot();
     let a = activated(&bridge, &fake, "alpha").await;
     fake.delete_inbox_directly(a["inbox_id"].as_i64().unwrap());
@@ -112,7 +115,7 @@ async fn delete_when_the_inbox_is_already_gone_counts_as_deleted() {
 #[actix_web::test]
 async fn delete_while_chatwoot_is_down_still_removes_the_integration() {
     let db = TestDb::new().await;
-    let bridge = Bridge::start(&db).await;
+    let bridge = Bridge::start(BRIDGE, &db).await;
     let fake = fake_chatwoot();
     let a = activated(&bridge, &fake, "alpha").await;
     let id = a["id"].as_str().unwrap();
@@ -130,7 +133,7 @@ async fn delete_while_chatwoot_is_down_still_removes_the_integration() {
 #[actix_web::test]
 async fn delete_with_a_revoked_token_says_why_the_inbox_stayed() {
     let db = TestDb::new().await;
-    let bridge = Bridge::start(&db).await;
+    let bridge = Bridge::start(BRIDGE, &db).await;
     let fake = fake_chatwoot();
     let a = activated(&bridge, &fake, "alpha").await;
     fake.revoke_token(ADMIN);
@@ -144,7 +147,7 @@ async fn delete_with_a_revoked_token_says_why_the_inbox_stayed() {
 #[actix_web::test]
 async fn pause_and_resume_answer_the_view() {
     let db = TestDb::new().await;
-    let bridge = Bridge::start(&db).await;
+    let bridge = Bridge::start(BRIDGE, &db).await;
     let fake = fake_chatwoot();
     let a = activated(&bridge, &fake, "alpha").await;
     let id = a["id"].as_str().unwrap();
@@ -164,7 +167,7 @@ async fn pause_and_resume_answer_the_view() {
 #[actix_web::test]
 async fn every_management_route_needs_the_bridge_token() {
     let db = TestDb::new().await;
-    let bridge = Bridge::start(&db).await;
+    let bridge = Bridge::start(BRIDGE, &db).await;
     let fake = fake_chatwoot();
     let a = activated(&bridge, &fake, "alpha").await;
     let id = a["id"].as_str().unwrap();
@@ -197,7 +200,7 @@ async fn every_management_route_needs_the_bridge_token() {
 #[actix_web::test]
 async fn bodies_over_one_mebibyte_are_refused_with_413() {
     let db = TestDb::new().await;
-    let bridge = Bridge::start(&db).await;
+    let bridge = Bridge::start(BRIDGE, &db).await;
     let fake = fake_chatwoot();
     let big = with(activation("alpha", fake.url()), json!({"padding": "x".repeat(1024 * 1024)}));
     let (status, body) = bridge.call("POST", "/v1/integrations/activate", Some(big)).await;
@@ -212,7 +215,7 @@ async fn bodies_over_one_mebibyte_are_refused_with_413() {
 #[actix_web::test]
 async fn operations_routes_need_no_token_and_show_no_secret() {
     let db = TestDb::new().await;
-    let bridge = Bridge::start(&db).await;
+    let bridge = Bridge::start(BRIDGE, &db).await;
     let fake = fake_chatwoot();
     activated(&bridge, &fake, "alpha").await;
     let b = activated(&bridge, &fake, "beta").await;
@@ -260,7 +263,7 @@ async fn operations_routes_need_no_token_and_show_no_secret() {
 #[actix_web::test]
 async fn integrations_survive_a_restart() {
     let db = TestDb::new().await;
-    let mut bridge = Bridge::start(&db).await;
+    let mut bridge = Bridge::start(BRIDGE, &db).await;
     let fake = fake_chatwoot();
     let a = activated(&bridge, &fake, "alpha").await;
     let id = a["id"].as_str().unwrap();

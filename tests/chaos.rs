@@ -6,12 +6,15 @@
 //! CHAOS_CHATS and CHAOS_ROUNDS (e.g. 50 × 20 × 50 for 50,000 inbound messages).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use ryze_testkit as common;
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use common::*;
+
+/// The bridge binary the harness runs (only this package's integration tests know where cargo put it).
+const BRIDGE: &str = env!("CARGO_BIN_EXE_ryze-integrations");
 
 fn setting(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -37,7 +40,7 @@ fn customer(chat: usize) -> String {
 async fn every_message_exactly_once_in_order_under_faults() {
     let (integrations, chats, rounds) =
         (setting("CHAOS_INTEGRATIONS", 3), setting("CHAOS_CHATS", 3), setting("CHAOS_ROUNDS", 24));
-    let mut stack = Stack::start().await;
+    let mut stack = Stack::start(BRIDGE).await;
     let instances: Vec<String> = (0..integrations).map(|i| format!("chaos{i}")).collect();
     let mut ids = Vec::new();
     for instance in &instances {
@@ -235,7 +238,7 @@ async fn people_who_switch_forms_are_split_then_merged_into_one_contact_under_fa
     let rounds = setting("CHAOS_SPLIT_ROUNDS", 12);
     let people = 5;
     let switches = |person: usize| person % 5 == 4 || person == 1;
-    let mut stack = Stack::start().await;
+    let mut stack = Stack::start(BRIDGE).await;
     let id = stack.activate("split").await;
     stack.wait_link(&id, "connected", Duration::from_secs(5)).await;
     #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]

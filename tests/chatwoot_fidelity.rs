@@ -2,12 +2,15 @@
 //! finding of `../shared/reference/chatwoot-fidelity.md` it covers; each failed before its fix.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use ryze_testkit as common;
 
 use std::time::Duration;
 
 use common::*;
 use serde_json::{Value, json};
+
+/// The bridge binary the harness runs (only this package's integration tests know where cargo put it).
+const BRIDGE: &str = env!("CARGO_BIN_EXE_ryze-integrations");
 
 const MARIA: &str = "5511999998888@s.whatsapp.net";
 const JOAO: &str = "5511988887777@s.whatsapp.net";
@@ -16,7 +19,7 @@ const WAIT: Duration = Duration::from_secs(8);
 
 /// A connected integration on a stack started with `env`, the fake at `version`.
 async fn connected(env: &[(&str, &str)], version: &str, changes: Value) -> (Stack, String) {
-    let stack = Stack::start_with(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()).await;
+    let stack = Stack::start_with(BRIDGE, env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()).await;
     stack.chatwoot.set_version(version);
     let id = stack.activate_with("suporte", changes).await;
     stack.wait_link(&id, "connected", Duration::from_secs(3)).await;
@@ -87,7 +90,7 @@ fn copies_of(stack: &Stack, wa_id: &str) -> usize {
 
 #[actix_web::test]
 async fn the_bridge_works_behind_a_proxy_that_drops_underscore_headers() {
-    let stack = Stack::start().await;
+    let stack = Stack::start(BRIDGE).await;
     stack.chatwoot.set_proxy_drops_underscore_headers(true);
     let id = stack.activate("suporte").await;
     stack.wait_link(&id, "connected", Duration::from_secs(3)).await;
@@ -100,7 +103,7 @@ async fn the_bridge_works_behind_a_proxy_that_drops_underscore_headers() {
 
 #[actix_web::test]
 async fn activation_refuses_a_chatwoot_older_than_3_4_naming_both_versions() {
-    let stack = Stack::start().await;
+    let stack = Stack::start(BRIDGE).await;
     stack.chatwoot.set_version("3.3.1");
     let (status, body) =
         stack.bridge.call("POST", "/v1/integrations/activate", Some(stack.activation("suporte"))).await;
@@ -154,7 +157,7 @@ async fn an_upgrade_to_4_13_after_activation_starts_verifying_signatures() {
     let inbox = stack.chatwoot.inbox(stack.view(&id).await["inbox_id"].as_i64().unwrap()).unwrap();
     let body = stack.chatwoot.webhook_deliveries_of("message_created").last().unwrap().body.to_string();
     let ts = chrono::Utc::now().timestamp().to_string();
-    let forged = ryze_integrations::fakes::chatwoot::sign_webhook("not-the-secret", &ts, body.as_bytes());
+    let forged = ryze_fakes::chatwoot::sign_webhook("not-the-secret", &ts, body.as_bytes());
     let response = awc::Client::default()
         .post(&inbox.webhook_url)
         .insert_header(("content-type", "application/json"))

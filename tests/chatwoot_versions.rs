@@ -8,13 +8,16 @@
 //! `read` from receipts); below 4.2 no status PATCH at all.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use ryze_testkit as common;
 
 use std::time::Duration;
 
 use common::*;
 use ryze_integrations::chatwoot::version::{BACKSLASH_BREAKS, STATUS_TICKS, Version};
 use serde_json::{Value, json};
+
+/// The bridge binary the harness runs (only this package's integration tests know where cargo put it).
+const BRIDGE: &str = env!("CARGO_BIN_EXE_ryze-integrations");
 
 const MARIA: &str = "5511999998888@s.whatsapp.net";
 const WAIT: Duration = Duration::from_secs(8);
@@ -105,7 +108,7 @@ async fn wait_failed_count(stack: &Stack, id: &str, count: u64) {
 async fn round_trip(version: &str) {
     let parsed = Version::parse(version).unwrap();
     let ticks = parsed >= STATUS_TICKS;
-    let stack = Stack::start().await;
+    let stack = Stack::start(BRIDGE).await;
     stack.chatwoot.set_version(version);
     let chatwoot = &stack.chatwoot;
 
@@ -280,7 +283,7 @@ async fn chatwoot_4_15_1() {
 
 #[actix_web::test]
 async fn chatwoot_3_3_1_is_refused() {
-    let stack = Stack::start().await;
+    let stack = Stack::start(BRIDGE).await;
     stack.chatwoot.set_version("3.3.1");
     let (status, body) =
         stack.bridge.call("POST", "/v1/integrations/activate", Some(stack.activation("suporte"))).await;

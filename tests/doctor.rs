@@ -2,7 +2,7 @@
 //! failure mode, with the exit status, the fixes (worded like the activation error table) and `--json`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use ryze_testkit as common;
 
 use std::path::Path;
 use std::process::Command;
@@ -10,6 +10,9 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::Value;
+
+/// The bridge binary the harness runs (only this package's integration tests know where cargo put it).
+const BRIDGE: &str = env!("CARGO_BIN_EXE_ryze-integrations");
 
 const BRIDGE_TOKEN: &str = "test-bridge-token-0123456789";
 
@@ -365,7 +368,7 @@ fn stack_env(stack: &Stack) -> Vec<(String, String)> {
 }
 
 async fn active_stack() -> (Stack, String) {
-    let stack = Stack::start().await;
+    let stack = Stack::start(BRIDGE).await;
     let id = stack.activate("suporte").await;
     stack.wait_link(&id, "connected", Duration::from_secs(3)).await;
     (stack, id)
@@ -485,7 +488,7 @@ async fn stored_integration_whose_webhook_moved_fails() {
 
 #[actix_web::test]
 async fn stored_integration_activated_before_signing_warns_after_the_upgrade() {
-    let stack = Stack::start().await;
+    let stack = Stack::start(BRIDGE).await;
     stack.chatwoot.set_version("4.12.0");
     let id = stack.activate("suporte").await;
     stack.wait_link(&id, "connected", Duration::from_secs(3)).await;

@@ -2,7 +2,7 @@
 //! fake drifted from Chatwoot, every other test would be testing against fiction.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use ryze_testkit as common;
 
 use common::*;
 use serde_json::{Value, json};

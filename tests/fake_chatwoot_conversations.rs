@@ -2,7 +2,7 @@
 //! (`shared/reference/chatwoot-api.md` §3–§7) says the real Chatwoot does.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use ryze_testkit as common;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU16, Ordering};

@@ -3,12 +3,12 @@
 //! ("one person, one contact") needs them.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use ryze_testkit as common;
 
 use std::time::Duration;
 
 use common::*;
-use ryze_integrations::fakes::chatwoot::FakeSender;
+use ryze_fakes::chatwoot::FakeSender;
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(10);

@@ -4,7 +4,7 @@
 //! attachment JSON by version, message paging, contact deletion, secret reset and Liquid's `raw`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use ryze_testkit as common;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};

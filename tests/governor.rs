@@ -2,17 +2,20 @@
 //! bridge stays under Rack::Attack's limit instead of bouncing off it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use ryze_testkit as common;
 
 use std::time::Duration;
 
 use common::*;
 
+/// The bridge binary the harness runs (only this package's integration tests know where cargo put it).
+const BRIDGE: &str = env!("CARGO_BIN_EXE_ryze-integrations");
+
 /// A stack whose bridge governs the fake Chatwoot (on loopback, which Rack::Attack would exempt, so the
 /// budget is set for its host explicitly) at `budget` requests a minute, and whose fake refuses beyond
 /// `fake_limit` a minute as Rack::Attack does.
 async fn governed(budget: u32, fake_limit: u32) -> Stack {
-    let mut stack = Stack::start().await;
+    let mut stack = Stack::start(BRIDGE).await;
     let host = stack.chatwoot.url().trim_start_matches("http://").to_owned();
     stack.bridge.restart_with(&[("BRIDGE_CHATWOOT_RATE_LIMITS", Some(&format!("{host}={budget}")))]).await;
     stack.chatwoot.set_rate_limit(Some(fake_limit));

@@ -1,12 +1,15 @@
 //! Hostile input to every public route and the WebSocket: a clear error, no state change, no crash.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use ryze_testkit as common;
 
 use std::time::Duration;
 
 use common::*;
 use serde_json::json;
+
+/// The bridge binary the harness runs (only this package's integration tests know where cargo put it).
+const BRIDGE: &str = env!("CARGO_BIN_EXE_ryze-integrations");
 
 async fn raw(url: &str, bearer: Option<&str>, content_type: &str, body: Vec<u8>) -> (u16, String) {
     let mut req = awc::Client::builder()
@@ -31,7 +34,7 @@ fn deep_json(depth: usize) -> Vec<u8> {
 
 #[actix_web::test]
 async fn hostile_bodies_get_clear_errors_and_change_nothing() {
-    let stack = Stack::start().await;
+    let stack = Stack::start(BRIDGE).await;
     let id = stack.activate("suporte").await;
     stack.wait_link(&id, "connected", Duration::from_secs(2)).await;
     let before = stack.bridge.call("GET", "/v1/integrations", None).await.1;
@@ -63,7 +66,7 @@ async fn hostile_bodies_get_clear_errors_and_change_nothing() {
     // The webhook route (authenticated by its secret): unreadable bodies are refused, nothing is queued.
     for (what, body) in &bodies[..5] {
         let now = chrono::Utc::now().timestamp().to_string();
-        let signature = ryze_integrations::fakes::chatwoot::sign_webhook(&inbox.secret, &now, body);
+        let signature = ryze_fakes::chatwoot::sign_webhook(&inbox.secret, &now, body);
         let mut req = awc::Client::default().post(&webhook).insert_header(("content-type", "application/json"));
         req = req.insert_header(("x-chatwoot-timestamp", now)).insert_header(("x-chatwoot-signature", signature));
         let status = req.send_body(body.clone()).await.unwrap().status().as_u16();

@@ -3,13 +3,16 @@
 //! by a merge when an event shows the split; names and pictures follow WhatsApp; groups never merge.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use ryze_testkit as common;
 
 use std::time::{Duration, Instant};
 
 use common::*;
-use ryze_integrations::fakes::ryzeapi::ContactLookup;
+use ryze_fakes::ryzeapi::ContactLookup;
 use serde_json::{Value, json};
+
+/// The bridge binary the harness runs (only this package's integration tests know where cargo put it).
+const BRIDGE: &str = env!("CARGO_BIN_EXE_ryze-integrations");
 
 const MARIA: &str = "5511999998888@s.whatsapp.net";
 const MARIA_LID: &str = "123456789012345@lid";
@@ -18,7 +21,7 @@ const GROUP: &str = "120363000000000001@g.us";
 const WAIT: Duration = Duration::from_secs(8);
 
 async fn connected(env: &[(&str, &str)]) -> (Stack, String) {
-    let stack = Stack::start_with(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()).await;
+    let stack = Stack::start_with(BRIDGE, env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()).await;
     let id = stack.activate("suporte").await;
     stack.wait_link(&id, "connected", Duration::from_secs(3)).await;
     (stack, id)

@@ -2,18 +2,21 @@
 //! after durable storage, deduplication, crash recovery, and actors that stop for good.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use ryze_testkit as common;
 
 use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::json;
 
+/// The bridge binary the harness runs (only this package's integration tests know where cargo put it).
+const BRIDGE: &str = env!("CARGO_BIN_EXE_ryze-integrations");
+
 const CUSTOMER: &str = "5511999998888@s.whatsapp.net";
 
 #[actix_web::test]
 async fn activation_connects_within_a_second() {
-    let stack = Stack::start().await;
+    let stack = Stack::start(BRIDGE).await;
     let started = Instant::now();
     let id = stack.activate("suporte").await;
     stack.wait_link(&id, "connected", Duration::from_secs(1)).await;
@@ -26,7 +29,7 @@ async fn activation_connects_within_a_second() {
 
 #[actix_web::test]
 async fn reconnects_after_drops_with_growing_backoff() {
-    let stack = Stack::start().await;
+    let stack = Stack::start(BRIDGE).await;
     let id = stack.activate("suporte").await;
     stack.wait_link(&id, "connected", Duration::from_secs(2)).await;
     let mut delays = Vec::new();
@@ -47,7 +50,7 @@ async fn reconnects_after_drops_with_growing_backoff() {
 
 #[actix_web::test]
 async fn a_silent_link_is_declared_dead_and_replaced() {
-    let stack = Stack::start().await;
+    let stack = Stack::start(BRIDGE).await;
     let id = stack.activate("suporte").await;
     stack.wait_link(&id, "connected", Duration::from_secs(2)).await;
     stack.ryzeapi.set_silent(true);
@@ -64,7 +67,7 @@ async fn a_silent_link_is_declared_dead_and_replaced() {
 
 #[actix_web::test]
 async fn a_refused_token_is_an_error_retried_slowly_until_it_works() {
-    let stack = Stack::start().await;
+    let stack = Stack::start(BRIDGE).await;
     stack.ryzeapi.refuse_upgrades(Some(401));
     let id = stack.activate("suporte").await;
     let deadline = Instant::now() + Duration::from_secs(3);
@@ -96,7 +99,7 @@ async fn a_refused_token_is_an_error_retried_slowly_until_it_works() {
 
 #[actix_web::test]
 async fn a_missing_route_says_what_to_configure() {
-    let stack = Stack::start().await;
+    let stack = Stack::start(BRIDGE).await;
     stack.ryzeapi.refuse_upgrades(Some(404));
     let id = stack.activate("suporte").await;
     let deadline = Instant::now() + Duration::from_secs(3);
@@ -116,7 +119,7 @@ async fn a_missing_route_says_what_to_configure() {
 
 #[actix_web::test]
 async fn events_are_acknowledged_after_storage_and_relayed() {
-    let stack = Stack::start().await;
+    let stack = Stack::start(BRIDGE).await;
     let id = stack.activate("suporte").await;
     stack.wait_link(&id, "connected", Duration::from_secs(2)).await;
     let event_id = stack
@@ -137,7 +140,7 @@ async fn events_are_acknowledged_after_storage_and_relayed() {
 
 #[actix_web::test]
 async fn redelivered_and_repeated_events_are_not_duplicated() {
-    let stack = Stack::start().await;
+    let stack = Stack::start(BRIDGE).await;
     let id = stack.activate("suporte").await;
     stack.wait_link(&id, "connected", Duration::from_secs(2)).await;
     // The same event id twice (a RyzeAPI re-delivery), then the same WhatsApp message under a new event id.
@@ -162,7 +165,7 @@ async fn redelivered_and_repeated_events_are_not_duplicated() {
 
 #[actix_web::test]
 async fn malformed_frames_are_skipped_and_the_link_lives_on() {
-    let stack = Stack::start().await;
+    let stack = Stack::start(BRIDGE).await;
     let id = stack.activate("suporte").await;
     stack.wait_link(&id, "connected", Duration::from_secs(2)).await;
     for garbage in [json!("just a string"), json!({"no": "event"}), json!({"event": "message.exchange", "data": 7})] {
@@ -178,7 +181,7 @@ async fn malformed_frames_are_skipped_and_the_link_lives_on() {
 
 #[actix_web::test]
 async fn pause_resume_and_delete_stop_the_actor_for_good() {
-    let stack = Stack::start().await;
+    let stack = Stack::start(BRIDGE).await;
     let id = stack.activate("suporte").await;
     stack.wait_link(&id, "connected", Duration::from_secs(2)).await;
 
@@ -202,7 +205,7 @@ async fn pause_resume_and_delete_stop_the_actor_for_good() {
 
 #[actix_web::test]
 async fn an_event_stored_before_a_crash_is_processed_once_after_restart() {
-    let mut stack = Stack::start().await;
+    let mut stack = Stack::start(BRIDGE).await;
     let id = stack.activate("suporte").await;
     stack.wait_link(&id, "connected", Duration::from_secs(2)).await;
     // Chatwoot hangs: the event is stored and acknowledged, but processing cannot finish.
@@ -227,7 +230,7 @@ async fn an_event_stored_before_a_crash_is_processed_once_after_restart() {
 
 #[actix_web::test]
 async fn two_hundred_integrations_connect_at_once() {
-    let stack = Stack::start().await;
+    let stack = Stack::start(BRIDGE).await;
     let mut ids = Vec::new();
     for n in 0..200 {
         ids.push(stack.activate(&format!("inst{n}")).await);
@@ -243,7 +246,7 @@ async fn two_hundred_integrations_connect_at_once() {
 
 #[actix_web::test]
 async fn sigterm_during_a_stream_loses_nothing() {
-    let mut stack = Stack::start().await;
+    let mut stack = Stack::start(BRIDGE).await;
     let id = stack.activate("suporte").await;
     stack.wait_link(&id, "connected", Duration::from_secs(2)).await;
     let customers = ["5511900000001@s.whatsapp.net", "5511900000002@s.whatsapp.net"];
@@ -277,7 +280,7 @@ async fn sigterm_during_a_stream_loses_nothing() {
 
 #[actix_web::test]
 async fn the_link_survives_ryzeapi_restarting() {
-    let mut stack = Stack::start().await;
+    let mut stack = Stack::start(BRIDGE).await;
     let id = stack.activate("suporte").await;
     stack.wait_link(&id, "connected", Duration::from_secs(2)).await;
     let address = stack.ryzeapi.url().trim_start_matches("http://").to_owned();
@@ -295,4 +298,25 @@ async fn the_link_survives_ryzeapi_restarting() {
     stack.ryzeapi.send_event("suporte", sim::text_message("suporte", "3EB0BACK", CUSTOMER, "Maria", "de volta"));
     let chatwoot = &stack.chatwoot;
     eventually("relayed after the restart", Duration::from_secs(3), || chatwoot.message_count() == 1).await;
+}
+
+/// The bridge dies after Chatwoot opened the conversation and before its answer arrived (a kill, a pause
+/// past the lease, a hand-over): whoever relays the chat next finds that conversation instead of opening
+/// a second one for the same customer.
+#[actix_web::test]
+async fn a_conversation_opened_just_before_a_crash_is_found_not_opened_again() {
+    let mut stack = Stack::start(BRIDGE).await;
+    let id = stack.activate("suporte").await;
+    stack.wait_link(&id, "connected", Duration::from_secs(2)).await;
+    stack.chatwoot.answer_late_next("POST", "/conversations", Duration::from_secs(30), 1);
+    stack.ryzeapi.send_event("suporte", sim::text_message("suporte", "3EB0OPEN", CUSTOMER, "Maria", "primeira"));
+    let chatwoot = &stack.chatwoot;
+    eventually("the conversation opened", Duration::from_secs(5), || chatwoot.conversation_count() == 1).await;
+    stack.bridge.kill();
+    stack.bridge.restart().await;
+    eventually("delivered after the restart", Duration::from_secs(15), || chatwoot.message_count() == 1).await;
+    actix_web::rt::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(stack.chatwoot.conversation_count(), 1, "one conversation for the chat");
+    assert_eq!(stack.chatwoot.message_count(), 1, "exactly once");
+    assert_eq!(stack.chatwoot.contact_count(), 1);
 }

@@ -4,13 +4,16 @@
 //! dashboard and the alerting guide name is really exposed.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use ryze_testkit as common;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::*;
 use openmetrics_parser::{HistogramValue, MetricFamily, OpenMetricsType, OpenMetricsValue, PrometheusType};
+
+/// The bridge binary the harness runs (only this package's integration tests know where cargo put it).
+const BRIDGE: &str = env!("CARGO_BIN_EXE_ryze-integrations");
 
 const CUSTOMER: &str = "5511999998888@s.whatsapp.net";
 const WAIT: Duration = Duration::from_secs(6);
@@ -34,7 +37,7 @@ async fn scrape(stack: &Stack, accept: Option<&str>) -> (String, String) {
 /// A stack with one message relayed each way (a customer's message to Chatwoot, the agent's reply to
 /// WhatsApp), both recorded done. Returns it and the secrets it holds.
 async fn relayed_both_ways() -> (Stack, Vec<String>) {
-    let stack = Stack::start().await;
+    let stack = Stack::start(BRIDGE).await;
     let instance_token = activation("suporte", "")["instanceToken"].as_str().unwrap().to_owned();
     let id = stack.activate("suporte").await;
     stack.wait_link(&id, "connected", WAIT).await;

@@ -2,18 +2,21 @@
 //! promised cost in Chatwoot calls — through the real link, against the fake Chatwoot.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use ryze_testkit as common;
 
 use std::time::Duration;
 
 use common::*;
 use serde_json::{Value, json};
 
+/// The bridge binary the harness runs (only this package's integration tests know where cargo put it).
+const BRIDGE: &str = env!("CARGO_BIN_EXE_ryze-integrations");
+
 const MARIA: &str = "5511999998888@s.whatsapp.net";
 const WAIT: Duration = Duration::from_secs(5);
 
 async fn connected_stack(changes: Value) -> (Stack, String) {
-    let stack = Stack::start().await;
+    let stack = Stack::start(BRIDGE).await;
     let id = stack.activate_with("suporte", changes).await;
     stack.wait_link(&id, "connected", Duration::from_secs(2)).await;
     (stack, id)

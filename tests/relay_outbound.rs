@@ -2,12 +2,15 @@
 //! webhooks from the fake Chatwoot into the bridge, sends into the RyzeAPI simulator.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use ryze_testkit as common;
 
 use std::time::Duration;
 
 use common::*;
 use serde_json::{Value, json};
+
+/// The bridge binary the harness runs (only this package's integration tests know where cargo put it).
+const BRIDGE: &str = env!("CARGO_BIN_EXE_ryze-integrations");
 
 const MARIA: &str = "5511999998888@s.whatsapp.net";
 const WAIT: Duration = Duration::from_secs(6);
@@ -15,7 +18,7 @@ const WAIT: Duration = Duration::from_secs(6);
 /// A connected integration with one customer conversation. Returns the stack, the integration id and
 /// the conversation's display id.
 async fn conversation(changes: Value) -> (Stack, String, i64) {
-    let stack = Stack::start().await;
+    let stack = Stack::start(BRIDGE).await;
     let id = stack.activate_with("suporte", changes).await;
     stack.wait_link(&id, "connected", Duration::from_secs(2)).await;
     stack.ryzeapi.send_event("suporte", sim::text_message("suporte", "3EB0CUST01", MARIA, "Maria", "preciso de ajuda"));
@@ -132,7 +135,7 @@ async fn signed_messages_quotes_and_attachments() {
     let sent = wait_sends(&stack, 2).await;
     let agent = stack.chatwoot.messages(display_id)[1].sender.clone();
     let agent_name = match agent {
-        ryze_integrations::fakes::chatwoot::FakeSender::User { name, .. } => name,
+        ryze_fakes::chatwoot::FakeSender::User { name, .. } => name,
         other => panic!("{other:?}"),
     };
     assert_eq!(sent[0]["message"], format!("*{agent_name}:*\nrespondendo"));
@@ -365,7 +368,7 @@ async fn the_webhook_route_checks_id_secret_and_signature() {
     };
     let url = |id: &str, secret: &str| format!("{}/v1/webhooks/chatwoot/{id}/{secret}", stack.bridge.url);
     let now = chrono::Utc::now().timestamp().to_string();
-    let good = ryze_integrations::fakes::chatwoot::sign_webhook(&inbox.secret, &now, body.as_bytes());
+    let good = ryze_fakes::chatwoot::sign_webhook(&inbox.secret, &now, body.as_bytes());
     assert_eq!(
         post(
             url(&id, &secret),
@@ -386,7 +389,7 @@ async fn the_webhook_route_checks_id_secret_and_signature() {
     );
     assert_eq!(post(url("int_unknown", &secret), vec![], body.clone()).await, 404);
     assert_eq!(post(url(&id, &secret), vec![], body.clone()).await, 401, "unsigned");
-    let bad = ryze_integrations::fakes::chatwoot::sign_webhook("not-the-secret", &now, body.as_bytes());
+    let bad = ryze_fakes::chatwoot::sign_webhook("not-the-secret", &now, body.as_bytes());
     assert_eq!(
         post(
             url(&id, &secret),
@@ -397,7 +400,7 @@ async fn the_webhook_route_checks_id_secret_and_signature() {
         401
     );
     let stale = (chrono::Utc::now().timestamp() - 600).to_string();
-    let stale_sig = ryze_integrations::fakes::chatwoot::sign_webhook(&inbox.secret, &stale, body.as_bytes());
+    let stale_sig = ryze_fakes::chatwoot::sign_webhook(&inbox.secret, &stale, body.as_bytes());
     assert_eq!(
         post(
             url(&id, &secret),
@@ -454,7 +457,7 @@ async fn while_ryzeapi_is_down_altogether_replies_wait_without_failing() {
 
 #[actix_web::test]
 async fn ticks_follow_a_chatwoot_upgrade_without_reactivation() {
-    let stack = Stack::start_with(vec![("BRIDGE_VERSION_CHECK_MS".into(), "300".into())]).await;
+    let stack = Stack::start_with(BRIDGE, vec![("BRIDGE_VERSION_CHECK_MS".into(), "300".into())]).await;
     stack.chatwoot.set_version("4.1.0");
     let id = stack.activate("suporte").await;
     stack.wait_link(&id, "connected", Duration::from_secs(2)).await;
@@ -552,7 +555,7 @@ async fn a_retry_of_a_reply_whose_webhook_never_arrived_sends_it_once() {
 async fn a_reply_stored_just_before_a_crash_still_waits_for_an_earlier_one() {
     // A wide window, so that the kill and the restart fit inside it.
     let window = vec![("BRIDGE_REPLY_ORDER_WINDOW_MS".to_owned(), "3000".to_owned())];
-    let mut stack = Stack::start_with(window).await;
+    let mut stack = Stack::start_with(BRIDGE, window).await;
     let id = stack.activate("suporte").await;
     stack.wait_link(&id, "connected", Duration::from_secs(2)).await;
     stack.ryzeapi.send_event("suporte", sim::text_message("suporte", "3EB0CUST01", MARIA, "Maria", "preciso de ajuda"));
@@ -580,7 +583,7 @@ async fn a_reply_stored_just_before_a_crash_still_waits_for_an_earlier_one() {
     body["content"] = json!("primeira");
     let body = body.to_string();
     let now = chrono::Utc::now().timestamp().to_string();
-    let signature = ryze_integrations::fakes::chatwoot::sign_webhook(&inbox.secret, &now, body.as_bytes());
+    let signature = ryze_fakes::chatwoot::sign_webhook(&inbox.secret, &now, body.as_bytes());
     let status = awc::Client::default()
         .post(&inbox.webhook_url)
         .insert_header(("content-type", "application/json"))
@@ -614,4 +617,31 @@ async fn replies_mark_only_new_customer_messages_read() {
     wait_sends(&stack, 4).await;
     stack.wait_drained(&id).await;
     assert_eq!(marks(&stack), 2, "a new customer message is marked read by the next reply");
+}
+
+/// `delivered` and then `read` for one reply while Chatwoot refuses: once `read` is stored, the retried
+/// `delivered` is not sent (the `read` behind it would overwrite it at once); one PATCH sets `read`.
+#[actix_web::test]
+async fn a_delivered_tick_a_stored_read_supersedes_is_not_sent() {
+    let (stack, _id, display_id) = conversation(json!({})).await;
+    let reply = stack.chatwoot.agent_reply(display_id, "chegou?", false).unwrap();
+    wait_reply_done(&stack, WAIT).await;
+    let sent_id = stack.ryzeapi.sent_message_ids("suporte").into_iter().next().unwrap();
+    stack.chatwoot.fail_next("PATCH", &format!("/messages/{reply}"), 503, 100);
+    stack.ryzeapi.send_event("suporte", sim::status_event("suporte", &[&sent_id], "delivered", MARIA));
+    eventually("the refused tick", WAIT, || tick_requests(&stack, reply, "delivered").contains(&503)).await;
+    let read = stack.ryzeapi.send_event("suporte", sim::status_event("suporte", &[&sent_id], "read", MARIA)).unwrap();
+    // The read receipt is stored (it is acknowledged only then) before Chatwoot answers again.
+    let sim = &stack.ryzeapi;
+    eventually("read stored", WAIT, || sim.acked("suporte").contains(&read)).await;
+    stack.chatwoot.clear_failures();
+    wait_tick_request(&stack, reply, "read").await;
+    actix_web::rt::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        !tick_requests(&stack, reply, "delivered").contains(&200),
+        "{:?}",
+        tick_requests(&stack, reply, "delivered")
+    );
+    assert_eq!(tick_requests(&stack, reply, "read"), [200]);
+    assert_eq!(stack.chatwoot.message(reply).unwrap().status, "read");
 }

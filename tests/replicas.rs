@@ -10,7 +10,7 @@
 //! moment migrate once; a second process on one SQLite file refuses to start.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use ryze_testkit as common;
 
 use std::collections::HashMap;
 use std::io::{Read as _, Write as _};
@@ -22,6 +22,9 @@ use std::time::{Duration, Instant};
 use common::*;
 use sea_orm::{ConnectionTrait as _, DatabaseConnection, Statement};
 use serde_json::Value;
+
+/// The bridge binary the harness runs (only this package's integration tests know where cargo put it).
+const BRIDGE: &str = env!("CARGO_BIN_EXE_ryze-integrations");
 
 const TOKEN: &str = "replicas-test-bridge-token-0123";
 const KEY: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
@@ -126,7 +129,9 @@ impl Cluster {
         let mut replicas = Vec::new();
         for (i, port) in ports.iter().enumerate() {
             let env = Self::env(&db, i, *port, &webhooks.addr, Vec::new());
-            replicas.push(Bridge::start_with(&db, BridgeOptions { token: Some(TOKEN.into()), extra_env: env }).await);
+            replicas.push(
+                Bridge::start_with(BRIDGE, &db, BridgeOptions { token: Some(TOKEN.into()), extra_env: env }).await,
+            );
         }
         let admin = db.connect().await;
         Self { _db: db, chatwoot: fake_chatwoot(), ryzeapi, replicas, webhooks, admin }
@@ -531,6 +536,7 @@ async fn a_replica_cut_off_from_postgresql_stops_relaying_within_one_lease() {
     let chatwoot = fake_chatwoot();
     let webhooks = Forwarder::start(Vec::new());
     let direct = Bridge::start_with(
+        BRIDGE,
         &db,
         BridgeOptions {
             token: Some(TOKEN.into()),
@@ -540,7 +546,7 @@ async fn a_replica_cut_off_from_postgresql_stops_relaying_within_one_lease() {
     .await;
     let mut env = Cluster::env(&db, 1, free_port(), &webhooks.addr, Vec::new());
     env.push(("DATABASE_URL".to_owned(), via_proxy.to_string()));
-    let cut_off = Bridge::start_with(&db, BridgeOptions { token: Some(TOKEN.into()), extra_env: env }).await;
+    let cut_off = Bridge::start_with(BRIDGE, &db, BridgeOptions { token: Some(TOKEN.into()), extra_env: env }).await;
     let cluster =
         Cluster { admin: db.connect().await, _db: db, chatwoot, ryzeapi, replicas: vec![direct, cut_off], webhooks };
     let integrations = cluster.activate(6).await;
@@ -648,14 +654,14 @@ async fn a_second_process_on_one_sqlite_file_refuses_to_start() {
             ("BRIDGE_DATA_DIR".to_owned(), dir.path().display().to_string()),
         ]
     };
-    let (mut first, first_url, _) = spawn_process(env(free_port()));
+    let (mut first, first_url, _) = spawn_process(BRIDGE, env(free_port()));
     assert!(first_url.is_some());
     let deadline = Instant::now() + Duration::from_secs(30);
     while request(&format!("{}/readyz", first_url.as_ref().unwrap()), "GET", None, None).await.0 != 200 {
         assert!(Instant::now() < deadline);
         actix_web::rt::time::sleep(Duration::from_millis(50)).await;
     }
-    let (mut second, _, output) = spawn_process(env(free_port()));
+    let (mut second, _, output) = spawn_process(BRIDGE, env(free_port()));
     let status = second.wait().unwrap();
     assert!(!status.success(), "the second process must not run");
     let said = output.lock().unwrap().clone();

@@ -2,12 +2,15 @@
 //! the message mappings (needed for ticks, quotes and deletes) stay. Runs on SQLite and PostgreSQL.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use ryze_testkit as common;
 
 use std::time::Duration;
 
 use common::*;
 use serde_json::json;
+
+/// The bridge binary the harness runs (only this package's integration tests know where cargo put it).
+const BRIDGE: &str = env!("CARGO_BIN_EXE_ryze-integrations");
 
 const MARIA: &str = "5511999998888@s.whatsapp.net";
 
@@ -20,7 +23,7 @@ async fn count(stack: &Stack, sql: &str) -> i64 {
 
 #[actix_web::test]
 async fn processed_rows_are_pruned_after_the_retention_and_failures_stay() {
-    let stack = Stack::start_with(vec![("BRIDGE_RETENTION_MS".into(), "1000".into())]).await;
+    let stack = Stack::start_with(BRIDGE, vec![("BRIDGE_RETENTION_MS".into(), "1000".into())]).await;
     let id = stack.activate("suporte").await;
     stack.wait_link(&id, "connected", Duration::from_secs(2)).await;
     for n in 0..3 {

@@ -9,7 +9,7 @@ use awc::error::{WsClientError, WsProtocolError};
 use awc::ws::{Frame, Message};
 use bytes::Bytes;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
-use ryze_integrations::fakes::ryzeapi::{self, RecordedCall, RyzeApiSim};
+use ryze_fakes::ryzeapi::{self, RecordedCall, RyzeApiSim};
 use serde_json::{Value, json};
 
 const BRIDGE: &str = "bridge-token-0123456789";

@@ -1,10 +1,13 @@
 //! Secrets never reach logs, responses or the database in clear; sealed tokens need the right key.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use ryze_testkit as common;
 
 use common::*;
 use serde_json::{Value, json};
+
+/// The bridge binary the harness runs (only this package's integration tests know where cargo put it).
+const BRIDGE: &str = env!("CARGO_BIN_EXE_ryze-integrations");
 
 const CW_TOKEN: &str = "cw-SECRET-token-7f3a9c";
 const INSTANCE_TOKEN: &str = "inst-SECRET-token-52be11";
@@ -19,7 +22,7 @@ fn assert_absent(haystack: &str, secrets: &[&str], what: &str) {
 async fn no_secret_in_responses_logs_or_database() {
     let db = TestDb::new().await;
     // No BRIDGE_TOKEN: the bridge generates one and prints it exactly once.
-    let mut bridge = Bridge::start_with(&db, BridgeOptions { token: None, extra_env: vec![] }).await;
+    let mut bridge = Bridge::start_with(BRIDGE, &db, BridgeOptions { token: None, extra_env: vec![] }).await;
     let fake = fake_chatwoot();
     fake.add_user(CW_TOKEN, &[(ACCOUNT, Role::Administrator)]);
     let body =
@@ -113,6 +116,7 @@ const KEY_B: &str = "HxwdHhkaGxwXGBkaFRYXGBMUFRYREhMUDxAREg0ODxA=";
 async fn a_different_key_cannot_open_stored_tokens_and_the_previous_key_can() {
     let db = TestDb::new().await;
     let mut bridge = Bridge::start_with(
+        BRIDGE,
         &db,
         BridgeOptions { extra_env: vec![("BRIDGE_ENCRYPTION_KEY".into(), KEY_A.into())], ..Default::default() },
     )
@@ -161,6 +165,7 @@ async fn bad_configuration_stops_startup_with_one_line() {
 async fn rotating_the_key_reseals_everything_so_the_old_key_can_go() {
     let db = TestDb::new().await;
     let mut bridge = Bridge::start_with(
+        BRIDGE,
         &db,
         BridgeOptions { extra_env: vec![("BRIDGE_ENCRYPTION_KEY".into(), KEY_A.into())], ..Default::default() },
     )
@@ -193,7 +198,7 @@ async fn rotating_the_key_reseals_everything_so_the_old_key_can_go() {
 #[actix_web::test]
 async fn rotating_the_bridge_token_keeps_the_integrations() {
     let db = TestDb::new().await;
-    let mut bridge = Bridge::start(&db).await;
+    let mut bridge = Bridge::start(BRIDGE, &db).await;
     let fake = fake_chatwoot();
     let id = activated(&bridge, &fake).await;
     let old = bridge.token.clone();

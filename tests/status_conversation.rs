@@ -2,17 +2,20 @@
 //! PNG, notices even when resolved, and `/status` / `/help` answered without anything going to WhatsApp.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use ryze_testkit as common;
 
 use std::time::Duration;
 
 use common::*;
 
+/// The bridge binary the harness runs (only this package's integration tests know where cargo put it).
+const BRIDGE: &str = env!("CARGO_BIN_EXE_ryze-integrations");
+
 const WAIT: Duration = Duration::from_secs(5);
 
 #[actix_web::test]
 async fn notices_qr_codes_and_commands() {
-    let stack = Stack::start().await;
+    let stack = Stack::start(BRIDGE).await;
     let id = stack.activate("suporte").await;
     stack.wait_link(&id, "connected", Duration::from_secs(2)).await;
 
@@ -66,7 +69,7 @@ async fn notices_qr_codes_and_commands() {
 
 #[actix_web::test]
 async fn an_incoming_call_is_a_notice_in_the_callers_conversation() {
-    let stack = Stack::start().await;
+    let stack = Stack::start(BRIDGE).await;
     let id = stack.activate("suporte").await;
     stack.wait_link(&id, "connected", Duration::from_secs(2)).await;
     let call = serde_json::json!({"event": "call.update", "data": {"type": "offer", "from": "5511999998888@s.whatsapp.net", "isVideo": false}});

@@ -1,7 +1,7 @@
 //! The `integrations` queries, on SQLite or (with `DATABASE_URL`) PostgreSQL, through real migrations.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use ryze_testkit as common;
 
 use chrono::{Duration, Utc};
 use common::TestDb;

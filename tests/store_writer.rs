@@ -3,7 +3,7 @@
 //! duplicate, in submission order, duplicates within one group included.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use ryze_testkit as common;
 
 use std::collections::HashSet;
 use std::time::Duration;

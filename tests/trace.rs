@@ -2,12 +2,15 @@
 //! stopped and why, for either direction; errors in the envelope; no secrets.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use ryze_testkit as common;
 
 use std::time::Duration;
 
 use common::*;
 use serde_json::Value;
+
+/// The bridge binary the harness runs (only this package's integration tests know where cargo put it).
+const BRIDGE: &str = env!("CARGO_BIN_EXE_ryze-integrations");
 
 const MARIA: &str = "5511999998888@s.whatsapp.net";
 const WAIT: Duration = Duration::from_secs(10);
@@ -22,7 +25,7 @@ fn stages(trace: &Value) -> Vec<String> {
 
 #[actix_web::test]
 async fn a_relayed_message_shows_every_stage_and_its_chatwoot_ids() {
-    let stack = Stack::start().await;
+    let stack = Stack::start(BRIDGE).await;
     let id = stack.activate("suporte").await;
     stack.wait_link(&id, "connected", WAIT).await;
     stack.ryzeapi.send_event("suporte", sim::text_message("suporte", "3EB0TRACE01", MARIA, "Maria", "olá"));
@@ -73,7 +76,7 @@ async fn a_relayed_message_shows_every_stage_and_its_chatwoot_ids() {
 
 #[actix_web::test]
 async fn a_message_chatwoot_keeps_refusing_says_why_and_when_it_is_tried_again() {
-    let stack = Stack::start().await;
+    let stack = Stack::start(BRIDGE).await;
     let id = stack.activate("suporte").await;
     stack.wait_link(&id, "connected", WAIT).await;
     stack.chatwoot.fail_next("POST", "/contacts", 503, 1000);
@@ -112,7 +115,7 @@ async fn a_message_chatwoot_keeps_refusing_says_why_and_when_it_is_tried_again()
 
 #[actix_web::test]
 async fn an_agent_reply_is_traced_to_its_whatsapp_id_and_an_unknown_one_says_what_to_check() {
-    let stack = Stack::start().await;
+    let stack = Stack::start(BRIDGE).await;
     let id = stack.activate("suporte").await;
     stack.wait_link(&id, "connected", WAIT).await;
     stack.ryzeapi.send_event("suporte", sim::text_message("suporte", "3EB0TRACE03", MARIA, "Maria", "oi"));

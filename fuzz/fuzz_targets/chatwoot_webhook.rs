@@ -2,14 +2,15 @@
 //!
 //! Input: `<X-Chatwoot-Timestamp>\n<X-Chatwoot-Signature>\n<raw body>` (with fewer than two line breaks
 //! the whole input is the body and the headers are missing). Steps, as in `integrations::webhooks` and
-//! `relay::outbound::process`: the signature check, `WebhookEvent::parse`, the accessors that decide what
-//! is stored, then the stored job's payload parsed again and its Markdown converted for WhatsApp.
+//! `relay::outbound::process` of the bridge, all of them in `ryze-wire`: the signature check,
+//! `WebhookEvent::parse`, the accessors that decide what is stored, then the stored job's payload parsed
+//! again and its Markdown converted for WhatsApp.
 #![no_main]
 
 use hmac::{Hmac, Mac};
 use libfuzzer_sys::fuzz_target;
-use ryze_integrations::chatwoot::webhook::{SIGNATURE_WINDOW_SECS, WebhookEvent, signature_is_valid};
-use ryze_integrations::relay::format::markdown_to_whatsapp;
+use ryze_wire::chatwoot_webhook::{SIGNATURE_WINDOW_SECS, WebhookEvent, signature_is_valid};
+use ryze_wire::format::{markdown_to_whatsapp, normalize_agent_text};
 
 /// The signing secret the seeds in corpus/chatwoot_webhook were signed with.
 const SECRET: &str = "fuzz-signing-secret";
@@ -37,7 +38,7 @@ fuzz_target!(|data: &[u8]| {
     // `integrations::webhooks::handle`: what is kept, and as which job kind.
     let message = event.message();
     if let Some(message) = &message {
-        let _ = (message.is_for_whatsapp(), message.is_deleted(), message.has_empty_attributes());
+        let _ = (message.is_for_whatsapp(), message.is_deleted(), message.has_external_error());
         let _ = message.in_reply_to();
     }
     let _ = event.conversation_status();
@@ -49,7 +50,8 @@ fuzz_target!(|data: &[u8]| {
     let stored = WebhookEvent::parse(payload.as_bytes()).ok().and_then(|e| e.message());
     assert_eq!(stored, message, "the stored webhook reads differently");
     if let Some(message) = stored {
-        let text = message.content.as_deref().map(markdown_to_whatsapp).unwrap_or_default();
+        let text =
+            message.content.as_deref().map(|c| markdown_to_whatsapp(&normalize_agent_text(c))).unwrap_or_default();
         let _ = message.sender_name.map(|agent| format!("*{agent}:*\n{text}"));
     }
 });

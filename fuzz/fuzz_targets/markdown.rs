@@ -1,10 +1,10 @@
-//! Fuzz target: both formatting converters (`relay::format`) on any text, with properties that hold
+//! Fuzz target: both formatting converters (`ryze_wire::format`) on any text, with properties that hold
 //! for every input: plain text passes unchanged, and output length is bounded linearly by the input
 //! (a quadratic blow-up was found in these converters once; large inputs run with `-max_len` raised).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ryze_integrations::relay::format::{markdown_to_whatsapp, whatsapp_to_markdown};
+use ryze_wire::format::{markdown_to_whatsapp, whatsapp_to_markdown};
 
 fuzz_target!(|data: &[u8]| {
     // Both come from JSON strings (a webhook's `content`, a frame's `content`/caption): always UTF-8.

@@ -3,14 +3,14 @@
 //! The link actor (`integrations::actor::on_text`) parses the frame, falls back to `event_id_of` for a
 //! malformed one, and routes it; the inbound relay (`relay::inbound::process`) parses the stored frame
 //! again and, per event kind, normalises the message, renders it, derives the chat's aliases and
-//! names, or builds the status notice. Nothing here touches a database or the network.
+//! names, or builds the status notice. All of it is in `ryze-wire`, which touches no database and no
+//! network.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ryze_integrations::relay::identity;
-use ryze_integrations::relay::inbound::{Action, render};
-use ryze_integrations::relay::status::notice;
-use ryze_integrations::ryzeapi::event::{Envelope, INSTANCE_CHAT, MessageExchange, canonical_jid, event_id_of};
+use ryze_wire::identity;
+use ryze_wire::render::{Action, notice, render};
+use ryze_wire::ryzeapi_event::{Envelope, INSTANCE_CHAT, MessageExchange, canonical_jid, event_id_of};
 use serde_json::Value;
 
 fuzz_target!(|data: &[u8]| {

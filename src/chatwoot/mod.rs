@@ -5,8 +5,9 @@ mod client;
 pub mod dto;
 mod error;
 pub mod governor;
-pub mod version;
-pub mod webhook;
+
+/// Version gates and the webhook's payloads and signature (pure, in the wire crate).
+pub use ryze_wire::{chatwoot_version as version, chatwoot_webhook as webhook};
 
 pub use client::{ChatwootClient, ChatwootTarget, Upload};
 pub use error::{ChatwootError, Failure, Unprocessable};

@@ -2,5 +2,7 @@
 //! link to `/ws/chatwoot/:instance`.
 
 pub mod client;
-pub mod event;
 pub mod link;
+
+/// Event envelopes and `message.exchange` (pure, in the wire crate).
+pub use ryze_wire::ryzeapi_event as event;

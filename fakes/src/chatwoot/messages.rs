@@ -15,7 +15,7 @@ use super::conversations::{self, FakeConversation, change};
 use super::multipart::{FilePart, Form};
 use super::webhooks::Subject;
 use super::{Actor, Call, State, error, iso, no_route, not_found, reply, unix};
-use crate::chatwoot::version::{BACKSLASH_BREAKS_FIXED, CONTENT_ATTRIBUTES, OLDEST_SUPPORTED, Version};
+use ryze_wire::chatwoot_version::{BACKSLASH_BREAKS_FIXED, CONTENT_ATTRIBUTES, OLDEST_SUPPORTED, Version};
 
 /// PR #13945 (merged 2026-03-30, taken as first released in 4.13): attachments carry `extension` (filled)
 /// and `content_type`, and audio `data_url` gets `?disposition=inline`.

@@ -1,5 +1,8 @@
 //! The system under test: a fresh database, the real `ryze-integrations` binary as a child process on
-//! loopback, and the in-process fake Chatwoot and RyzeAPI simulator next to it.
+//! loopback, and the in-process fake Chatwoot and RyzeAPI simulator next to it. Creating and dropping
+//! databases, starting and stopping the process, and seeding the fakes are `ryze-testkit`'s, shared with
+//! the integration tests; the bench's own are its `Result`-returning wrappers, the bridge's log file, its
+//! environment, and the `/proc` readings.
 
 use std::fs::File;
 use std::path::PathBuf;
@@ -7,24 +10,27 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt as _;
-use ryze_integrations::fakes::chatwoot::{FakeChatwoot, Role};
-use ryze_integrations::fakes::ryzeapi::RyzeApiSim;
+use ryze_fakes::chatwoot::{FakeChatwoot, Role};
+use ryze_fakes::ryzeapi::RyzeApiSim;
+use ryze_testkit::neighbours::Neighbours;
+use ryze_testkit::{database, process};
 use serde_json::{Value, json};
 
 pub type Res<T> = Result<T, String>;
 
 pub const BRIDGE_TOKEN: &str = "bench-bridge-token-0123456789";
 pub const ADMIN: &str = "bench-admin-token-ABCDEF123456";
-pub const ACCOUNT: i64 = 5;
+pub use ryze_testkit::neighbours::ACCOUNT;
+pub use ryze_testkit::random_suffix;
 
-/// Random hex, for database and directory names.
-pub fn random_suffix() -> String {
-    let mut bytes = [0u8; 6];
-    if getrandom::fill(&mut bytes).is_err() {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-        return format!("{:012x}", nanos & 0xffff_ffff_ffff);
-    }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// The fake Chatwoot of every mode: account [`ACCOUNT`] ("Bench") with [`ADMIN`] as its administrator.
+pub fn fake_chatwoot() -> Res<FakeChatwoot> {
+    ryze_testkit::seeded_chatwoot("Bench", &[(ADMIN, Role::Administrator)])
+}
+
+/// The simulator (accepting [`BRIDGE_TOKEN`]) and [`fake_chatwoot`].
+pub fn neighbours() -> Res<Neighbours> {
+    Neighbours::start(BRIDGE_TOKEN, "Bench", &[(ADMIN, Role::Administrator)])
 }
 
 /// A random 32-byte key, base64 (`BRIDGE_ENCRYPTION_KEY`), so the bridge does not warn about generating one.
@@ -48,26 +54,17 @@ impl BenchDb {
         let suffix = random_suffix();
         let dir = std::env::temp_dir().join(format!("ryze-bench-{suffix}"));
         std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        match std::env::var("DATABASE_URL").ok().filter(|u| u.starts_with("postgres")) {
-            None => Ok(Self { url: format!("sqlite://{}/bridge.db?mode=rwc", dir.display()), dir, postgres: None }),
+        match database::postgres_server() {
+            None => Ok(Self { url: database::sqlite_url(&dir), dir, postgres: None }),
             Some(server) => {
-                use sea_orm::ConnectionTrait as _;
                 let name = format!("ri_bench_{suffix}");
-                let created = async {
-                    let admin = sea_orm::Database::connect(&server).await.map_err(|e| format!("PostgreSQL: {e}"))?;
-                    admin
-                        .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
-                        .await
-                        .map_err(|e| format!("CREATE DATABASE {name}: {e}"))?;
-                    let _ = admin.close().await;
-                    Ok::<_, String>(())
-                };
-                if let Err(e) = created.await {
-                    let _ = std::fs::remove_dir_all(&dir);
-                    return Err(e);
+                match database::create_postgres(&server, &name).await {
+                    Ok(url) => Ok(Self { url, dir, postgres: Some((server, name)) }),
+                    Err(e) => {
+                        let _ = std::fs::remove_dir_all(&dir);
+                        Err(e)
+                    }
                 }
-                let url = replace_database(&server, &name);
-                Ok(Self { url, dir, postgres: Some((server, name)) })
             }
         }
     }
@@ -78,34 +75,12 @@ impl BenchDb {
 
     /// Drops the PostgreSQL database (if any) and removes the temp dir.
     pub async fn cleanup(self) {
-        if let Some((server, name)) = &self.postgres {
-            use sea_orm::ConnectionTrait as _;
-            match sea_orm::Database::connect(server).await {
-                Ok(admin) => {
-                    if let Err(e) =
-                        admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await
-                    {
-                        eprintln!("bench: could not drop database {name}: {e}");
-                    }
-                    let _ = admin.close().await;
-                }
-                Err(e) => eprintln!("bench: could not drop database {name}: {e}"),
-            }
+        if let Some((server, name)) = &self.postgres
+            && let Err(e) = database::drop_postgres(server, name).await
+        {
+            eprintln!("bench: could not drop database {name}: {e}");
         }
         let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn replace_database(server_url: &str, name: &str) -> String {
-    let (base, query) = server_url.split_once('?').map_or((server_url, None), |(b, q)| (b, Some(q)));
-    let after_scheme = base.find("://").map_or(0, |i| i + 3);
-    let base = match base.get(after_scheme..).and_then(|rest| rest.find('/')) {
-        Some(slash) => base.get(..after_scheme + slash).unwrap_or(base),
-        None => base,
-    };
-    match query {
-        Some(q) => format!("{base}/{name}?{q}"),
-        None => format!("{base}/{name}"),
     }
 }
 
@@ -245,7 +220,7 @@ impl Bridge {
             .map_err(|e| format!("cannot locate the bench binary: {e}"))?
             .with_file_name("ryze-integrations");
         if !exe.is_file() {
-            return Err(format!("{} not found: build it with `cargo build --release --bins`", exe.display()));
+            return Err(format!("{} not found: build it with `cargo build --release --workspace`", exe.display()));
         }
         // A `BIND` in `extra_env` is where the bridge listens (and is reached); otherwise a free port.
         let bind = match extra_env.iter().rev().find(|(key, _)| *key == "BIND") {
@@ -304,13 +279,8 @@ impl Bridge {
             .open(&self.log)
             .map_err(|e| format!("cannot open {}: {e}", self.log.display()))?;
         let err = out.try_clone().map_err(|e| format!("log file: {e}"))?;
-        let child = Command::new(&self.exe)
-            .env_clear()
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(out))
-            .stderr(Stdio::from(err))
-            .spawn()
+        let env = self.env.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+        let child = process::spawn(&self.exe, env, Stdio::from(out), Stdio::from(err))
             .map_err(|e| format!("cannot start {}: {e}", self.exe.display()))?;
         self.child = Some(child);
         let deadline = started + Duration::from_secs(60);
@@ -371,53 +341,26 @@ impl Bridge {
 
     /// SIGTERM, waiting up to `within` for the process to exit (then SIGKILL).
     pub fn terminate(&mut self, within: Duration) {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
-            let deadline = Instant::now() + within;
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(child) = self.child.take() {
+            process::terminate(child, within);
         }
     }
 
     /// As [`Bridge::terminate`] without blocking the bench's runtime (the fakes' webhooks run on it):
     /// SIGTERM, up to `within` for the exit, then SIGKILL. Answers the exit status (`None`: it was killed).
     pub async fn stop(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
-        let mut child = self.child.take()?;
-        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).stderr(Stdio::null()).status();
-        let deadline = Instant::now() + within;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = child.try_wait() {
-                return Some(status);
-            }
-            actix_web::rt::time::sleep(Duration::from_millis(20)).await;
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        None
+        process::stop(self.child.take()?, within).await
     }
 
     /// Sends `signal` (`STOP`, `CONT`, …) to the process; false if it is not running or `kill` failed.
     pub fn signal(&self, signal: &str) -> bool {
-        let Some(pid) = self.pid() else { return false };
-        Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(pid)
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
+        self.child.as_ref().is_some_and(|child| process::signal(child.id(), signal))
     }
 
     /// SIGKILL (a crash, no chance to clean up).
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(child) = self.child.take() {
+            process::kill(child);
         }
     }
 }
@@ -443,10 +386,7 @@ impl Stack {
 
     /// As [`Stack::start`], with more environment variables for the bridge.
     pub async fn start_with(db: &BenchDb, extra_env: &[(&str, &str)]) -> Res<Self> {
-        let sim = RyzeApiSim::start(BRIDGE_TOKEN).map_err(|e| format!("RyzeAPI simulator: {e}"))?;
-        let chatwoot = FakeChatwoot::start().map_err(|e| format!("fake Chatwoot: {e}"))?;
-        chatwoot.add_account(ACCOUNT, "Bench");
-        chatwoot.add_user(ADMIN, &[(ACCOUNT, Role::Administrator)]);
+        let Neighbours { chatwoot, ryzeapi: sim } = neighbours()?;
         let bridge = Bridge::start_with(db, sim.url(), extra_env).await?;
         Ok(Self { bridge, chatwoot, sim, http: client(64) })
     }

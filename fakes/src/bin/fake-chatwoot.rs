@@ -6,7 +6,7 @@
 
 use std::process::ExitCode;
 
-use ryze_integrations::fakes::chatwoot::{FakeChatwoot, Role};
+use ryze_fakes::chatwoot::{FakeChatwoot, Role};
 
 #[actix_web::main]
 async fn main() -> ExitCode {

@@ -1,9 +1,13 @@
-//! `bench`: runs the real bridge (`ryze-integrations`, a child process) against the in-process fake
-//! Chatwoot and RyzeAPI simulator on loopback, and prints a table of figures per mode.
+//! `ryze-bench` (binary `bench`): runs the real bridge (`ryze-integrations`, a child process) against the
+//! in-process fake Chatwoot and RyzeAPI simulator (`ryze-fakes`) on loopback, and prints a table of figures
+//! per mode.
+//!
+//! The bench spawns the `ryze-integrations` binary next to its own (`target/release/`), so build both:
 //!
 //! ```text
-//! cargo run --release --bin bench -- [mode] [--seconds N] [--integrations N] [--chats N] [--rate N]
-//!                                    [--messages N] [--seed N] [--replicas N]
+//! cargo build --release --workspace
+//! target/release/bench [mode] [--seconds N] [--integrations N] [--chats N] [--rate N]
+//!                      [--messages N] [--seed N] [--replicas N]
 //! ```
 //!
 //! Modes: `inbound`, `latency`, `outbound`, `calls`, `memory`, `sink`, `all` (default), `chaos` (fault
@@ -12,21 +16,13 @@
 //! fresh database (SQLite in a temp dir; a new PostgreSQL database, dropped afterwards, when
 //! `DATABASE_URL=postgres://…`) and a fresh bridge, killed at the end. `docs/performance.md` records a run.
 
-#[path = "bench/chaos.rs"]
 mod chaos;
-#[path = "bench/failover.rs"]
 mod failover;
-#[path = "bench/inbound.rs"]
 mod inbound;
-#[path = "bench/memory.rs"]
 mod memory;
-#[path = "bench/outbound.rs"]
 mod outbound;
-#[path = "bench/report.rs"]
 mod report;
-#[path = "bench/sink.rs"]
 mod sink;
-#[path = "bench/stack.rs"]
 mod stack;
 
 use std::process::ExitCode;
@@ -137,7 +133,7 @@ const USAGE: &str = "usage: bench [inbound|latency|outbound|calls|memory|sink|al
             of one and SIGTERM of another → all links back, and the leases' steady-state cost
 
 Flags override the mode's defaults (with `all`, every mode's). DATABASE_URL=postgres://… runs on a fresh
-PostgreSQL database (created and dropped) instead of SQLite. Build first: cargo build --release --bins";
+PostgreSQL database (created and dropped) instead of SQLite. Build first: cargo build --release --workspace";
 
 fn parse_args(args: &[String]) -> Result<Args, String> {
     let mut parsed = Args::default();

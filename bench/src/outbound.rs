@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use ryze_integrations::fakes::chatwoot::sign_webhook;
+use ryze_fakes::chatwoot::sign_webhook;
 use serde_json::{Value, json};
 
 use crate::Opts;

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use ryze_integrations::fakes::ryzeapi as sim;
+use ryze_fakes::ryzeapi as sim;
 
 use crate::Opts;
 use crate::report::{self, Table};

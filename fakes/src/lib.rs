@@ -1,4 +1,6 @@
-//! Fakes of the bridge's neighbours, served over real sockets.
+//! `ryze-fakes`: fakes of the bridge's neighbours, served over real sockets. Test and trial code, kept out
+//! of the production crate: the integration tests, the bench (`bench/`) and two programs
+//! (`src/bin/fake-chatwoot.rs`, `src/bin/ryzeapi-sim.rs`, shipped in the image) use it.
 //!
 //! [`chatwoot::FakeChatwoot`] answers like a real Chatwoot (statuses, bodies, ids — see
 //! `shared/reference/chatwoot-api.md`) and records every request, flagging any request a real Chatwoot

@@ -1,22 +1,32 @@
-//! Shared test harness.
+//! `ryze-testkit`: the harness the integration tests (`tests/*.rs`, as `common`) and the bench share. Test
+//! code, not shipped: its test-facing helpers panic on failure, as assertions do.
 //!
 //! - [`TestDb`]: a fresh database per test: a SQLite file in a temp dir by default, or a new PostgreSQL
-//!   database (dropped afterwards) when `DATABASE_URL` points at a PostgreSQL server.
+//!   database (dropped afterwards) when `DATABASE_URL` points at a PostgreSQL server ([`database`], which
+//!   the bench's databases use too).
 //! - [`Bridge`]: the real `ryze-integrations` binary as a child process on a free port, with its output
 //!   captured (to assert that no secret is ever logged); it can be killed and restarted on the same data.
+//!   The caller names the binary: `env!("CARGO_BIN_EXE_ryze-integrations")` exists only in the bridge
+//!   package's integration tests. Starting and stopping processes is [`process`], shared with the bench.
+//! - [`Stack`]: the bridge with its [`neighbours`] (the fake Chatwoot and the RyzeAPI simulator).
 //! - small HTTP helpers over awc.
 #![allow(dead_code, unused_imports, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod database;
+pub mod neighbours;
+pub mod process;
 
 use std::collections::HashMap;
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-pub use ryze_integrations::fakes::chatwoot::{FakeChatwoot, Fault, Role};
+pub use neighbours::{ACCOUNT, Neighbours, seeded_chatwoot};
+pub use ryze_fakes::chatwoot::{FakeChatwoot, Fault, Role};
 
 /// A database for one test.
 pub struct TestDb {
@@ -29,42 +39,29 @@ pub struct TestDb {
 
 impl TestDb {
     pub async fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().to_path_buf();
-        match std::env::var("DATABASE_URL").ok().filter(|u| u.starts_with("postgres")) {
-            None => Self {
-                url: format!("sqlite://{}/bridge.db?mode=rwc", path.display()),
-                postgres: None,
-                _dir: dir,
-                dir: path,
-            },
-            Some(server) => {
-                use sea_orm::ConnectionTrait as _;
-                let name = format!("ri_test_{}", random_suffix());
-                let admin = sea_orm::Database::connect(&server).await.unwrap();
-                admin.execute_unprepared(&format!("CREATE DATABASE \"{name}\"")).await.unwrap();
-                admin.close().await.unwrap();
-                let url = replace_database(&server, &name);
-                Self { url, postgres: Some((server, name)), _dir: dir, dir: path }
+        match database::postgres_server() {
+            None => {
+                let dir = tempfile::tempdir().unwrap();
+                let path = dir.path().to_path_buf();
+                Self { url: database::sqlite_url(&path), postgres: None, _dir: dir, dir: path }
             }
+            Some(server) => Self::on_postgres(server).await,
         }
     }
 
     /// A new PostgreSQL database whatever `DATABASE_URL` says (replicas need one): on `DATABASE_URL`'s
     /// server when it is a PostgreSQL one, else on the machine's (127.0.0.1:5432, user postgres).
     pub async fn postgres() -> Self {
-        use sea_orm::ConnectionTrait as _;
-        let server = std::env::var("DATABASE_URL")
-            .ok()
-            .filter(|u| u.starts_with("postgres"))
-            .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+        let server =
+            database::postgres_server().unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+        Self::on_postgres(server).await
+    }
+
+    async fn on_postgres(server: String) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().to_path_buf();
         let name = format!("ri_test_{}", random_suffix());
-        let admin = sea_orm::Database::connect(&server).await.unwrap();
-        admin.execute_unprepared(&format!("CREATE DATABASE \"{name}\"")).await.unwrap();
-        admin.close().await.unwrap();
-        let url = replace_database(&server, &name);
+        let url = database::create_postgres(&server, &name).await.unwrap();
         Self { url, postgres: Some((server, name)), _dir: dir, dir: path }
     }
 
@@ -85,12 +82,7 @@ impl Drop for TestDb {
             let _ = std::thread::spawn(move || {
                 let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
                 runtime.block_on(async move {
-                    use sea_orm::ConnectionTrait as _;
-                    if let Ok(admin) = sea_orm::Database::connect(&server).await {
-                        let _ =
-                            admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await;
-                        let _ = admin.close().await;
-                    }
+                    let _ = database::drop_postgres(&server, &name).await;
                 });
             })
             .join();
@@ -98,27 +90,11 @@ impl Drop for TestDb {
     }
 }
 
-fn replace_database(server_url: &str, name: &str) -> String {
-    let (base, query) = server_url.split_once('?').map_or((server_url, None), |(b, q)| (b, Some(q)));
-    let after_scheme = base.find("://").map_or(0, |i| i + 3);
-    let base = match base[after_scheme..].find('/') {
-        Some(slash) => &base[..after_scheme + slash],
-        None => base,
-    };
-    match query {
-        Some(q) => format!("{base}/{name}?{q}"),
-        None => format!("{base}/{name}"),
-    }
-}
-
-pub fn random_suffix() -> String {
-    let mut bytes = [0u8; 8];
-    getrandom::fill(&mut bytes).unwrap();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub use database::random_suffix;
 
 /// The bridge binary running as a child process.
 pub struct Bridge {
+    exe: PathBuf,
     child: Option<Child>,
     pub url: String,
     pub token: String,
@@ -140,12 +116,12 @@ impl Default for BridgeOptions {
 }
 
 impl Bridge {
-    /// Starts the bridge on `db` (its data dir is the db's temp dir) and waits until it is ready.
-    pub async fn start(db: &TestDb) -> Self {
-        Self::start_with(db, BridgeOptions::default()).await
+    /// Starts the bridge binary `exe` on `db` (its data dir is the db's temp dir) and waits until it is ready.
+    pub async fn start(exe: impl AsRef<Path>, db: &TestDb) -> Self {
+        Self::start_with(exe, db, BridgeOptions::default()).await
     }
 
-    pub async fn start_with(db: &TestDb, options: BridgeOptions) -> Self {
+    pub async fn start_with(exe: impl AsRef<Path>, db: &TestDb, options: BridgeOptions) -> Self {
         let mut env: HashMap<String, String> = HashMap::new();
         env.insert("BRIDGE_DATA_DIR".into(), db.dir.join("data").display().to_string());
         env.insert("DATABASE_URL".into(), db.url.clone());
@@ -161,6 +137,7 @@ impl Bridge {
             env.insert(k, v);
         }
         let mut bridge = Self {
+            exe: exe.as_ref().to_path_buf(),
             child: None,
             url: String::new(),
             token: String::new(),
@@ -174,7 +151,8 @@ impl Bridge {
 
     /// Starts the process and waits for `/readyz`.
     async fn spawn(&mut self) {
-        let (child, url, output) = spawn_process(self.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
+        let (child, url, output) =
+            spawn_process(&self.exe, self.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
         self.child = Some(child);
         let earlier = std::mem::replace(&mut self.output, output);
         if !earlier.lock().unwrap().is_empty() {
@@ -214,20 +192,7 @@ impl Bridge {
 
     /// SIGTERM; waits up to `within` for the process to exit and returns its exit status.
     pub fn terminate(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
-        let mut child = self.child.take()?;
-        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
-        let deadline = Instant::now() + within;
-        loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                return Some(status);
-            }
-            if Instant::now() >= deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        process::terminate(self.child.take()?, within)
     }
 
     /// The process id, while it runs.
@@ -237,9 +202,8 @@ impl Bridge {
 
     /// SIGKILL, no chance to clean up.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(child) = self.child.take() {
+            process::kill(child);
         }
     }
 
@@ -283,12 +247,10 @@ impl Drop for Bridge {
     }
 }
 
-/// Runs the bridge binary with exactly `env`, capturing its output. Returns the child, the URL it
+/// Runs the bridge binary `exe` with exactly `env`, capturing its output. Returns the child, the URL it
 /// listens on (once it said so, within 30 s) and the captured output.
-pub fn spawn_process(env: Vec<(String, String)>) -> (Child, Option<String>, Arc<Mutex<String>>) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_ryze-integrations"));
-    command.env_clear().envs(env).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = command.spawn().unwrap();
+pub fn spawn_process(exe: impl AsRef<Path>, env: Vec<(String, String)>) -> (Child, Option<String>, Arc<Mutex<String>>) {
+    let mut child = process::spawn(exe.as_ref(), env, Stdio::piped(), Stdio::piped()).unwrap();
     let output: Arc<Mutex<String>> = Arc::default();
     let (tx, rx) = std::sync::mpsc::channel::<String>();
     let streams: [Box<dyn std::io::Read + Send>; 2] =
@@ -331,14 +293,9 @@ pub async fn request(url: &str, method: &str, bearer: Option<&str>, body: Option
 /// A fake Chatwoot with account 5 ("Orion") and tokens: `ADMIN` (administrator), `AGENT` (agent).
 pub const ADMIN: &str = "cw-admin-token-ABCDEF123456";
 pub const AGENT: &str = "cw-agent-token-ABCDEF123456";
-pub const ACCOUNT: i64 = 5;
 
 pub fn fake_chatwoot() -> FakeChatwoot {
-    let fake = FakeChatwoot::start().unwrap();
-    fake.add_account(ACCOUNT, "Orion");
-    fake.add_user(ADMIN, &[(ACCOUNT, Role::Administrator)]);
-    fake.add_user(AGENT, &[(ACCOUNT, Role::Agent)]);
-    fake
+    seeded_chatwoot("Orion", &[(ADMIN, Role::Administrator), (AGENT, Role::Agent)]).unwrap()
 }
 
 /// A valid activation body for `instance` against `chatwoot_url`.
@@ -381,7 +338,7 @@ pub fn error_fields(body: &Value) -> (String, String, String, Value) {
     )
 }
 
-pub use ryze_integrations::fakes::ryzeapi::{self as sim, RyzeApiSim};
+pub use ryze_fakes::ryzeapi::{self as sim, RyzeApiSim};
 
 /// Link and retry timings scaled down for tests (the defaults are the contract's seconds and minutes).
 pub fn fast_timings() -> Vec<(String, String)> {
@@ -409,11 +366,12 @@ pub struct Stack {
 }
 
 impl Stack {
-    pub async fn start() -> Self {
-        Self::start_with(Vec::new()).await
+    /// Starts the bridge binary `exe` (the caller's `env!("CARGO_BIN_EXE_ryze-integrations")`) and its neighbours.
+    pub async fn start(exe: impl AsRef<Path>) -> Self {
+        Self::start_with(exe, Vec::new()).await
     }
 
-    pub async fn start_with(extra_env: Vec<(String, String)>) -> Self {
+    pub async fn start_with(exe: impl AsRef<Path>, extra_env: Vec<(String, String)>) -> Self {
         let db = TestDb::new().await;
         let token = BridgeOptions::default().token;
         let ryzeapi = RyzeApiSim::start(token.as_deref().unwrap_or_default()).unwrap();
@@ -423,7 +381,7 @@ impl Stack {
         env.push(("BIND".into(), format!("127.0.0.1:{port}")));
         env.push(("BRIDGE_PUBLIC_URL".into(), format!("http://127.0.0.1:{port}")));
         env.extend(extra_env);
-        let bridge = Bridge::start_with(&db, BridgeOptions { extra_env: env, ..Default::default() }).await;
+        let bridge = Bridge::start_with(exe, &db, BridgeOptions { extra_env: env, ..Default::default() }).await;
         Self { bridge, chatwoot: fake_chatwoot(), ryzeapi, db }
     }
 

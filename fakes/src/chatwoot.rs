@@ -4,7 +4,7 @@
 //! 5xx/429 pages, an optional proxy that drops underscored header names), Rack::Attack's per-IP throttle
 //! when set, the access token (`api_access_token` or `Api-Access-Token`) is checked the way Chatwoot
 //! checks it, and the route answers with Chatwoot's own status and body for the version set (3.4 and
-//! newer; behaviours that changed between releases follow the gates in `crate::chatwoot::version`). Requests whose shape Chatwoot would reject or silently drop
+//! newer; behaviours that changed between releases follow the gates in `ryze_wire::chatwoot_version`, the bridge's own). Requests whose shape Chatwoot would reject or silently drop
 //! (unknown keys, `callback_url` instead of `webhook_url`, non-JSON bodies) are answered as Chatwoot does
 //! *and* recorded in [`FakeChatwoot::violations`], so that a test can fail on them.
 //!
@@ -23,6 +23,7 @@ use std::time::Duration;
 use actix_web::dev::ServerHandle;
 use actix_web::http::StatusCode;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use ryze_wire::chatwoot_version::Version;
 use serde_json::{Map, Value, json};
 
 mod contacts;
@@ -130,6 +131,8 @@ struct State {
     fault: Fault,
     /// Faults for particular requests: `(method, part of the path, status, how many more)`.
     failures: Vec<(String, String, u16, u32)>,
+    /// Requests carried out at once and answered late: `(method, part of the path, delay, how many more)`.
+    late_answers: Vec<(String, String, Duration, u32)>,
     contacts: BTreeMap<i64, FakeContact>,
     contact_inboxes: BTreeMap<i64, FakeContactInbox>,
     /// `(inbox_id, source_id)` → contact_inbox id (unique, as in Chatwoot), so lookups need no scan.
@@ -229,7 +232,11 @@ impl State {
     }
 }
 
-pub use crate::chatwoot::version_at_least;
+/// Whether a dotted Chatwoot version (`4.15.1`) is at least `(major, minor)`; unparsable versions count as
+/// 0 (as the bridge's `chatwoot::version_at_least` compares them).
+pub fn version_at_least(version: &str, (major, minor): (u64, u64)) -> bool {
+    Version::parse(version).unwrap_or(Version(0, 0, 0)) >= Version(major, minor, 0)
+}
 
 /// `lib/limits.rb#conversation_message_per_minute_limit`: `CONVERSATION_MESSAGE_PER_MINUTE_LIMIT`, default 200.
 const DEFAULT_CONVERSATION_MESSAGE_LIMIT: usize = 200;
@@ -270,6 +277,7 @@ impl FakeChatwoot {
             violations: Vec::new(),
             fault: Fault::None,
             failures: Vec::new(),
+            late_answers: Vec::new(),
             flaky_draws: 0,
             contacts: BTreeMap::new(),
             contact_inboxes: BTreeMap::new(),
@@ -369,6 +377,14 @@ impl FakeChatwoot {
     /// the page a proxy or Rack::Attack would send), changing nothing; other requests are not affected.
     pub fn fail_next(&self, method: &str, path_part: &str, status: u16, times: u32) {
         self.state().failures.push((method.to_owned(), path_part.to_owned(), status, times));
+    }
+
+    /// Carries out the next `times` requests of `method` to a path containing `path_part` at once, and
+    /// answers them only after `delay`. What a client that gives up (or dies) meanwhile leaves behind on a
+    /// real Chatwoot: Puma runs a request it has read to the end whether or not its client still waits,
+    /// so the record exists and nobody heard of it.
+    pub fn answer_late_next(&self, method: &str, path_part: &str, delay: Duration, times: u32) {
+        self.state().late_answers.push((method.to_owned(), path_part.to_owned(), delay, times));
     }
 
     /// Forgets every failure set with [`FakeChatwoot::fail_next`] that has not happened yet.
@@ -631,56 +647,71 @@ async fn dispatch(req: HttpRequest, body: web::Bytes, state: web::Data<Mutex<Sta
     } else {
         None
     };
-    let mut guard = lock(&state);
-    let mut parsed_body = None;
-    let mut form = None;
-    if let Some(parsed) = multipart_form {
-        form = parsed;
-        if form.is_none() {
-            guard.violation(format!("{method} {path}: malformed multipart/form-data body"));
-        }
-    } else {
-        parsed_body = (!body.is_empty()).then(|| serde_json::from_slice::<Value>(&body).ok()).flatten();
-        if !body.is_empty() && parsed_body.is_none() {
-            guard.violation(format!("{method} {path}: body is not JSON"));
-        }
-        if parsed_body.is_some() && !is_json_content(&req) {
-            guard.violation(format!("{method} {path}: JSON body without Content-Type: application/json"));
-        }
-    }
-    let call = Call { http: &req, method: &method, path: &path, json: parsed_body.as_ref(), form: form.as_ref() };
-    let targeted = guard
-        .failures
-        .iter_mut()
-        .find(|(m, part, _, left)| *m == method && path.contains(part.as_str()) && *left > 0)
-        .map(|(_, _, status, left)| {
-            *left -= 1;
-            *status
-        });
-    let throttled = match (targeted, &fault) {
-        (None, Fault::None | Fault::Slow(_)) => throttle(&mut guard, &req),
-        _ => false,
-    };
-    let (status, response) = match (targeted, fault) {
-        (Some(status), _) | (None, Fault::Status(status)) => fault_page(status),
-        _ if throttled => fault_page(429),
-        (None, Fault::Flaky { percent }) => {
-            // xorshift over a counter: reproducible, evenly spread.
-            guard.flaky_draws = guard.flaky_draws.wrapping_add(1);
-            let mut x = guard.flaky_draws.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-            x ^= x >> 33;
-            x = x.wrapping_mul(0xFF51_AFD7_ED55_8CCD);
-            x ^= x >> 33;
-            if x % 100 < u64::from(percent) {
-                fault_page(if x.is_multiple_of(2) { 503 } else { 429 })
-            } else {
-                route(&mut guard, &call)
+    // Everything under the state's lock happens here; a late answer waits after it is released.
+    let (response, late) = {
+        let mut guard = lock(&state);
+        let mut parsed_body = None;
+        let mut form = None;
+        if let Some(parsed) = multipart_form {
+            form = parsed;
+            if form.is_none() {
+                guard.violation(format!("{method} {path}: malformed multipart/form-data body"));
+            }
+        } else {
+            parsed_body = (!body.is_empty()).then(|| serde_json::from_slice::<Value>(&body).ok()).flatten();
+            if !body.is_empty() && parsed_body.is_none() {
+                guard.violation(format!("{method} {path}: body is not JSON"));
+            }
+            if parsed_body.is_some() && !is_json_content(&req) {
+                guard.violation(format!("{method} {path}: JSON body without Content-Type: application/json"));
             }
         }
-        _ => route(&mut guard, &call),
+        let call = Call { http: &req, method: &method, path: &path, json: parsed_body.as_ref(), form: form.as_ref() };
+        let targeted = guard
+            .failures
+            .iter_mut()
+            .find(|(m, part, _, left)| *m == method && path.contains(part.as_str()) && *left > 0)
+            .map(|(_, _, status, left)| {
+                *left -= 1;
+                *status
+            });
+        let throttled = match (targeted, &fault) {
+            (None, Fault::None | Fault::Slow(_)) => throttle(&mut guard, &req),
+            _ => false,
+        };
+        let (status, response) = match (targeted, fault) {
+            (Some(status), _) | (None, Fault::Status(status)) => fault_page(status),
+            _ if throttled => fault_page(429),
+            (None, Fault::Flaky { percent }) => {
+                // xorshift over a counter: reproducible, evenly spread.
+                guard.flaky_draws = guard.flaky_draws.wrapping_add(1);
+                let mut x = guard.flaky_draws.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                x ^= x >> 33;
+                x = x.wrapping_mul(0xFF51_AFD7_ED55_8CCD);
+                x ^= x >> 33;
+                if x % 100 < u64::from(percent) {
+                    fault_page(if x.is_multiple_of(2) { 503 } else { 429 })
+                } else {
+                    route(&mut guard, &call)
+                }
+            }
+            _ => route(&mut guard, &call),
+        };
+        let late = guard
+            .late_answers
+            .iter_mut()
+            .find(|(m, part, _, left)| *m == method && path.contains(part.as_str()) && *left > 0)
+            .map(|(_, _, delay, left)| {
+                *left -= 1;
+                *delay
+            });
+        let recorded = parsed_body.or_else(|| form.as_ref().map(multipart::Form::to_json));
+        guard.requests.push(RecordedRequest { method, path, body: recorded, status });
+        (response, late)
     };
-    let recorded = parsed_body.or_else(|| form.as_ref().map(multipart::Form::to_json));
-    guard.requests.push(RecordedRequest { method, path, body: recorded, status });
+    if let Some(delay) = late {
+        actix_web::rt::time::sleep(delay).await;
+    }
     response
 }
 

@@ -34,15 +34,16 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt as _;
-use ryze_integrations::fakes::chatwoot::{FakeChatwoot, Fault, Role};
-use ryze_integrations::fakes::ryzeapi::{self as sim, RyzeApiSim};
+use ryze_fakes::chatwoot::{FakeChatwoot, Fault};
+use ryze_fakes::ryzeapi::{self as sim, RyzeApiSim};
+use ryze_testkit::Neighbours;
 use sea_orm::{ConnectionTrait as _, DatabaseConnection, DbBackend, Statement};
 use serde_json::Value;
 
 use crate::Opts;
 use crate::inbound::{Traffic, log_notes};
 use crate::report::{self, Table};
-use crate::stack::{ACCOUNT, ADMIN, BRIDGE_TOKEN, BenchDb, Bridge, Res, Stack};
+use crate::stack::{BenchDb, Bridge, Res, Stack};
 
 /// Messages a second offered per chat and direction, at most.
 const PER_CHAT_RATE: f64 = 1.0;
@@ -1663,10 +1664,7 @@ async fn within<T>(deadline: Instant, what: &str, future: impl std::future::Futu
 /// `--replicas` > 1: the fakes, the balancer and `count` replicas on the one database (replica 0 is the
 /// stack's bridge, through which the bench makes its own calls), each in rotation once ready.
 async fn start_replicas(db: &BenchDb, count: usize) -> Res<(Stack, Vec<Bridge>, Balancer)> {
-    let sim = RyzeApiSim::start(BRIDGE_TOKEN).map_err(|e| format!("RyzeAPI simulator: {e}"))?;
-    let chatwoot = FakeChatwoot::start().map_err(|e| format!("fake Chatwoot: {e}"))?;
-    chatwoot.add_account(ACCOUNT, "Bench");
-    chatwoot.add_user(ADMIN, &[(ACCOUNT, Role::Administrator)]);
+    let Neighbours { chatwoot, ryzeapi: sim } = crate::stack::neighbours()?;
     let balancer = Balancer::start(count)?;
     let public_url = format!("http://{}", balancer.addr);
     let key = crate::stack::random_key();

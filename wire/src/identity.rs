@@ -1,7 +1,7 @@
 //! Which chat an event belongs to: every form a WhatsApp chat appears under (phone JID, LID, the
 //! Brazilian number with and without the 9th digit) is an alias of one chat.
 
-use crate::ryzeapi::event::Party;
+use crate::ryzeapi_event::Party;
 
 /// The aliases of a chat as seen in one event: its JID, its LID and, for Brazilian mobile numbers, the
 /// other form of the number.

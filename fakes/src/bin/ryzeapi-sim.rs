@@ -8,7 +8,7 @@
 
 use std::process::ExitCode;
 
-use ryze_integrations::fakes::ryzeapi::RyzeApiSim;
+use ryze_fakes::ryzeapi::RyzeApiSim;
 
 /// `name:token,name:token` → pairs.
 fn parse_instances(list: &str) -> Result<Vec<(String, String)>, String> {

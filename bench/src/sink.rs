@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt as _;
-use ryze_integrations::fakes::chatwoot::{FakeChatwoot, Role};
 use serde_json::{Value, json};
 
 use crate::Opts;
@@ -64,9 +63,7 @@ async fn conversations(http: &awc::Client, base: &str, integrations: usize, chat
 /// as it fills, so the bridge is compared with the sink at the size the bridge's run reached). Returns the
 /// table and the rate to compare with.
 pub async fn sink(opts: &Opts, compare_at: Option<usize>) -> Res<(Table, f64)> {
-    let chatwoot = FakeChatwoot::start().map_err(|e| format!("fake Chatwoot: {e}"))?;
-    chatwoot.add_account(ACCOUNT, "Bench");
-    chatwoot.add_user(ADMIN, &[(ACCOUNT, Role::Administrator)]);
+    let chatwoot = crate::stack::fake_chatwoot()?;
     let total = opts.integrations * opts.chats;
     let concurrency = (16 * opts.integrations).min(total).clamp(1, 512);
     let http = client(concurrency);
