@@ -21,6 +21,8 @@ pub struct Model {
     pub conversation_id: Option<i64>,
     /// Last known status of that conversation (`open`, `pending`, `resolved`, `snoozed`).
     pub conversation_status: Option<String>,
+    /// A conversation was asked of Chatwoot then and its answer not stored yet (see migration 9).
+    pub conversation_attempted_at: Option<DateTimeUtc>,
     /// The picture last given to the Chatwoot contact (`sender.pictureUrl`).
     pub avatar_url: Option<String>,
     pub created_at: DateTimeUtc,

@@ -10,6 +10,7 @@ mod m20261121_000005_message_map_attempted_at;
 mod m20261121_000006_outbound_jobs_sending_at;
 mod m20261201_000007_chat_identity;
 mod m20261202_000008_leases;
+mod m20261202_000009_chat_conversation_attempted_at;
 
 pub struct Migrator;
 
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000006_outbound_jobs_sending_at::Migration),
             Box::new(m20261201_000007_chat_identity::Migration),
             Box::new(m20261202_000008_leases::Migration),
+            Box::new(m20261202_000009_chat_conversation_attempted_at::Migration),
         ]
     }
 }

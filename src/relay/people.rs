@@ -391,6 +391,7 @@ mod tests {
             contact_source_id: None,
             conversation_id: conversation.map(|(c, _)| c),
             conversation_status: conversation.map(|(_, s)| s.to_owned()),
+            conversation_attempted_at: None,
             avatar_url: None,
             created_at: chrono::Utc::now(),
             updated_at: chrono::Utc::now(),

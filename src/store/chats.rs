@@ -1,6 +1,6 @@
 //! Queries on `chats` and `chat_aliases`.
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use entity::{chat, chat_alias};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
@@ -196,6 +196,7 @@ pub async fn create(
         contact_source_id: Set(None),
         conversation_id: Set(None),
         conversation_status: Set(None),
+        conversation_attempted_at: Set(None),
         avatar_url: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
@@ -300,6 +301,7 @@ pub async fn forget_contact(db: &DatabaseConnection, chat_id: i64) -> Result<cha
         row.contact_source_id = Set(None);
         row.conversation_id = Set(None);
         row.conversation_status = Set(None);
+        row.conversation_attempted_at = Set(None);
     })
     .await
 }
@@ -310,13 +312,15 @@ pub async fn forget_conversations(db: &DatabaseConnection, integration_id: &str)
     chat::Entity::update_many()
         .col_expr(chat::Column::ConversationId, sea_orm::sea_query::Expr::value(Option::<i64>::None))
         .col_expr(chat::Column::ConversationStatus, sea_orm::sea_query::Expr::value(Option::<String>::None))
+        .col_expr(chat::Column::ConversationAttemptedAt, sea_orm::sea_query::Expr::value(Option::<DateTime<Utc>>::None))
         .filter(chat::Column::IntegrationId.eq(integration_id))
         .exec(db)
         .await?;
     Ok(())
 }
 
-/// Remembers the chat's current conversation (`None` forgets it, e.g. after Chatwoot answered 404).
+/// Remembers the chat's current conversation (`None` forgets it, e.g. after Chatwoot answered 404). A
+/// conversation stored is no longer being asked for.
 pub async fn set_conversation(
     db: &DatabaseConnection,
     chat_id: i64,
@@ -325,8 +329,17 @@ pub async fn set_conversation(
     update(db, chat_id, |row| {
         row.conversation_id = Set(conversation.map(|(id, _)| id));
         row.conversation_status = Set(conversation.map(|(_, status)| status.to_owned()));
+        if conversation.is_some() {
+            row.conversation_attempted_at = Set(None);
+        }
     })
     .await
+}
+
+/// Chatwoot is being asked for a conversation for the chat, now: until its answer is stored, whoever
+/// relays the chat next looks for it before asking again.
+pub async fn mark_conversation_attempted(db: &DatabaseConnection, chat_id: i64) -> Result<chat::Model, StoreError> {
+    update(db, chat_id, |row| row.conversation_attempted_at = Set(Some(Utc::now()))).await
 }
 
 async fn update(
