@@ -420,6 +420,12 @@ fn write_private_file(path: &Path, contents: &str) -> Result<(), ConfigError> {
         .map_err(|e| bad("BRIDGE_DATA_DIR", format!("cannot write `{}`: {e}", path.display())))
 }
 
+/// Builds one awc client per worker thread (awc's `Client` is not `Send`); redirects are never followed
+/// (a Chatwoot or RyzeAPI URL that redirects is reported, not silently followed with the token).
+pub fn http_client() -> awc::Client {
+    awc::Client::builder().disable_redirects().finish()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

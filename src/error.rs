@@ -198,7 +198,7 @@ impl ResponseError for AppError {
 
 /// The extractor errors of actix-web (query string, path, JSON body) answered through [`AppError`], so
 /// that they keep the envelope too. Registered once for the whole app in [`crate::http::configure`].
-pub fn extractor_configs() -> (web::QueryConfig, web::PathConfig, web::JsonConfig) {
+pub fn extractor_configs(max_body_bytes: usize) -> (web::QueryConfig, web::PathConfig, web::JsonConfig) {
     use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
     // actix-web words these `Query deserialize error: <serde's text>`; the envelope's message already
     // says what failed, so serde's own text is what is kept.
@@ -216,9 +216,9 @@ pub fn extractor_configs() -> (web::QueryConfig, web::PathConfig, web::JsonConfi
         };
         AppError::InvalidPath(text).into()
     });
-    let json = web::JsonConfig::default().limit(crate::http::MAX_BODY_BYTES).error_handler(|e, _req| match e {
+    let json = web::JsonConfig::default().limit(max_body_bytes).error_handler(move |e, _req| match e {
         JsonPayloadError::OverflowKnownLength { .. } | JsonPayloadError::Overflow { .. } => {
-            AppError::PayloadTooLarge { limit: crate::http::MAX_BODY_BYTES }.into()
+            AppError::PayloadTooLarge { limit: max_body_bytes }.into()
         }
         JsonPayloadError::Deserialize(inner) => AppError::InvalidBody(inner.to_string()).into(),
         JsonPayloadError::ContentType => AppError::InvalidBody("expected content-type application/json".into()).into(),
@@ -277,7 +277,7 @@ mod tests {
     #[actix_web::test]
     async fn extractor_errors_answer_in_the_envelope() {
         use actix_web::{App, test};
-        let (query, path, json) = extractor_configs();
+        let (query, path, json) = extractor_configs(1 << 20);
         let app = test::init_service(App::new().app_data(query).app_data(path).app_data(json).route(
             "/n/{n}",
             web::post().to(|n: web::Path<u32>, _b: web::Json<serde_json::Value>| async move {

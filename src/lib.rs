@@ -1,19 +1,21 @@
 //! RyzeIntegrations: the bridge between RyzeAPI (WhatsApp) and Chatwoot.
 //!
-//! Layout: `config` (settings), `http` (routes), `integrations` (lifecycle use cases), `chatwoot` (the
-//! only code that knows Chatwoot's API), `store` (the only code that builds queries), `crypto` (sealing
-//! secrets at rest), `error` (errors → HTTP), `telemetry` (logs, metrics), `fakes` (a Chatwoot that
-//! answers like the real one, for tests, benchmarks and trying the bridge without a Chatwoot).
+//! Layers (`docs/architecture.md`; `tests/layers.rs` keeps them one-way): `http` and `doctor` (entry points)
+//! → `integrations` with `state` and `error` (lifecycles, actors, ownership, views; the process's shared
+//! services; the API's error envelope) → `relay` (translation) → `chatwoot`, `ryzeapi`, `store` (each the
+//! only code that knows Chatwoot's API, RyzeAPI's, or builds queries) → leaves (`config`, `crypto`,
+//! `secret`, `telemetry`, `fence`, `retry`, `live`). Pure parsers and renderers are the `ryze-wire` crate
+//! (`wire/`); the fakes of the neighbours, the test kit and the bench are crates of their own.
 
 pub mod chatwoot;
 pub mod config;
 pub mod crypto;
 pub mod doctor;
 pub mod error;
-pub mod fakes;
 pub mod fence;
 pub mod http;
 pub mod integrations;
+pub mod live;
 pub mod relay;
 pub mod retry;
 pub mod ryzeapi;
@@ -43,10 +45,7 @@ pub enum RunError {
     Server(std::io::Error),
 }
 
-/// Builds one awc client per worker thread (awc's `Client` is not `Send`).
-pub fn http_client() -> awc::Client {
-    awc::Client::builder().disable_redirects().finish()
-}
+pub use config::http_client;
 
 /// Closes every RyzeAPI link with a close frame (their unfinished work stays stored).
 async fn stop_integrations(shared: &Shared) {

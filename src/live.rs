@@ -1,4 +1,5 @@
-//! What the running side knows about each integration right now: the link state and counters.
+//! What the running side knows about each integration right now: the link state, counters, the chat
+//! cache and the journal of attempts. A leaf: actors write their entry, the relay and the view read it.
 //!
 //! Actors write their entry; `GET /v1/integrations/{id}` and `/metrics` read it without messaging the
 //! actor (which may be busy on another arbiter).

@@ -13,9 +13,9 @@ use sea_orm::DatabaseConnection;
 use crate::config::Settings;
 use crate::crypto::Sealer;
 use crate::error::AppError;
-use crate::integrations::live::LiveRegistry;
 use crate::integrations::manager::Manager;
 use crate::integrations::ownership::Replica;
+use crate::live::LiveRegistry;
 use crate::store;
 use crate::telemetry::Metrics;
 

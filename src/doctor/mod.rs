@@ -181,7 +181,7 @@ async fn probe_target(target: Target) -> (Report, Vec<String>) {
         }
     };
     let client = ChatwootClient::new(
-        crate::http_client(),
+        crate::config::http_client(),
         ChatwootTarget { base_url: target.chatwoot_url.clone(), account_id: target.account_id, token: target.token },
         settings.chatwoot_timeout,
         Metrics::default(),

@@ -99,7 +99,7 @@ pub async fn run() -> (Report, Vec<String>) {
         ));
     }
 
-    let env = Env { settings: &settings, sealer: &sealer, db: &db, http: crate::http_client() };
+    let env = Env { settings: &settings, sealer: &sealer, db: &db, http: crate::config::http_client() };
     let results: Vec<(IntegrationReport, Vec<String>)> = futures_util::stream::iter(models.iter())
         .map(|m| check_integration(&env, m))
         .buffered(PARALLEL)

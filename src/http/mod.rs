@@ -19,7 +19,7 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// Registers every route, and the extractor error handlers that keep query, path and JSON errors in the
 /// error envelope.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    let (query, path, json) = crate::error::extractor_configs();
+    let (query, path, json) = crate::error::extractor_configs(MAX_BODY_BYTES);
     cfg.app_data(query).app_data(path).app_data(json);
     cfg.configure(ops::configure).configure(integrations::configure).configure(webhooks::configure);
 }

@@ -19,12 +19,13 @@ use awc::ws::{Frame, Message as WsMessage};
 use bytes::{Bytes, BytesMut};
 use futures_util::stream::{SplitSink, StreamExt as _};
 
-use super::live::{LinkState, Live};
 use super::status;
 use crate::config::LinkTiming;
+use crate::live::{LinkState, Live};
 use crate::relay::Outcome;
 use crate::relay::inbound::{self, RelayContext};
 use crate::relay::outbound;
+use crate::relay::receipts::{self, Receipt};
 use crate::retry::Backoff;
 use crate::ryzeapi::event::Envelope;
 use crate::ryzeapi::link::{self, Link, LinkError, MAX_FRAME_BYTES};
@@ -104,6 +105,8 @@ struct Ingest {
 struct Received {
     event: NewEvent,
     event_id: Option<String>,
+    /// A `message.status` receipt: noted once stored, so that an earlier one it supersedes is skipped.
+    receipt: Option<(Receipt, Vec<String>)>,
 }
 
 /// Payloads of events stored by this actor and not yet started, so the first attempt needs no read;
@@ -160,10 +163,8 @@ impl Handler<Work> for IntegrationActor {
                 self.pump(ctx);
             }
             Work::Typing { conversation_id, on } => {
-                let (shared, relay, http) = (self.shared.clone(), self.relay.clone(), self.http.clone());
-                ctx.spawn(
-                    async move { outbound::typing(shared, relay, http, conversation_id, on).await }.into_actor(self),
-                );
+                let (relay, http) = (self.relay.clone(), self.http.clone());
+                ctx.spawn(async move { outbound::typing(relay, http, conversation_id, on).await }.into_actor(self));
             }
         }
     }
@@ -334,7 +335,7 @@ impl IntegrationActor {
                         payload: text.to_owned(),
                     };
                     self.ingest.bytes += event.payload.len();
-                    self.ingest.frames.push_back(Received { event, event_id: Some(event_id) });
+                    self.ingest.frames.push_back(Received { event, event_id: Some(event_id), receipt: None });
                     self.store_next(ctx);
                 }
                 return;
@@ -351,7 +352,8 @@ impl IntegrationActor {
             payload: text.to_owned(),
         };
         self.ingest.bytes += event.payload.len();
-        self.ingest.frames.push_back(Received { event, event_id: envelope.event_id });
+        let receipt = (envelope.event == "message.status").then(|| receipts::of_event(&envelope.data)).flatten();
+        self.ingest.frames.push_back(Received { event, event_id: envelope.event_id, receipt });
         if self.ingest.bytes > MAX_INGEST_BYTES {
             tracing::warn!(integration_id = %self.cfg.id, "storing falls behind; dropping the link until it catches up");
             self.on_link_lost("storing falls behind", ctx);
@@ -387,6 +389,9 @@ impl IntegrationActor {
                         }
                         if let Stored::New(row) = stored {
                             act.live.event_stored();
+                            if let Some((receipt, wa_ids)) = &received.receipt {
+                                act.relay.receipts.note(wa_ids.iter().map(String::as_str), *receipt, row);
+                            }
                             if act.queue.push(received.event.chat_key, Item::Event(row)) {
                                 act.fresh.remember(row, received.event.payload);
                             }
@@ -439,15 +444,15 @@ impl IntegrationActor {
                     continue;
                 }
             }
-            let (shared, relay, http) = (self.shared.clone(), self.relay.clone(), self.http.clone());
+            let (relay, http) = (self.relay.clone(), self.http.clone());
             let payload = match row {
                 Item::Event(id) => self.fresh.take(id),
                 Item::Job { .. } => None,
             };
             let work = async move {
                 match row {
-                    Item::Event(id) => inbound::process(shared, relay, http, id, payload).await,
-                    Item::Job { id, .. } => outbound::process(shared, relay, http, id).await,
+                    Item::Event(id) => inbound::process(relay, http, id, payload).await,
+                    Item::Job { id, .. } => outbound::process(relay, http, id).await,
                 }
             };
             // Every log line of the work carries the integration, the row and (filled in by the relay) the
@@ -476,7 +481,7 @@ impl IntegrationActor {
 
     /// Remembers how a run of `row` ended, for the message trace.
     fn journal(&self, row: Item, started: chrono::DateTime<chrono::Utc>, outcome: &Outcome) {
-        use crate::integrations::live::{Attempt, WorkRef};
+        use crate::live::{Attempt, WorkRef};
         let work = match row {
             Item::Event(id) => WorkRef::Event(id),
             Item::Job { id, .. } => WorkRef::Job(id),
@@ -522,6 +527,17 @@ impl IntegrationActor {
                 tracing::error!(integration_id = %self.cfg.id, %error, "processing halted; the queue is kept");
                 self.queue.park(&chat, row);
                 self.halted = true;
+                // Shown on the integration (status `error`, `last_error`) until the link or a resume clears it.
+                if let Some(db) = self.db() {
+                    let id = self.cfg.id.clone();
+                    ctx.spawn(
+                        async move {
+                            let _ = store::integrations::set_status_if(&db, &id, status::ACTIVE, status::ERROR, &error)
+                                .await;
+                        }
+                        .into_actor(self),
+                    );
+                }
             }
         }
         self.pump(ctx);
@@ -530,10 +546,10 @@ impl IntegrationActor {
     /// Reads Chatwoot's version again; stores it and switches ticks on or off to match.
     fn check_version(&mut self, ctx: &mut Context<Self>) {
         let (Some(http), Some(db)) = (self.http.clone(), self.db()) else { return };
-        let (shared, relay) = (self.shared.clone(), self.relay.clone());
+        let relay = self.relay.clone();
         ctx.spawn(
             async move {
-                let chatwoot = relay.chatwoot_client(http, &shared);
+                let chatwoot = relay.chatwoot_client(http);
                 if let Ok(info) = chatwoot.api_info().await {
                     let ticks = crate::chatwoot::version_at_least(&info.version, (4, 2));
                     relay.ticks.store(ticks, std::sync::atomic::Ordering::Relaxed);
@@ -696,7 +712,7 @@ impl Actor for IntegrationActor {
         }
         ctx.set_mailbox_capacity(64);
         if self.http.is_none() {
-            self.http = Some(crate::http_client());
+            self.http = Some(crate::config::http_client());
         }
         self.queue = ChatQueues::default();
         self.ingest = Ingest::default();

@@ -223,7 +223,18 @@ impl Handler<Start> for Manager {
                     contact_lookup_within: shared.settings.contact_lookup_within,
                     chat_locks: crate::relay::people::KeyedLocks::default(),
                     tick_locks: crate::relay::people::KeyedLocks::default(),
+                    receipts: Default::default(),
                     read_marks: crate::relay::outbound::ReadMarks::default(),
+                    db: services.db.clone(),
+                    metrics: shared.metrics.clone(),
+                    governor: shared.governors.of(&model.chatwoot_base_url),
+                    call_timeout: shared.settings.chatwoot_timeout,
+                    retry: shared.settings.relay_retry,
+                    status_report: std::sync::Arc::new(super::view::StatusReporter {
+                        shared: std::sync::Arc::downgrade(&shared),
+                        id: model.id.clone(),
+                        chatwoot_base_url: model.chatwoot_base_url.clone(),
+                    }),
                 };
                 Some(Some(ActorConfig {
                     id: model.id,

@@ -7,7 +7,6 @@ pub mod activation;
 pub mod actor;
 pub mod bus;
 pub mod lifecycle;
-pub mod live;
 pub mod manager;
 pub mod ownership;
 pub mod retention;

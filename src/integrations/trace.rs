@@ -10,9 +10,9 @@ use chrono::{DateTime, Utc};
 use entity::{inbound_event, message_map, outbound_job};
 use serde::Serialize;
 
-use super::live::{Attempt, WorkRef};
 use super::view::timestamp;
 use crate::error::AppError;
+use crate::live::{Attempt, WorkRef};
 use crate::state::Shared;
 use crate::store;
 

@@ -242,6 +242,34 @@ pub async fn with_owners_views(
     local.into_iter().map(|(id, view)| theirs.remove(&id).unwrap_or(view)).collect()
 }
 
+/// `/status` in the status conversation (the relay posts it; the figures are this layer's).
+pub struct StatusReporter {
+    /// Weak: the relay context that holds this must not keep the process's state alive.
+    pub shared: std::sync::Weak<crate::state::Shared>,
+    pub id: String,
+    pub chatwoot_base_url: String,
+}
+
+impl crate::relay::status::StatusReport for StatusReporter {
+    fn summary(&self) -> futures_util::future::LocalBoxFuture<'_, Result<crate::relay::status::StatusFigures, String>> {
+        Box::pin(async move {
+            let shared = self.shared.upgrade().ok_or_else(|| "the bridge is stopping".to_owned())?;
+            let live = LiveState::of(&shared, &self.id, &self.chatwoot_base_url).await.map_err(|e| e.to_string())?;
+            Ok(crate::relay::status::StatusFigures {
+                link_state: live.connection.state,
+                since: live.connection.since,
+                reconnects: live.connection.reconnects,
+                to_chatwoot_pending: live.queues.to_chatwoot_pending,
+                to_whatsapp_pending: live.queues.to_whatsapp_pending,
+                failed: live.queues.failed,
+                events_received: live.totals.events_received,
+                messages_to_chatwoot: live.totals.messages_to_chatwoot,
+                messages_to_whatsapp: live.totals.messages_to_whatsapp,
+            })
+        })
+    }
+}
+
 pub fn timestamp(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Secs, true)
 }

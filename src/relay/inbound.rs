@@ -16,23 +16,24 @@ use entity::chat;
 use sea_orm::DatabaseConnection;
 use serde_json::{Map, Value, json};
 
-use super::format::{liquid_literal, whatsapp_to_markdown};
+use super::format::liquid_literal;
 use super::identity;
 use super::people::{self, Naming, ensure_chat};
 use crate::chatwoot::dto::{NewContact, NewConversation, NewMessage};
 use crate::chatwoot::governor::Priority;
 use crate::chatwoot::{ChatwootClient, ChatwootError, ChatwootTarget, Failure, Unprocessable};
-use crate::integrations::live::Live;
-use crate::integrations::status;
+use crate::live::Live;
 use crate::relay::Outcome;
 use crate::ryzeapi::event::{Envelope, MessageExchange, Party};
-use crate::state::{Services, Shared};
 use crate::store;
 use crate::store::events::PENDING;
-use crate::telemetry::{Direction, Finished};
+use crate::telemetry::{Direction, Finished, Metrics};
 
-/// What the relay needs to know about the integration.
-#[derive(Debug)]
+/// What a WhatsApp message becomes in Chatwoot: pure, in the wire crate (`ryze_wire::render`).
+pub use ryze_wire::render::{Action, Rendered, render};
+
+/// Everything the relay needs about the integration and the process: one context, built by
+/// `integrations::manager`, so that the relay names nothing above it.
 pub struct RelayContext {
     pub integration_id: String,
     pub instance: String,
@@ -61,29 +62,51 @@ pub struct RelayContext {
     pub chat_locks: super::people::KeyedLocks,
     /// Serializes the ticks of each Chatwoot message.
     pub tick_locks: super::people::KeyedLocks,
+    /// Receipts stored and queued, so that one a later receipt supersedes costs no call.
+    pub receipts: super::receipts::ReceiptsAhead,
     /// What each chat was last marked read up to.
     pub read_marks: super::outbound::ReadMarks,
     /// This process's lease on the integration: no write and no call once it no longer holds.
     pub fence: crate::fence::Fence,
+    /// The database, for the writes that do not go through `writer`.
+    pub db: DatabaseConnection,
+    pub metrics: Metrics,
+    /// The request budget of this integration's Chatwoot, shared by every integration that uses it.
+    pub governor: Arc<crate::chatwoot::governor::Governor>,
+    /// How long one Chatwoot or RyzeAPI call may take (`BRIDGE_CHATWOOT_TIMEOUT_MS`).
+    pub call_timeout: Duration,
+    /// The relay's retry waits, first and longest (`BRIDGE_RETRY_MIN_MS`, `BRIDGE_RETRY_MAX_MS`).
+    pub retry: (Duration, Duration),
+    /// The answer to `/status` in the status conversation, from the layer that knows the live state.
+    pub status_report: Arc<dyn super::status::StatusReport>,
+}
+
+impl std::fmt::Debug for RelayContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RelayContext")
+            .field("integration_id", &self.integration_id)
+            .field("instance", &self.instance)
+            .finish_non_exhaustive()
+    }
 }
 
 impl RelayContext {
     /// A client for this integration's Chatwoot account.
-    pub fn chatwoot_client(&self, http: awc::Client, shared: &Shared) -> ChatwootClient {
-        ChatwootClient::new(http, self.chatwoot.clone(), shared.settings.chatwoot_timeout, shared.metrics.clone())
-            .with_governor(shared.governors.of(&self.chatwoot.base_url))
+    pub fn chatwoot_client(&self, http: awc::Client) -> ChatwootClient {
+        ChatwootClient::new(http, self.chatwoot.clone(), self.call_timeout, self.metrics.clone())
+            .with_governor(self.governor.clone())
             .with_fence(self.fence.clone())
     }
 
     /// A client for this integration's RyzeAPI instance.
-    pub fn ryzeapi_client(&self, http: awc::Client, shared: &Shared) -> crate::ryzeapi::client::RyzeApiClient {
+    pub fn ryzeapi_client(&self, http: awc::Client) -> crate::ryzeapi::client::RyzeApiClient {
         crate::ryzeapi::client::RyzeApiClient::new(
             http,
             &self.ryzeapi_url,
             &self.instance,
             self.instance_token.clone(),
-            shared.settings.chatwoot_timeout,
-            shared.metrics.clone(),
+            self.call_timeout,
+            self.metrics.clone(),
         )
         .with_fence(self.fence.clone())
     }
@@ -101,13 +124,11 @@ pub const SOURCE_PREFIX: &str = "WAID:";
 /// same row (after a crash or a retry). `fresh_payload` is the event's frame when the caller has just
 /// stored it and this is its first attempt (then the row need not be read back), with when it was stored.
 pub async fn process(
-    shared: Arc<Shared>,
     relay: Arc<RelayContext>,
     http: Option<awc::Client>,
     row_id: i64,
     fresh_payload: Option<(String, DateTime<Utc>)>,
 ) -> Outcome {
-    let Ok(services) = shared.booted() else { return Outcome::Halt("bridge is not booted".into()) };
     let (payload, attempts, replay, received_at) = match fresh_payload {
         Some((payload, stored_at)) => (payload, 0, false, stored_at),
         None => match store::events::find(&relay.reader, row_id).await {
@@ -120,12 +141,12 @@ pub async fn process(
         return Outcome::Retry { after: Duration::from_secs(1), error: "no HTTP client".into() };
     };
     if attempts == 0 {
-        shared.metrics.observe_queue_wait(Direction::ToChatwoot, received_at);
+        relay.metrics.observe_queue_wait(Direction::ToChatwoot, received_at);
     }
     // A message that just arrived goes before a replay of stored ones (after an outage, say).
     let priority = if replay { Priority::Backlog } else { Priority::Live };
-    let chatwoot = relay.chatwoot_client(http.clone(), &shared).with_priority(priority);
-    let media = MediaSource { http: &http, relay: &relay, shared: &shared, attempts };
+    let chatwoot = relay.chatwoot_client(http.clone()).with_priority(priority);
+    let media = MediaSource { http: &http, relay: &relay, attempts };
     let outcome = match Envelope::parse(&payload) {
         Ok(envelope) => {
             // Every log line of this event's relay names its WhatsApp message (the actor's span has the field).
@@ -133,24 +154,22 @@ pub async fn process(
                 let wa_id = key.split_once(':').map_or(key.as_str(), |(_, id)| id);
                 tracing::Span::current().record("wa_id", tracing::field::display(wa_id));
             }
-            relay_event(&services.db, &relay, &chatwoot, &media, &envelope, row_id, replay).await
+            relay_event(&relay.db, &relay, &chatwoot, &media, &envelope, row_id, replay).await
         }
         Err(e) => Outcome::Failed(format!("stored frame is unreadable: {e}")),
     };
-    record(shared.as_ref(), services, &relay, row_id, received_at, attempts, outcome).await
+    record(&relay, row_id, received_at, attempts, outcome).await
 }
 
-/// Writes the outcome to the event row (and the integration, for a halt); computes the retry delay.
+/// Writes the outcome to the event row; computes the retry delay. (A halt is the actor's to act on.)
 async fn record(
-    shared: &Shared,
-    services: &Services,
     relay: &RelayContext,
     row_id: i64,
     received_at: DateTime<Utc>,
     attempts: i32,
     outcome: Outcome,
 ) -> Outcome {
-    let db = &services.db;
+    let db = &relay.db;
     let written = match &outcome {
         Outcome::Later { .. } => return outcome,
         Outcome::Done => relay.writer.event_done_later(row_id).await,
@@ -164,19 +183,13 @@ async fn record(
         return Outcome::Retry { after: Duration::from_secs(1), error: format!("recording the outcome failed: {e}") };
     }
     match &outcome {
-        Outcome::Done => shared.metrics.observe_message(Direction::ToChatwoot, Finished::Done, received_at),
-        Outcome::Failed(_) => shared.metrics.observe_message(Direction::ToChatwoot, Finished::Failed, received_at),
+        Outcome::Done => relay.metrics.observe_message(Direction::ToChatwoot, Finished::Done, received_at),
+        Outcome::Failed(_) => relay.metrics.observe_message(Direction::ToChatwoot, Finished::Failed, received_at),
         _ => {}
     }
     match outcome {
         Outcome::Retry { after, error } => {
-            Outcome::Retry { after: after.max(super::retry_delay(shared.settings.relay_retry, attempts)), error }
-        }
-        Outcome::Halt(error) => {
-            let _ =
-                store::integrations::set_status_if(db, &relay.integration_id, status::ACTIVE, status::ERROR, &error)
-                    .await;
-            Outcome::Halt(error)
+            Outcome::Retry { after: after.max(super::retry_delay(relay.retry, attempts)), error }
         }
         other => other,
     }
@@ -198,7 +211,7 @@ async fn relay_event(
             relay_message(db, relay, chatwoot, media, &MessageExchange::from_data(&envelope.data), replay).await
         }
         "message.status" => {
-            relay_receipt(relay, &chatwoot.clone().with_priority(Priority::Background), &envelope.data).await
+            relay_receipt(relay, &chatwoot.clone().with_priority(Priority::Background), &envelope.data, row_id).await
         }
         "group.flow" => people::group_flow(db, relay, chatwoot, &envelope.data).await,
         other => {
@@ -249,23 +262,29 @@ async fn relay_call(
     outcome_of(result)
 }
 
-/// `message.status` → the tick of every Chatwoot message it covers (ticks only move forward).
-async fn relay_receipt(relay: &RelayContext, chatwoot: &ChatwootClient, data: &Value) -> Outcome {
+/// `message.status` → the tick of every Chatwoot message it covers (ticks only move forward; one that a
+/// receipt stored after it supersedes is left to that one).
+async fn relay_receipt(relay: &RelayContext, chatwoot: &ChatwootClient, data: &Value, row_id: i64) -> Outcome {
     let status = match data.get("status").and_then(Value::as_str).unwrap_or_default() {
         "delivered" | "received" => "delivered",
         "read" | "played" => "read",
         "error" | "failed" | "server_error" => "failed",
         _ => return Outcome::Done,
     };
-    if !relay.ticks() {
-        return Outcome::Done;
-    }
     let ids: Vec<&str> = data
         .get("messageIds")
         .and_then(Value::as_array)
         .map(|a| a.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default();
-    for wa_id in ids {
+    if !relay.ticks() {
+        relay.receipts.relayed(ids, row_id);
+        return Outcome::Done;
+    }
+    let receipt = super::receipts::Receipt::of_status(status);
+    for wa_id in ids.iter().copied() {
+        if receipt.is_some_and(|receipt| relay.receipts.superseded(wa_id, receipt, row_id)) {
+            continue;
+        }
         let mapped = match store::messages::find_by_wa_id(&relay.reader, &relay.integration_id, wa_id).await {
             Ok(Some(mapped)) => mapped,
             Ok(None) => continue,
@@ -297,6 +316,7 @@ async fn relay_receipt(relay: &RelayContext, chatwoot: &ChatwootClient, data: &V
             return store_failed(e);
         }
     }
+    relay.receipts.relayed(ids, row_id);
     Outcome::Done
 }
 
@@ -440,7 +460,7 @@ async fn relay_message_steps(
         Some(_) => media.fetch(message).await?,
         None => None,
     };
-    let ryzeapi = media.relay.ryzeapi_client(media.http.clone(), media.shared);
+    let ryzeapi = media.relay.ryzeapi_client(media.http.clone());
     let mut chat = ensure_chat(db, relay, chatwoot, Some(&ryzeapi), message, &chat_key, is_group).await?;
     // A new chat's contact and conversation are made once, even when its person writes under both forms
     // at once (two queues): the second waits, then finds them.
@@ -735,11 +755,30 @@ pub(crate) async fn ensure_conversation(
         }
     }
     let mut chat = chat.clone();
+    // An earlier call (this process's, or one of a process that died, was paused past its lease or handed
+    // the integration over before the answer was stored) may have opened a conversation: wait until that
+    // call can no longer land, then look before opening another.
+    let retrying = match chat.conversation_attempted_at {
+        Some(attempted_at) => {
+            let settle = chatwoot.timeout().saturating_mul(2);
+            let elapsed = (chrono::Utc::now() - attempted_at).to_std().unwrap_or_default();
+            if elapsed < settle {
+                return Err(Outcome::Retry {
+                    after: settle - elapsed,
+                    error: "waiting for an earlier attempt to open the conversation to settle".into(),
+                });
+            }
+            true
+        }
+        None => retrying,
+    };
     let mut contact_recreated = false;
     loop {
         let (Some(contact_id), Some(source_id)) = (chat.contact_id, chat.contact_source_id.clone()) else {
             return Err(Outcome::Failed("chat has no contact".into()));
         };
+        store::chats::mark_conversation_attempted(db, chat.id).await.map_err(store_failed)?;
+        relay.live.chats.forget(|cached| cached.id == chat.id);
         let conversation = match find_or_create_conversation(relay, chatwoot, contact_id, &source_id, retrying).await {
             Ok(conversation) => conversation,
             Err(e) if e.failure() == Failure::NotFound && !contact_recreated => {
@@ -858,7 +897,6 @@ async fn revoke(relay: &RelayContext, chatwoot: &ChatwootClient, target: &str) -
 pub(crate) struct MediaSource<'a> {
     pub http: &'a awc::Client,
     pub relay: &'a RelayContext,
-    pub shared: &'a Shared,
     /// Attempts so far for this event: after [`MEDIA_ATTEMPTS`] the message is posted without its file.
     pub attempts: i32,
 }
@@ -915,7 +953,7 @@ impl MediaSource<'_> {
         let bytes = match bytes {
             Some(bytes) => bytes,
             None => {
-                let ryzeapi = self.relay.ryzeapi_client(self.http.clone(), self.shared);
+                let ryzeapi = self.relay.ryzeapi_client(self.http.clone());
                 match ryzeapi.fetch_media(&message.id).await {
                     Ok((bytes, reported)) => {
                         mime = mime.or(reported);
@@ -951,7 +989,7 @@ impl MediaSource<'_> {
     }
 
     async fn download(&self, url: &str) -> Option<Vec<u8>> {
-        let mut response = self.http.get(url).timeout(self.shared.settings.chatwoot_timeout).send().await.ok()?;
+        let mut response = self.http.get(url).timeout(self.relay.call_timeout).send().await.ok()?;
         if !response.status().is_success() {
             return None;
         }
@@ -981,252 +1019,5 @@ fn extension(mime: &str) -> &'static str {
         "audio/mp4" => "m4a",
         "application/pdf" => "pdf",
         _ => "bin",
-    }
-}
-
-/// What a WhatsApp message becomes in Chatwoot.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
-    Post(Rendered),
-    /// Delete the Chatwoot message of this WhatsApp id.
-    Revoke(String),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rendered {
-    /// The text when no file is attached (for media: a label and the caption).
-    pub content: String,
-    /// WhatsApp id of the message this one answers, reacts to or edits.
-    pub reply_to: Option<String>,
-    /// For media: the text to send *with* the file (the caption, after any group sender line).
-    pub media_caption: Option<String>,
-}
-
-/// Renders any message type as Chatwoot text; nothing is dropped (unknown types become a placeholder).
-pub fn render(message: &MessageExchange, is_group: bool) -> Action {
-    let body = &message.body;
-    let text = message.text.as_deref().map(whatsapp_to_markdown);
-    let str_at = |path: &[&str]| {
-        let mut value = body;
-        for key in path {
-            value = value.get(*key)?;
-        }
-        value.as_str().filter(|s| !s.is_empty()).map(str::to_owned)
-    };
-    let mut reply_to = message.quoted_id.clone();
-    let mut media_caption = None;
-    let content = match message.kind.as_str() {
-        "text" | "extended_text" => text.unwrap_or_default(),
-        "image" | "video" | "audio" | "ptt" | "ptv" | "document" | "sticker" => {
-            let label = match message.kind.as_str() {
-                "image" => "📷 Image".to_owned(),
-                "video" => "🎥 Video".to_owned(),
-                "audio" => "🎵 Audio".to_owned(),
-                "ptt" => "🎤 Voice message".to_owned(),
-                "ptv" => "🎥 Video note".to_owned(),
-                "sticker" => "Sticker".to_owned(),
-                _ => format!(
-                    "📄 Document{}",
-                    str_at(&["media", "fileName"]).map(|n| format!(": {n}")).unwrap_or_default()
-                ),
-            };
-            let caption = str_at(&["media", "caption"]).map(|c| whatsapp_to_markdown(&c)).or(text);
-            media_caption = Some(caption.clone().unwrap_or_default());
-            match caption {
-                Some(caption) => format!("{label}\n{caption}"),
-                None => label,
-            }
-        }
-        "location" => {
-            let location = body.get("location").unwrap_or(&Value::Null);
-            let coordinate =
-                |key: &str, alt: &str| location.get(key).or_else(|| location.get(alt)).and_then(Value::as_f64);
-            let mut lines = vec!["📍 Location".to_owned()];
-            lines.extend(
-                ["name", "address"].iter().filter_map(|k| location.get(*k).and_then(Value::as_str)).map(str::to_owned),
-            );
-            if let (Some(lat), Some(lng)) =
-                (coordinate("latitude", "degreesLatitude"), coordinate("longitude", "degreesLongitude"))
-            {
-                lines.push(format!("https://maps.google.com/?q={lat},{lng}"));
-            }
-            lines.join("\n")
-        }
-        "contact" | "contacts" | "contact_array" => {
-            render_contacts(body.get("contact").or_else(|| body.get("contacts")))
-        }
-        "reaction" => {
-            let reaction = body.get("reaction").unwrap_or(&Value::Null);
-            reply_to = reaction.get("messageId").and_then(Value::as_str).map(str::to_owned).or(reply_to);
-            match reaction.get("emoji").and_then(Value::as_str).filter(|e| !e.is_empty()) {
-                Some(emoji) => format!("Reacted {emoji}"),
-                None => "Removed a reaction".to_owned(),
-            }
-        }
-        "message_edit" => {
-            reply_to = str_at(&["edit", "original_id"]).or(reply_to);
-            let new_text = str_at(&["edit", "text"]).map(|t| whatsapp_to_markdown(&t)).or(text).unwrap_or_default();
-            format!("✏️ Edited: {new_text}")
-        }
-        "message_revoke" => {
-            let target =
-                str_at(&["edit", "original_id"]).or_else(|| str_at(&["edit", "messageId"])).or(reply_to.clone());
-            return match target {
-                Some(target) => Action::Revoke(target),
-                None => Action::Post(Rendered {
-                    content: "🚫 A message was deleted".into(),
-                    reply_to: None,
-                    media_caption: None,
-                }),
-            };
-        }
-        "poll" | "poll_creation" => {
-            let poll = body.get("poll").unwrap_or(&Value::Null);
-            let title = poll.get("title").or_else(|| poll.get("name")).and_then(Value::as_str).unwrap_or("Poll");
-            let options: Vec<String> = poll
-                .get("options")
-                .and_then(Value::as_array)
-                .map(|o| {
-                    o.iter()
-                        .filter_map(|v| v.as_str().or_else(|| v.get("name").and_then(Value::as_str)))
-                        .map(|o| format!("- {o}"))
-                        .collect()
-                })
-                .unwrap_or_default();
-            std::iter::once(format!("📊 {title}")).chain(options).collect::<Vec<_>>().join("\n")
-        }
-        "buttons_response" | "list_response" | "interactive_response" | "template_button_reply" => {
-            let choice = text
-                .or_else(|| str_at(&["interactive", "title"]))
-                .or_else(|| str_at(&["button_response", "title"]))
-                .or_else(|| str_at(&["list_response", "title"]))
-                .or_else(|| str_at(&["interactive", "selectedButtonId"]))
-                .or_else(|| str_at(&["interactive", "selectedRowId"]))
-                .unwrap_or_else(|| "(no text)".into());
-            format!("🔘 {choice}")
-        }
-        other => {
-            let shown = text.map(|t| format!("\n{t}")).unwrap_or_default();
-            format!("[WhatsApp message of type `{other}`]{shown}")
-        }
-    };
-    let sender_line = (is_group && message.direction != "outgoing").then(|| {
-        let sender = message.sender.name.clone().unwrap_or_else(|| "Unknown".into());
-        match message.sender.jid.as_deref().and_then(identity::phone_number) {
-            Some(phone) => format!("**{sender}** ({phone}):"),
-            None => format!("**{sender}**:"),
-        }
-    });
-    let with_sender = |text: String| match &sender_line {
-        Some(line) if text.is_empty() => line.clone(),
-        Some(line) => format!("{line}\n{text}"),
-        None => text,
-    };
-    Action::Post(Rendered { content: with_sender(content), reply_to, media_caption: media_caption.map(with_sender) })
-}
-
-/// vCards (one or several) as readable text: name and numbers.
-fn render_contacts(contact: Option<&Value>) -> String {
-    let cards: Vec<&Value> = match contact {
-        Some(Value::Array(list)) => list.iter().collect(),
-        Some(one) => vec![one],
-        None => Vec::new(),
-    };
-    let mut lines = Vec::new();
-    for card in cards {
-        let name = ["display_name", "displayName", "name"]
-            .iter()
-            .find_map(|k| card.get(*k).and_then(Value::as_str))
-            .unwrap_or("Contact");
-        lines.push(format!("👤 {name}"));
-        let mut numbers: Vec<String> = ["phone_number", "phoneNumber"]
-            .iter()
-            .filter_map(|k| card.get(*k).and_then(Value::as_str))
-            .map(str::to_owned)
-            .collect();
-        if let Some(vcard) = card.get("vcard").and_then(Value::as_str) {
-            for line in vcard.lines().filter(|l| l.to_ascii_uppercase().starts_with("TEL")) {
-                if let Some((_, number)) = line.split_once(':') {
-                    let number = number.trim().to_owned();
-                    if !numbers.contains(&number) {
-                        numbers.push(number);
-                    }
-                }
-            }
-        }
-        lines.extend(numbers.into_iter().map(|n| format!("📞 {n}")));
-    }
-    if lines.is_empty() { "👤 Contact".into() } else { lines.join("\n") }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn message(body: Value) -> MessageExchange {
-        MessageExchange::from_data(
-            &json!({"id": "X1", "direction": "incoming", "chat": {"jid": "5511999998888@s.whatsapp.net"},
-            "sender": {"jid": "5511999998888@s.whatsapp.net", "name": "Maria"}, "message": body}),
-        )
-    }
-
-    fn post(action: Action) -> Rendered {
-        match action {
-            Action::Post(r) => r,
-            Action::Revoke(t) => panic!("revoke {t}"),
-        }
-    }
-
-    #[test]
-    fn renders_every_kind_as_readable_text() {
-        assert_eq!(post(render(&message(json!({"type": "text", "content": "*oi*"})), false)).content, "**oi**");
-        assert_eq!(
-            post(render(&message(json!({"type": "image", "media": {"caption": "foto"}})), false)).content,
-            "📷 Image\nfoto"
-        );
-        let location = post(render(
-            &message(json!({"type": "location", "location": {"latitude": -23.5, "longitude": -46.6, "name": "Loja"}})),
-            false,
-        ));
-        assert_eq!(location.content, "📍 Location\nLoja\nhttps://maps.google.com/?q=-23.5,-46.6");
-        let card = post(render(
-            &message(
-                json!({"type": "contact", "contact": {"display_name": "Ana", "vcard": "BEGIN:VCARD\nTEL;type=CELL:+55 11 91234-5678\nEND:VCARD"}}),
-            ),
-            false,
-        ));
-        assert_eq!(card.content, "👤 Ana\n📞 +55 11 91234-5678");
-        let reaction =
-            post(render(&message(json!({"type": "reaction", "reaction": {"messageId": "T", "emoji": "👍"}})), false));
-        assert_eq!((reaction.content.as_str(), reaction.reply_to.as_deref()), ("Reacted 👍", Some("T")));
-        let edit = post(render(
-            &message(json!({"type": "message_edit", "edit": {"original_id": "O", "text": "novo"}})),
-            false,
-        ));
-        assert_eq!((edit.content.as_str(), edit.reply_to.as_deref()), ("✏️ Edited: novo", Some("O")));
-        assert_eq!(
-            render(&message(json!({"type": "message_revoke", "edit": {"original_id": "O"}})), false),
-            Action::Revoke("O".into())
-        );
-        let poll = post(render(
-            &message(json!({"type": "poll", "poll": {"title": "Q?", "options": [{"name": "a"}, "b"]}})),
-            false,
-        ));
-        assert_eq!(poll.content, "📊 Q?\n- a\n- b");
-        assert_eq!(
-            post(render(&message(json!({"type": "galaxy_message"})), false)).content,
-            "[WhatsApp message of type `galaxy_message`]"
-        );
-        let quoted = post(render(
-            &message(json!({"type": "text", "content": "sim", "context": {"quotedMessageId": "Q"}})),
-            false,
-        ));
-        assert_eq!(quoted.reply_to.as_deref(), Some("Q"));
-    }
-
-    #[test]
-    fn group_messages_name_their_sender() {
-        let rendered = post(render(&message(json!({"type": "text", "content": "oi"})), true));
-        assert_eq!(rendered.content, "**Maria** (+5511999998888):\noi");
     }
 }

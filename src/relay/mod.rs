@@ -1,14 +1,17 @@
-//! Translation and orchestration between the two sides: `inbound` turns stored RyzeAPI events into
-//! Chatwoot calls.
+//! Translation between the two sides: `inbound` turns stored RyzeAPI events into Chatwoot calls,
+//! `outbound` stored Chatwoot webhook jobs into RyzeAPI sends; `people` keeps contacts and chats, `status`
+//! the status conversation, `pace` Chatwoot's per-conversation limit, `receipts` tick coalescing. Everything
+//! comes in one `inbound::RelayContext`; each call returns an `Outcome` for the actor to act on.
 
-pub mod format;
-pub mod identity;
 pub mod inbound;
 pub mod outbound;
 pub mod pace;
 pub mod people;
-pub mod qr_png;
+pub mod receipts;
 pub mod status;
+
+/// The pure parts (formatting, chat identity, the QR PNG) live in the wire crate.
+pub use ryze_wire::{format, identity, qr_png};
 
 use std::time::Duration;
 

@@ -24,10 +24,9 @@ use super::status;
 use crate::chatwoot::governor::Priority;
 use crate::chatwoot::webhook::{WebhookAttachment, WebhookEvent, WebhookMessage};
 use crate::chatwoot::{ChatwootClient, Failure};
-use crate::integrations::live::LinkState;
+use crate::live::LinkState;
 use crate::ryzeapi::client::{Media, RyzeApiClient, SendError};
 use crate::ryzeapi::event::canonical_jid;
-use crate::state::Shared;
 use crate::store;
 use crate::store::jobs::{DONE, FAILED, PENDING};
 use crate::telemetry::{Direction, Finished, Metrics};
@@ -42,9 +41,8 @@ pub const MAX_ATTEMPTS: i32 = 8;
 const MAX_ATTACHMENT_BYTES: usize = 64 * 1024 * 1024;
 
 /// Processes the outbound job `job_id` and records the outcome.
-pub async fn process(shared: Arc<Shared>, relay: Arc<RelayContext>, http: Option<awc::Client>, job_id: i64) -> Outcome {
-    let Ok(services) = shared.booted() else { return Outcome::Halt("bridge is not booted".into()) };
-    let db = &services.db;
+pub async fn process(relay: Arc<RelayContext>, http: Option<awc::Client>, job_id: i64) -> Outcome {
+    let db = &relay.db;
     let job = match store::jobs::find(&relay.reader, job_id).await {
         Ok(Some(job)) if job.state == PENDING => job,
         Ok(_) => return Outcome::Done,
@@ -57,13 +55,13 @@ pub async fn process(shared: Arc<Shared>, relay: Arc<RelayContext>, http: Option
     };
     // Never started before: no attempt counted, no error recorded, no part sent.
     if job.attempts == 0 && job.last_error.is_empty() && job.parts_sent == 0 && job.sending_at.is_none() {
-        shared.metrics.observe_queue_wait(Direction::ToWhatsapp, job.created_at);
+        relay.metrics.observe_queue_wait(Direction::ToWhatsapp, job.created_at);
     }
-    let chatwoot = relay.chatwoot_client(http.clone(), &shared);
-    let ryzeapi = relay.ryzeapi_client(http, &shared);
+    let chatwoot = relay.chatwoot_client(http.clone());
+    let ryzeapi = relay.ryzeapi_client(http);
     let message = WebhookEvent::parse(job.payload.as_bytes()).ok().and_then(|e| e.message());
     let Some(message) = message else {
-        return finish(&relay, &shared.metrics, &job, Outcome::Failed("stored webhook is unreadable".into())).await;
+        return finish(&relay, &relay.metrics, &job, Outcome::Failed("stored webhook is unreadable".into())).await;
     };
     let status_chat =
         match store::chats::find_by_conversation(&relay.reader, &relay.integration_id, message.conversation_id).await {
@@ -75,7 +73,7 @@ pub async fn process(shared: Arc<Shared>, relay: Arc<RelayContext>, http: Option
         (Some(chat), _) => {
             let text = message.content.clone().unwrap_or_default();
             if job.kind == "send" {
-                status::command(&shared, db, &relay, &chatwoot, chat, message.id, &text).await
+                status::command(db, &relay, &chatwoot, chat, message.id, &text).await
             } else {
                 Ok(())
             }
@@ -101,7 +99,7 @@ pub async fn process(shared: Arc<Shared>, relay: Arc<RelayContext>, http: Option
         }
         Outcome::Retry { after, error } => {
             let attempts = if ryzeapi_down { job.attempts } else { job.attempts + 1 };
-            let backoff = super::retry_delay(shared.settings.relay_retry, attempts);
+            let backoff = super::retry_delay(relay.retry, attempts);
             if let Err(e) = store::jobs::record_attempt(db, job.id, attempts, &error).await {
                 return store_failed(e);
             }
@@ -125,7 +123,7 @@ pub async fn process(shared: Arc<Shared>, relay: Arc<RelayContext>, http: Option
             Err(e) => return on_chatwoot_error(&e),
         }
     }
-    finish(&relay, &shared.metrics, &job, outcome).await
+    finish(&relay, &relay.metrics, &job, outcome).await
 }
 
 async fn finish(relay: &RelayContext, metrics: &Metrics, job: &outbound_job::Model, outcome: Outcome) -> Outcome {
@@ -544,19 +542,13 @@ async fn revoke(
 }
 
 /// An agent's typing indicator → WhatsApp presence (best-effort: failures are only logged).
-pub async fn typing(
-    shared: Arc<Shared>,
-    relay: Arc<RelayContext>,
-    http: Option<awc::Client>,
-    conversation_id: i64,
-    on: bool,
-) {
-    let (Ok(services), Some(http)) = (shared.booted(), http) else { return };
-    let Ok(Some(chat)) = store::chats::find_by_conversation(&services.db, &relay.integration_id, conversation_id).await
+pub async fn typing(relay: Arc<RelayContext>, http: Option<awc::Client>, conversation_id: i64, on: bool) {
+    let Some(http) = http else { return };
+    let Ok(Some(chat)) = store::chats::find_by_conversation(&relay.db, &relay.integration_id, conversation_id).await
     else {
         return;
     };
-    let ryzeapi = relay.ryzeapi_client(http, &shared);
+    let ryzeapi = relay.ryzeapi_client(http);
     let state = if on { "typing" } else { "paused" };
     if let Err(e) = ryzeapi.presence(&number_of(&chat.chat_key), state).await {
         tracing::debug!(integration_id = %relay.integration_id, error = %e, "typing presence failed");

@@ -3,8 +3,6 @@
 //! shows the pairing QR code as a scannable image, and answers `/status` and `/help`. It receives notices
 //! even when resolved.
 
-use std::sync::Arc;
-
 use entity::chat;
 use sea_orm::DatabaseConnection;
 use serde_json::{Map, Value};
@@ -14,8 +12,10 @@ use super::inbound::{MediaFile, Post, RelayContext, Step, ensure_contact, outcom
 use super::qr_png::qr_png;
 use crate::chatwoot::ChatwootClient;
 use crate::ryzeapi::event::Party;
-use crate::state::Shared;
 use crate::store;
+
+/// What an `instance.state` means, in words an agent understands: pure, in the wire crate.
+pub use ryze_wire::render::notice;
 
 /// `chats.kind` of a status conversation.
 pub const KIND: &str = "status";
@@ -23,26 +23,6 @@ const NAME: &str = "WhatsApp status";
 
 fn chat_key(instance: &str) -> String {
     format!("ryze-status:{instance}")
-}
-
-/// What an `instance.state` means, in words an agent understands.
-pub fn notice(state: &str) -> String {
-    match state {
-        "connected" => "✅ WhatsApp is connected. Messages flow normally.".into(),
-        "connecting" | "manual_reconnect" => "🔄 WhatsApp is connecting…".into(),
-        "disconnected" | "keepalive_timeout" | "stream_error" | "connect_failure" => {
-            "⚠️ WhatsApp is disconnected. Messages wait and go out when it reconnects.".into()
-        }
-        "keepalive_restored" => "✅ The WhatsApp connection recovered.".into(),
-        "logged_out" => "🚪 WhatsApp logged out this number. Pair it again in RyzeAPI (scan a new QR code).".into(),
-        "qr_ready" => "📷 Scan this QR code with WhatsApp (Settings → Linked devices → Link a device).".into(),
-        "pair_success" => "🔗 The number was paired.".into(),
-        "pair_error" => "❌ Pairing failed. Try again with a new QR code.".into(),
-        "temp_banned" => "⛔ WhatsApp temporarily banned this number. Wait before sending again.".into(),
-        "stream_replaced" => "⚠️ This number was opened in another session, which took over the connection.".into(),
-        "client_outdated" => "⚠️ WhatsApp reports the client as outdated: update RyzeAPI.".into(),
-        other => format!("ℹ️ WhatsApp state: {other}"),
-    }
 }
 
 /// The instance's status chat, created (with its contact) on first use.
@@ -111,9 +91,28 @@ pub fn is_status_chat(chat: &chat::Model) -> bool {
     chat.kind == KIND
 }
 
+/// The integration's state as `/status` reports it. The relay only posts the answer; the figures come
+/// from the layer that runs the integration (`integrations::view`), which the relay must not name.
+pub trait StatusReport: Send + Sync {
+    fn summary(&self) -> futures_util::future::LocalBoxFuture<'_, Result<StatusFigures, String>>;
+}
+
+/// What `/status` shows.
+#[derive(Debug, Clone, Default)]
+pub struct StatusFigures {
+    pub link_state: &'static str,
+    pub since: Option<String>,
+    pub reconnects: u64,
+    pub to_chatwoot_pending: u64,
+    pub to_whatsapp_pending: u64,
+    pub failed: u64,
+    pub events_received: u64,
+    pub messages_to_chatwoot: u64,
+    pub messages_to_whatsapp: u64,
+}
+
 /// An agent typed in the status conversation: answer `/status` and `/help` there.
 pub(crate) async fn command(
-    shared: &Arc<Shared>,
     db: &DatabaseConnection,
     relay: &RelayContext,
     chatwoot: &ChatwootClient,
@@ -122,7 +121,7 @@ pub(crate) async fn command(
     text: &str,
 ) -> Step<()> {
     let answer = match text.split_whitespace().next().unwrap_or_default() {
-        "/status" => summary(shared, relay).await,
+        "/status" => summary(relay).await,
         "/help" => "Commands here:\n- `/status`: the WhatsApp connection, queues and totals\n- `/help`: this list\n\nThis conversation receives WhatsApp connection notices; messages typed here are not sent to WhatsApp.".to_owned(),
         _ => "Messages here are not sent to WhatsApp. Type `/help` for the commands.".to_owned(),
     };
@@ -138,37 +137,29 @@ pub(crate) async fn command(
     post_once(db, relay, chatwoot, chat, post).await
 }
 
-async fn summary(shared: &Arc<Shared>, relay: &RelayContext) -> String {
-    let live =
-        match crate::integrations::view::LiveState::of(shared, &relay.integration_id, &relay.chatwoot.base_url).await {
-            Ok(live) => live,
-            Err(e) => return format!("Status unavailable: {e}"),
-        };
-    let since = live.connection.since.as_deref().unwrap_or("-");
+async fn summary(relay: &RelayContext) -> String {
+    let live = match relay.status_report.summary().await {
+        Ok(live) => live,
+        Err(e) => return format!("Status unavailable: {e}"),
+    };
+    let since = live.since.as_deref().unwrap_or("-");
     format!(
         "**{}** — link to RyzeAPI: {} since {since} ({} reconnects)\nTo Chatwoot: {} pending · To WhatsApp: {} pending · Failed: {}\nTotals: {} events received, {} messages to Chatwoot, {} to WhatsApp",
         relay.instance,
-        live.connection.state,
-        live.connection.reconnects,
-        live.queues.to_chatwoot_pending,
-        live.queues.to_whatsapp_pending,
-        live.queues.failed,
-        live.totals.events_received,
-        live.totals.messages_to_chatwoot,
-        live.totals.messages_to_whatsapp,
+        live.link_state,
+        live.reconnects,
+        live.to_chatwoot_pending,
+        live.to_whatsapp_pending,
+        live.failed,
+        live.events_received,
+        live.messages_to_chatwoot,
+        live.messages_to_whatsapp,
     )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn notices_are_plain_words() {
-        assert!(notice("logged_out").contains("Pair it again"));
-        assert!(notice("temp_banned").contains("banned"));
-        assert_eq!(notice("weird_state"), "ℹ️ WhatsApp state: weird_state");
-    }
 
     #[test]
     fn qr_from_text_or_data_url() {
