@@ -232,19 +232,14 @@ impl State {
     }
 }
 
-/// Whether a dotted Chatwoot version (`4.15.1`) is at least `(major, minor)`; unparsable versions count as
-/// 0 (as the bridge's `chatwoot::version_at_least` compares them).
-pub fn version_at_least(version: &str, (major, minor): (u64, u64)) -> bool {
-    Version::parse(version).unwrap_or(Version(0, 0, 0)) >= Version(major, minor, 0)
-}
+pub use ryze_wire::chatwoot_version::version_at_least;
 
 /// `lib/limits.rb#conversation_message_per_minute_limit`: `CONVERSATION_MESSAGE_PER_MINUTE_LIMIT`, default 200.
 const DEFAULT_CONVERSATION_MESSAGE_LIMIT: usize = 200;
 
 /// Whether a dotted version is at least `(major, minor, patch)`.
 fn version_at_least_patch(version: &str, wanted: (u64, u64, u64)) -> bool {
-    let mut parts = version.split('.').map(|p| p.parse::<u64>().unwrap_or(0));
-    (parts.next().unwrap_or(0), parts.next().unwrap_or(0), parts.next().unwrap_or(0)) >= wanted
+    Version::parse(version).unwrap_or(Version(0, 0, 0)) >= Version(wanted.0, wanted.1, wanted.2)
 }
 
 /// A running fake Chatwoot. Stops when dropped.

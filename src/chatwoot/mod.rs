@@ -12,9 +12,4 @@ pub use ryze_wire::{chatwoot_version as version, chatwoot_webhook as webhook};
 pub use client::{ChatwootClient, ChatwootTarget, Upload};
 pub use error::{ChatwootError, Failure, Unprocessable};
 
-pub use version::Version;
-
-/// Whether a dotted Chatwoot version (`4.15.1`) is at least `(major, minor)`. Unparsable versions count as 0.
-pub fn version_at_least(version: &str, (major, minor): (u64, u64)) -> bool {
-    Version::parse(version).unwrap_or(Version(0, 0, 0)) >= Version(major, minor, 0)
-}
+pub use version::{Version, version_at_least};

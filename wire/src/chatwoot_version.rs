@@ -7,6 +7,11 @@ use std::fmt;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Version(pub u64, pub u64, pub u64);
 
+/// Whether a dotted Chatwoot version (`4.15.1`) is at least `(major, minor)`. Unparsable versions count as 0.
+pub fn version_at_least(version: &str, (major, minor): (u64, u64)) -> bool {
+    Version::parse(version).unwrap_or(Version(0, 0, 0)) >= Version(major, minor, 0)
+}
+
 impl Version {
     /// `4.15.1` → `Version(4, 15, 1)`; `None` when not even the major part is a number.
     pub fn parse(text: &str) -> Option<Self> {
