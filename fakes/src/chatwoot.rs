@@ -662,14 +662,7 @@ async fn dispatch(req: HttpRequest, body: web::Bytes, state: web::Data<Mutex<Sta
             }
         }
         let call = Call { http: &req, method: &method, path: &path, json: parsed_body.as_ref(), form: form.as_ref() };
-        let targeted = guard
-            .failures
-            .iter_mut()
-            .find(|(m, part, _, left)| *m == method && path.contains(part.as_str()) && *left > 0)
-            .map(|(_, _, status, left)| {
-                *left -= 1;
-                *status
-            });
+        let targeted = take_armed(&mut guard.failures, &method, &path);
         let throttled = match (targeted, &fault) {
             (None, Fault::None | Fault::Slow(_)) => throttle(&mut guard, &req),
             _ => false,
@@ -692,14 +685,7 @@ async fn dispatch(req: HttpRequest, body: web::Bytes, state: web::Data<Mutex<Sta
             }
             _ => route(&mut guard, &call),
         };
-        let late = guard
-            .late_answers
-            .iter_mut()
-            .find(|(m, part, _, left)| *m == method && path.contains(part.as_str()) && *left > 0)
-            .map(|(_, _, delay, left)| {
-                *left -= 1;
-                *delay
-            });
+        let late = take_armed(&mut guard.late_answers, &method, &path);
         let recorded = parsed_body.or_else(|| form.as_ref().map(multipart::Form::to_json));
         guard.requests.push(RecordedRequest { method, path, body: recorded, status });
         (response, late)
@@ -708,6 +694,15 @@ async fn dispatch(req: HttpRequest, body: web::Bytes, state: web::Data<Mutex<Sta
         actix_web::rt::time::sleep(delay).await;
     }
     response
+}
+
+/// The value of the first armed entry `(method, part of the path, value, how many more)` matching the
+/// request, using one of its times up.
+fn take_armed<T: Copy>(armed: &mut [(String, String, T, u32)], method: &str, path: &str) -> Option<T> {
+    let (_, _, value, left) =
+        armed.iter_mut().find(|(m, part, _, left)| m == method && path.contains(part.as_str()) && *left > 0)?;
+    *left -= 1;
+    Some(*value)
 }
 
 /// Rack::Attack's `req/ip` throttle (`config/initializers/rack_attack.rb`): fixed windows of one minute

@@ -265,17 +265,11 @@ async fn relay_call(
 /// `message.status` → the tick of every Chatwoot message it covers (ticks only move forward; one that a
 /// receipt stored after it supersedes is left to that one).
 async fn relay_receipt(relay: &RelayContext, chatwoot: &ChatwootClient, data: &Value, row_id: i64) -> Outcome {
-    let status = match data.get("status").and_then(Value::as_str).unwrap_or_default() {
-        "delivered" | "received" => "delivered",
-        "read" | "played" => "read",
-        "error" | "failed" | "server_error" => "failed",
-        _ => return Outcome::Done,
+    let Some(status) = super::receipts::tick_of_status(data.get("status").and_then(Value::as_str).unwrap_or_default())
+    else {
+        return Outcome::Done;
     };
-    let ids: Vec<&str> = data
-        .get("messageIds")
-        .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
+    let ids = super::receipts::message_ids(data);
     if !relay.ticks() {
         relay.receipts.relayed(ids, row_id);
         return Outcome::Done;
@@ -559,15 +553,8 @@ pub(crate) async fn post_once(
     {
         // The earlier call may still land (it timed out, or its process died mid-call): look only once it
         // no longer can, or the lookup could miss it and a second copy be made.
-        let settle = chatwoot.timeout().saturating_mul(2);
         if let Some(attempted_at) = mapping.attempted_at {
-            let elapsed = (chrono::Utc::now() - attempted_at).to_std().unwrap_or_default();
-            if elapsed < settle {
-                return Err(Outcome::Retry {
-                    after: settle - elapsed,
-                    error: "waiting for an earlier attempt to settle".into(),
-                });
-            }
+            settled(chatwoot, attempted_at, "waiting for an earlier attempt to settle")?;
         }
         // Nothing of the earlier attempt can be older than the mapping (a minute of slack for clocks).
         let since = mapping.created_at.timestamp() - 60;
@@ -760,14 +747,7 @@ pub(crate) async fn ensure_conversation(
     // call can no longer land, then look before opening another.
     let retrying = match chat.conversation_attempted_at {
         Some(attempted_at) => {
-            let settle = chatwoot.timeout().saturating_mul(2);
-            let elapsed = (chrono::Utc::now() - attempted_at).to_std().unwrap_or_default();
-            if elapsed < settle {
-                return Err(Outcome::Retry {
-                    after: settle - elapsed,
-                    error: "waiting for an earlier attempt to open the conversation to settle".into(),
-                });
-            }
+            settled(chatwoot, attempted_at, "waiting for an earlier attempt to open the conversation to settle")?;
             true
         }
         None => retrying,
@@ -799,6 +779,17 @@ pub(crate) async fn ensure_conversation(
         let chat = set_conversation(db, relay, chat.id, Some((conversation.id, conversation.status.as_str()))).await?;
         return Ok((chat, conversation.id, false));
     }
+}
+
+/// Whether a Chatwoot call started at `attempted_at` can no longer land (twice the call timeout has
+/// passed); until then, a retry after the rest of that time, with `waiting` as its reason.
+fn settled(chatwoot: &ChatwootClient, attempted_at: DateTime<Utc>, waiting: &str) -> Step<()> {
+    let settle = chatwoot.timeout().saturating_mul(2);
+    let elapsed = (chrono::Utc::now() - attempted_at).to_std().unwrap_or_default();
+    if elapsed < settle {
+        return Err(Outcome::Retry { after: settle - elapsed, error: waiting.to_owned() });
+    }
+    Ok(())
 }
 
 /// The contact's open conversation in this inbox that an earlier attempt may have created (when

@@ -22,12 +22,30 @@ pub enum Receipt {
     Read,
 }
 
+/// The Chatwoot tick a RyzeAPI `message.status` status sets (`delivered`, `read` or `failed`), if any.
+pub fn tick_of_status(status: &str) -> Option<&'static str> {
+    match status {
+        "delivered" | "received" => Some("delivered"),
+        "read" | "played" => Some("read"),
+        "error" | "failed" | "server_error" => Some("failed"),
+        _ => None,
+    }
+}
+
+/// The WhatsApp messages a `message.status` event's data covers.
+pub fn message_ids(data: &Value) -> Vec<&str> {
+    data.get("messageIds")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
+}
+
 impl Receipt {
     /// The receipt a RyzeAPI `message.status` status means, if it is one that coalesces.
     pub fn of_status(status: &str) -> Option<Self> {
-        match status {
-            "delivered" | "received" => Some(Self::Delivered),
-            "read" | "played" => Some(Self::Read),
+        match tick_of_status(status)? {
+            "delivered" => Some(Self::Delivered),
+            "read" => Some(Self::Read),
             _ => None,
         }
     }
@@ -36,8 +54,7 @@ impl Receipt {
 /// The receipt a `message.status` event's data reports, and the WhatsApp messages it covers.
 pub fn of_event(data: &Value) -> Option<(Receipt, Vec<String>)> {
     let receipt = Receipt::of_status(data.get("status").and_then(Value::as_str)?)?;
-    let ids = data.get("messageIds")?.as_array()?.iter().filter_map(Value::as_str).map(str::to_owned).collect();
-    Some((receipt, ids))
+    Some((receipt, message_ids(data).into_iter().map(str::to_owned).collect()))
 }
 
 /// The highest receipt stored and not yet relayed, per WhatsApp message id, with its event row.
@@ -77,14 +94,6 @@ impl ReceiptsAhead {
             }
         }
     }
-
-    pub fn len(&self) -> usize {
-        self.latest.lock().map_or(0, |latest| latest.len())
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 #[cfg(test)]
@@ -109,7 +118,7 @@ mod tests {
         ahead.relayed(["a"], 11);
         ahead.relayed(["b"], 10);
         ahead.relayed(["c"], 20);
-        assert!(ahead.is_empty(), "{:?}", ahead.latest.lock().unwrap());
+        assert!(ahead.latest.lock().unwrap().is_empty(), "{:?}", ahead.latest.lock().unwrap());
     }
 
     #[test]
