@@ -127,17 +127,15 @@ pub async fn activate(shared: &Shared, http: &awc::Client, request: ActivateRequ
     run(shared, services, http, request).await.map_err(|e| e.redacted(&secret_refs))
 }
 
+/// The steps of an activation, in order. Each check comes before anything is created; an inbox created
+/// for an activation that then fails to persist is deleted again.
 async fn run(
     shared: &Shared,
     services: &Services,
     http: &awc::Client,
     request: ActivateRequest,
 ) -> Result<Activated, AppError> {
-    let ryzeapi_url = request
-        .ryzeapi_url
-        .clone()
-        .or_else(|| shared.settings.ryzeapi_url.clone())
-        .ok_or_else(|| invalid("missing field `ryzeapiUrl` (and the bridge has no RYZEAPI_URL default)"))?;
+    let ryzeapi_url = ryzeapi_url_of(shared, &request)?;
     let deadline = Instant::now() + ACTIVATION_BUDGET;
     let target = ChatwootTarget {
         base_url: request.chatwoot_base_url.clone(),
@@ -145,24 +143,64 @@ async fn run(
         token: request.chatwoot_api_token.clone(),
     };
     let chatwoot = chatwoot_client(shared, http, target.clone(), Some(deadline));
-    let ctx = |action| ChatwootContext {
-        base_url: &request.chatwoot_base_url,
-        account_id: request.chatwoot_account_id,
-        action,
-    };
 
     let _instance_guard = services.instance_locks.lock(&request.instance).await;
 
-    let version = chatwoot_version(&chatwoot)
-        .await
-        .map_err(|e| AppError::from_chatwoot(&e, ctx("reading the Chatwoot version")))?;
-    if let Some((what, detail)) = unsupported_version(version.as_deref()) {
-        return Err(AppError::chatwoot_row(Failure::Invalid, detail, None, ctx(&what)));
-    }
-    check_administrator(&chatwoot, request.chatwoot_account_id, ctx("checking the token")).await?;
-
+    let version = check_version(&chatwoot, &request).await?;
+    check_administrator(&chatwoot, request.chatwoot_account_id, context(&request, "checking the token")).await?;
     let existing = store::integrations::find_by_instance(&services.db, &request.instance).await?;
-    let (id, webhook_secret) = match &existing {
+    let (id, webhook_secret) = id_and_webhook_secret(services, existing.as_ref())?;
+    let webhook_url = format!("{}/v1/webhooks/chatwoot/{id}/{}", shared.settings.public_url, webhook_secret.expose());
+    let (inbox, inbox_created) = ensure_inbox(&chatwoot, &request, existing.as_ref(), &webhook_url).await?;
+    let persisted = async {
+        let sealed = seal_secrets(services, &id, &request, &webhook_secret, &inbox)?;
+        let row = integration_row(&request, existing.as_ref(), &id, ryzeapi_url, &inbox, version, sealed);
+        let integration = store_integration(shared, services, row, existing.is_some()).await?;
+        if inbox_created && existing.is_some() {
+            forget_old_conversations(services, &integration).await?;
+        }
+        Ok::<_, AppError>(integration)
+    }
+    .await;
+    match persisted {
+        Ok(integration) => Ok(start_integration(shared, integration, existing.is_none()).await),
+        Err(error) => {
+            if inbox_created {
+                compensate(shared, http, target, inbox.id).await;
+            }
+            Err(error)
+        }
+    }
+}
+
+/// What the Chatwoot calls of this activation are about, for the wording of their errors.
+fn context<'a>(request: &'a ActivateRequest, action: &'a str) -> ChatwootContext<'a> {
+    ChatwootContext { base_url: &request.chatwoot_base_url, account_id: request.chatwoot_account_id, action }
+}
+
+/// The request's RyzeAPI URL, else the bridge's default (`RYZEAPI_URL`).
+fn ryzeapi_url_of(shared: &Shared, request: &ActivateRequest) -> Result<String, AppError> {
+    request
+        .ryzeapi_url
+        .clone()
+        .or_else(|| shared.settings.ryzeapi_url.clone())
+        .ok_or_else(|| invalid("missing field `ryzeapiUrl` (and the bridge has no RYZEAPI_URL default)"))
+}
+
+/// Chatwoot's version, when it tells it; an error when it is one the bridge does not support.
+async fn check_version(chatwoot: &ChatwootClient, request: &ActivateRequest) -> Result<Option<String>, AppError> {
+    let version = chatwoot_version(chatwoot)
+        .await
+        .map_err(|e| AppError::from_chatwoot(&e, context(request, "reading the Chatwoot version")))?;
+    if let Some((what, detail)) = unsupported_version(version.as_deref()) {
+        return Err(AppError::chatwoot_row(Failure::Invalid, detail, None, context(request, &what)));
+    }
+    Ok(version)
+}
+
+/// The stored integration's id and webhook secret (its webhook URL stays the same), else new ones.
+fn id_and_webhook_secret(services: &Services, existing: Option<&Model>) -> Result<(String, Secret), AppError> {
+    Ok(match existing {
         Some(model) => (
             model.id.clone(),
             open_sealed(&services.sealer, &model.webhook_secret_sealed, &model.id, sealed::WEBHOOK_SECRET)?,
@@ -171,108 +209,136 @@ async fn run(
             new_integration_id()?,
             Secret::random(24).map_err(|e| AppError::Internal { detail: format!("random generator failed: {e}") })?,
         ),
-    };
-    let webhook_url = format!("{}/v1/webhooks/chatwoot/{id}/{}", shared.settings.public_url, webhook_secret.expose());
-    let inbox_name = request.inbox_name.clone().unwrap_or_else(|| request.instance.clone());
+    })
+}
 
+/// The API inbox, pointed at `webhook_url`: the stored one, updated, when it still exists in the same
+/// Chatwoot account, else a new one. Returns whether it was created.
+async fn ensure_inbox(
+    chatwoot: &ChatwootClient,
+    request: &ActivateRequest,
+    existing: Option<&Model>,
+    webhook_url: &str,
+) -> Result<(crate::chatwoot::dto::Inbox, bool), AppError> {
+    let inbox_name = request.inbox_name.clone().unwrap_or_else(|| request.instance.clone());
     // Reuse the stored inbox only when it lives in the same Chatwoot account.
     let reusable_inbox = existing
-        .as_ref()
         .filter(|m| {
             m.chatwoot_base_url == request.chatwoot_base_url && m.chatwoot_account_id == request.chatwoot_account_id
         })
         .map(|m| m.inbox_id);
-    let (inbox, inbox_created) = match reusable_inbox {
+    let ctx = |action| context(request, action);
+    Ok(match reusable_inbox {
         Some(inbox_id) => match chatwoot.get_inbox(inbox_id).await {
             Ok(_) => {
                 let inbox = chatwoot
-                    .update_inbox(inbox_id, &inbox_name, &webhook_url)
+                    .update_inbox(inbox_id, &inbox_name, webhook_url)
                     .await
                     .map_err(|e| AppError::from_chatwoot(&e, ctx("updating the inbox")))?;
                 (inbox, false)
             }
             Err(e) if e.failure() == Failure::NotFound && !matches!(e, ChatwootError::Unexpected { .. }) => {
-                (create_inbox(&chatwoot, &inbox_name, &webhook_url, ctx("creating the inbox")).await?, true)
+                (create_inbox(chatwoot, &inbox_name, webhook_url, ctx("creating the inbox")).await?, true)
             }
             Err(e) => return Err(AppError::from_chatwoot(&e, ctx("reading the inbox"))),
         },
-        None => (create_inbox(&chatwoot, &inbox_name, &webhook_url, ctx("creating the inbox")).await?, true),
-    };
+        None => (create_inbox(chatwoot, &inbox_name, webhook_url, ctx("creating the inbox")).await?, true),
+    })
+}
 
-    let now = Utc::now();
+/// The integration's secrets as stored: sealed, each bound to the integration and its column.
+struct SealedSecrets {
+    instance_token: String,
+    chatwoot_token: String,
+    webhook: String,
+    signing: Option<String>,
+}
+
+/// Seals the integration's secrets for its row.
+fn seal_secrets(
+    services: &Services,
+    id: &str,
+    request: &ActivateRequest,
+    webhook_secret: &Secret,
+    inbox: &crate::chatwoot::dto::Inbox,
+) -> Result<SealedSecrets, AppError> {
     let seal = |secret: &Secret, column: &str| {
-        services.sealer.seal(secret, &id, column).map_err(|e| AppError::PersistFailed(format!("sealing {column}: {e}")))
+        services.sealer.seal(secret, id, column).map_err(|e| AppError::PersistFailed(format!("sealing {column}: {e}")))
     };
-    let sealed_columns = (|| {
-        Ok::<_, AppError>((
-            seal(&request.instance_token, sealed::INSTANCE_TOKEN)?,
-            seal(&request.chatwoot_api_token, sealed::CHATWOOT_TOKEN)?,
-            seal(&webhook_secret, sealed::WEBHOOK_SECRET)?,
-            inbox
-                .secret
-                .as_ref()
-                .filter(|s| !s.is_empty())
-                .map(|s| seal(&Secret::new(s.clone()), sealed::SIGNING_SECRET))
-                .transpose()?,
-        ))
-    })();
-    let persisted = match sealed_columns {
-        Ok((instance_token, chatwoot_token, webhook, signing)) => {
-            let model = Model {
-                id: id.clone(),
-                instance: request.instance.clone(),
-                ryzeapi_url,
-                instance_token_sealed: instance_token,
-                chatwoot_base_url: request.chatwoot_base_url.clone(),
-                chatwoot_account_id: request.chatwoot_account_id,
-                chatwoot_token_sealed: chatwoot_token,
-                inbox_id: inbox.id,
-                inbox_name: inbox.name.clone(),
-                webhook_secret_sealed: webhook,
-                signing_secret_sealed: signing,
-                sign_messages: request.sign_messages,
-                ignore_groups: request.ignore_groups,
-                start_as_pending: request.start_as_pending,
-                reopen_resolved: request.reopen_resolved,
-                status: status::ACTIVE.to_owned(),
-                last_error: String::new(),
-                chatwoot_version: version.or_else(|| existing.as_ref().and_then(|m| m.chatwoot_version.clone())),
-                created_at: existing.as_ref().map_or(now, |m| m.created_at),
-                updated_at: now,
-            };
-            let result = match &existing {
-                Some(_) => store::integrations::replace(&services.db, model).await,
-                None => store::integrations::insert(&services.db, model).await,
-            };
-            // The signing secret may have changed with the inbox.
-            shared.webhook_keys.forget(&id);
-            result.map_err(|e| AppError::PersistFailed(e.to_string()))
-        }
-        Err(e) => Err(e),
-    };
-    // A new inbox for an existing integration: the chats' conversations were the old inbox's.
-    let persisted = match persisted {
-        Ok(integration) if inbox_created && existing.is_some() => {
-            store::chats::forget_conversations(&services.db, &integration.id)
-                .await
-                .map(|()| integration)
-                .map_err(|e| AppError::PersistFailed(e.to_string()))
-        }
-        other => other,
-    };
-    match persisted {
-        Ok(integration) => {
-            super::start_actor(shared, &integration.id).await;
-            tracing::info!(integration_id = %integration.id, instance = %integration.instance, inbox_id = integration.inbox_id, created = existing.is_none(), "integration activated");
-            Ok(Activated { integration, created: existing.is_none() })
-        }
-        Err(error) => {
-            if inbox_created {
-                compensate(shared, http, target, inbox.id).await;
-            }
-            Err(error)
-        }
+    Ok(SealedSecrets {
+        instance_token: seal(&request.instance_token, sealed::INSTANCE_TOKEN)?,
+        chatwoot_token: seal(&request.chatwoot_api_token, sealed::CHATWOOT_TOKEN)?,
+        webhook: seal(webhook_secret, sealed::WEBHOOK_SECRET)?,
+        signing: inbox
+            .secret
+            .as_ref()
+            .filter(|s| !s.is_empty())
+            .map(|s| seal(&Secret::new(s.clone()), sealed::SIGNING_SECRET))
+            .transpose()?,
+    })
+}
+
+/// The integration's row: the request's settings, the inbox, `active`; what an existing row knew and the
+/// request does not tell (the Chatwoot version, the creation time) is kept.
+fn integration_row(
+    request: &ActivateRequest,
+    existing: Option<&Model>,
+    id: &str,
+    ryzeapi_url: String,
+    inbox: &crate::chatwoot::dto::Inbox,
+    version: Option<String>,
+    sealed: SealedSecrets,
+) -> Model {
+    let now = Utc::now();
+    Model {
+        id: id.to_owned(),
+        instance: request.instance.clone(),
+        ryzeapi_url,
+        instance_token_sealed: sealed.instance_token,
+        chatwoot_base_url: request.chatwoot_base_url.clone(),
+        chatwoot_account_id: request.chatwoot_account_id,
+        chatwoot_token_sealed: sealed.chatwoot_token,
+        inbox_id: inbox.id,
+        inbox_name: inbox.name.clone(),
+        webhook_secret_sealed: sealed.webhook,
+        signing_secret_sealed: sealed.signing,
+        sign_messages: request.sign_messages,
+        ignore_groups: request.ignore_groups,
+        start_as_pending: request.start_as_pending,
+        reopen_resolved: request.reopen_resolved,
+        status: status::ACTIVE.to_owned(),
+        last_error: String::new(),
+        chatwoot_version: version.or_else(|| existing.and_then(|m| m.chatwoot_version.clone())),
+        created_at: existing.map_or(now, |m| m.created_at),
+        updated_at: now,
     }
+}
+
+/// Writes the row (over the existing one, or as a new one).
+async fn store_integration(shared: &Shared, services: &Services, row: Model, exists: bool) -> Result<Model, AppError> {
+    let id = row.id.clone();
+    let result = if exists {
+        store::integrations::replace(&services.db, row).await
+    } else {
+        store::integrations::insert(&services.db, row).await
+    };
+    // The signing secret may have changed with the inbox.
+    shared.webhook_keys.forget(&id);
+    result.map_err(|e| AppError::PersistFailed(e.to_string()))
+}
+
+/// A new inbox for an existing integration: the chats' conversations were the old inbox's.
+async fn forget_old_conversations(services: &Services, integration: &Model) -> Result<(), AppError> {
+    store::chats::forget_conversations(&services.db, &integration.id)
+        .await
+        .map_err(|e| AppError::PersistFailed(e.to_string()))
+}
+
+/// Starts the integration's actor, now that it is stored.
+async fn start_integration(shared: &Shared, integration: Model, created: bool) -> Activated {
+    super::start_actor(shared, &integration.id).await;
+    tracing::info!(integration_id = %integration.id, instance = %integration.instance, inbox_id = integration.inbox_id, created, "integration activated");
+    Activated { integration, created }
 }
 
 /// Chatwoot below [`version::OLDEST_SUPPORTED`] drops `source_id`: every message typed on the phone would

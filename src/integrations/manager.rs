@@ -17,7 +17,7 @@ use actix::prelude::*;
 use super::actor::{self, ActorConfig, IntegrationActor, Shutdown};
 use super::{open_sealed, sealed, status};
 use crate::chatwoot::ChatwootTarget;
-use crate::relay::inbound::RelayContext;
+use crate::relay::RelayContext;
 use crate::state::Shared;
 use crate::store;
 

@@ -1,11 +1,11 @@
-//! Stored RyzeAPI events → Chatwoot contacts, conversations and messages.
+//! Stored RyzeAPI events → Chatwoot messages, call notices, ticks and deletes.
 //!
 //! Per message, in the chat's serialized path: find the chat by any of its aliases (or create it), make
-//! sure it has a contact and a usable conversation (remembered in the database: a known chat with an open
-//! conversation costs exactly one Chatwoot call), record the message in `message_map` *before* creating
-//! it, create it with `source_id = "WAID:<id>"`, then remember the Chatwoot id. A replay finds the
-//! mapping: done, or — if the crash came between the Chatwoot call and the bookkeeping — it looks the
-//! message up by `source_id` instead of creating it twice.
+//! sure it has a contact and a usable conversation (`conversation`; remembered in the database: a known
+//! chat with an open conversation costs exactly one Chatwoot call), record the message in `message_map`
+//! *before* creating it, create it with `source_id = "WAID:<id>"`, then remember the Chatwoot id. A replay
+//! finds the mapping: done, or — if the crash came between the Chatwoot call and the bookkeeping — it
+//! looks the message up by `source_id` instead of creating it twice.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -16,106 +16,22 @@ use entity::chat;
 use sea_orm::DatabaseConnection;
 use serde_json::{Map, Value, json};
 
+use super::RelayContext;
+use super::conversation::{ensure_contact, ensure_conversation, set_conversation};
 use super::format::liquid_literal;
-use super::identity;
+use super::media::{MediaFile, MediaSource};
 use super::people::{self, Naming, ensure_chat};
-use crate::chatwoot::dto::{NewContact, NewConversation, NewMessage};
+use super::step::{Outcome, Step, on_chatwoot_error, outcome_of, settled, store_failed};
+use crate::chatwoot::dto::NewMessage;
 use crate::chatwoot::governor::Priority;
-use crate::chatwoot::{ChatwootClient, ChatwootError, ChatwootTarget, Failure, Unprocessable};
-use crate::live::Live;
-use crate::relay::Outcome;
+use crate::chatwoot::{ChatwootClient, ChatwootError, Failure, Unprocessable};
 use crate::ryzeapi::event::{Envelope, MessageExchange, Party};
 use crate::store;
 use crate::store::events::PENDING;
-use crate::telemetry::{Direction, Finished, Metrics};
+use crate::telemetry::{Direction, Finished};
 
 /// What a WhatsApp message becomes in Chatwoot: pure, in the wire crate (`ryze_wire::render`).
 pub use ryze_wire::render::{Action, Rendered, render};
-
-/// Everything the relay needs about the integration and the process: one context, built by
-/// `integrations::manager`, so that the relay names nothing above it.
-pub struct RelayContext {
-    pub integration_id: String,
-    pub instance: String,
-    pub chatwoot: ChatwootTarget,
-    pub inbox_id: i64,
-    pub ignore_groups: bool,
-    pub start_as_pending: bool,
-    pub reopen_resolved: bool,
-    pub sign_messages: bool,
-    pub ryzeapi_url: String,
-    pub instance_token: crate::secret::Secret,
-    /// Chatwoot ≥ 4.2: message ticks can be set (`PATCH …/messages/{id}`). Refreshed with the version.
-    pub ticks: std::sync::atomic::AtomicBool,
-    pub live: Arc<Live>,
-    /// Hot-path reads (see [`store::Store::reader`]).
-    pub reader: DatabaseConnection,
-    /// Group commit for the per-message writes.
-    pub writer: store::writer::Writer,
-    /// Chatwoot's per-conversation message limit, kept.
-    pub pacer: super::pace::ConversationPacer,
-    /// How long a message Chatwoot keeps refusing with an unexplained 422 is retried.
-    pub unprocessable_give_up: Duration,
-    /// The longest a new chat waits for RyzeAPI's contact look-up.
-    pub contact_lookup_within: Duration,
-    /// Serializes the first steps of each new chat.
-    pub chat_locks: super::people::KeyedLocks,
-    /// Serializes the ticks of each Chatwoot message.
-    pub tick_locks: super::people::KeyedLocks,
-    /// Receipts stored and queued, so that one a later receipt supersedes costs no call.
-    pub receipts: super::receipts::ReceiptsAhead,
-    /// What each chat was last marked read up to.
-    pub read_marks: super::outbound::ReadMarks,
-    /// This process's lease on the integration: no write and no call once it no longer holds.
-    pub fence: crate::fence::Fence,
-    /// The database, for the writes that do not go through `writer`.
-    pub db: DatabaseConnection,
-    pub metrics: Metrics,
-    /// The request budget of this integration's Chatwoot, shared by every integration that uses it.
-    pub governor: Arc<crate::chatwoot::governor::Governor>,
-    /// How long one Chatwoot or RyzeAPI call may take (`BRIDGE_CHATWOOT_TIMEOUT_MS`).
-    pub call_timeout: Duration,
-    /// The relay's retry waits, first and longest (`BRIDGE_RETRY_MIN_MS`, `BRIDGE_RETRY_MAX_MS`).
-    pub retry: (Duration, Duration),
-    /// The answer to `/status` in the status conversation, from the layer that knows the live state.
-    pub status_report: Arc<dyn super::status::StatusReport>,
-}
-
-impl std::fmt::Debug for RelayContext {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RelayContext")
-            .field("integration_id", &self.integration_id)
-            .field("instance", &self.instance)
-            .finish_non_exhaustive()
-    }
-}
-
-impl RelayContext {
-    /// A client for this integration's Chatwoot account.
-    pub fn chatwoot_client(&self, http: awc::Client) -> ChatwootClient {
-        ChatwootClient::new(http, self.chatwoot.clone(), self.call_timeout, self.metrics.clone())
-            .with_governor(self.governor.clone())
-            .with_fence(self.fence.clone())
-    }
-
-    /// A client for this integration's RyzeAPI instance.
-    pub fn ryzeapi_client(&self, http: awc::Client) -> crate::ryzeapi::client::RyzeApiClient {
-        crate::ryzeapi::client::RyzeApiClient::new(
-            http,
-            &self.ryzeapi_url,
-            &self.instance,
-            self.instance_token.clone(),
-            self.call_timeout,
-            self.metrics.clone(),
-        )
-        .with_fence(self.fence.clone())
-    }
-
-    /// Whether message ticks can be set on this Chatwoot.
-    pub fn ticks(&self) -> bool {
-        self.ticks.load(Ordering::Relaxed)
-    }
-}
 
 /// Prefix of every `source_id` the bridge sets on Chatwoot messages.
 pub const SOURCE_PREFIX: &str = "WAID:";
@@ -189,7 +105,7 @@ async fn record(
     }
     match outcome {
         Outcome::Retry { after, error } => {
-            Outcome::Retry { after: after.max(super::retry_delay(relay.retry, attempts)), error }
+            Outcome::Retry { after: after.max(crate::retry::after_attempts(relay.retry, attempts)), error }
         }
         other => other,
     }
@@ -314,89 +230,6 @@ async fn relay_receipt(relay: &RelayContext, chatwoot: &ChatwootClient, data: &V
     Outcome::Done
 }
 
-/// A Chatwoot failure as an outcome: wait and retry what can recover, halt on a refused token, record
-/// the rest as failed.
-pub(crate) fn on_chatwoot_error(error: &ChatwootError) -> Outcome {
-    match error.failure() {
-        Failure::Unauthorized | Failure::Forbidden => Outcome::Halt(format!(
-            "Chatwoot rejected the API token — re-activate the integration with a valid chatwootApiToken. Detail: {}",
-            error.detail()
-        )),
-        Failure::RateLimited | Failure::ServerError | Failure::Unreachable => {
-            let after = match error {
-                // Chatwoot may still be carrying the request out: give it that long again before the
-                // replay looks for the result (by source_id) instead of repeating it.
-                ChatwootError::OutcomeUnknown { waited, .. } => waited.saturating_mul(2),
-                _ => error.retry_after().unwrap_or_default(),
-            };
-            Outcome::Retry { after, error: error.detail() }
-        }
-        Failure::NotFound | Failure::Invalid => Outcome::Failed(error.detail()),
-    }
-}
-
-/// Records what a failed create means for its replay, and returns the outcome. A definite refusal
-/// (429, 500, a validation) created nothing: the replay creates at once. A proxy's 502–504, or a 422 of no
-/// known meaning (Chatwoot answers 422 for any exception, even one raised after the message was saved), is
-/// ambiguous: the replay looks first. A timeout or a cut-off answer may still land: the replay waits for
-/// it, then looks. `Too many messages` waits for Chatwoot's minute to pass; an unexplained 422 is retried
-/// for [`RelayContext::unprocessable_give_up`], then fails, visibly.
-async fn after_failed_create(
-    db: &DatabaseConnection,
-    relay: &RelayContext,
-    mapping: &entity::message_map::Model,
-    error: &ChatwootError,
-) -> Outcome {
-    let (state, outcome) = match (error, error.unprocessable()) {
-        (ChatwootError::OutcomeUnknown { .. }, _) => return on_chatwoot_error(error),
-        (_, Some(Unprocessable::Flooded)) => {
-            (store::messages::PENDING, Outcome::Retry { after: Duration::from_secs(60), error: error.detail() })
-        }
-        (_, Some(Unprocessable::Unknown)) => {
-            let trying_for = (chrono::Utc::now() - mapping.created_at).to_std().unwrap_or_default();
-            let outcome = if trying_for >= relay.unprocessable_give_up {
-                Outcome::Failed(format!(
-                    "Chatwoot kept refusing the message for {} s (it answers 422 for any error of its own). Detail: {}",
-                    trying_for.as_secs(),
-                    error.detail()
-                ))
-            } else {
-                Outcome::Retry { after: Duration::ZERO, error: error.detail() }
-            };
-            (store::messages::ATTEMPTED, outcome)
-        }
-        (ChatwootError::Status { status: 502..=504, .. }, _) => (store::messages::ATTEMPTED, on_chatwoot_error(error)),
-        _ => (store::messages::PENDING, on_chatwoot_error(error)),
-    };
-    match store::messages::set_attempt(db, mapping.id, state, None).await {
-        Ok(()) => outcome,
-        Err(e) => store_failed(e),
-    }
-}
-
-/// Chatwoot answered 404 where only a deleted inbox explains it (creating a contact or conversation in it).
-fn inbox_gone(error: &ChatwootError) -> Outcome {
-    Outcome::Halt(format!(
-        "The Chatwoot inbox of this integration was deleted — re-activate the integration to create a new one. Detail: {}",
-        error.detail()
-    ))
-}
-
-/// Short-circuits a step: `Err(outcome)` ends processing with that outcome.
-pub(crate) type Step<T> = Result<T, Outcome>;
-
-/// The outcome of a finished sequence of steps (an early `Done` is a success too).
-pub(crate) fn outcome_of(step: Step<()>) -> Outcome {
-    match step {
-        Ok(()) | Err(Outcome::Done) => Outcome::Done,
-        Err(outcome) => outcome,
-    }
-}
-
-pub(crate) fn store_failed(e: store::StoreError) -> Outcome {
-    Outcome::Retry { after: Duration::from_secs(1), error: e.to_string() }
-}
-
 async fn relay_message(
     db: &DatabaseConnection,
     relay: &RelayContext,
@@ -511,7 +344,7 @@ async fn reply_attributes(relay: &RelayContext, quoted: Option<&str>) -> Step<Ma
 }
 
 /// One message to create in a chat's conversation.
-pub(crate) struct Post<'a> {
+pub(super) struct Post<'a> {
     /// The WhatsApp id (or another unique key) the message is created under, once.
     pub wa_id: &'a str,
     pub direction: &'a str,
@@ -524,7 +357,7 @@ pub(crate) struct Post<'a> {
 
 /// Creates the message in the chat's conversation exactly once: a `message_map` row is written first; a
 /// replay of a creation whose outcome is unknown looks the message up by `source_id` before posting.
-pub(crate) async fn post_once(
+pub(super) async fn post_once(
     db: &DatabaseConnection,
     relay: &RelayContext,
     chatwoot: &ChatwootClient,
@@ -626,239 +459,43 @@ pub(crate) async fn post_once(
     Ok(())
 }
 
-/// The chat's Chatwoot contact (and contact_inbox), created once. A contact Chatwoot already has (same
-/// phone or identifier, e.g. from another inbox) is linked instead.
-pub(crate) async fn ensure_contact(
+/// Records what a failed create means for its replay, and returns the outcome. A definite refusal
+/// (429, 500, a validation) created nothing: the replay creates at once. A proxy's 502–504, or a 422 of no
+/// known meaning (Chatwoot answers 422 for any exception, even one raised after the message was saved), is
+/// ambiguous: the replay looks first. A timeout or a cut-off answer may still land: the replay waits for
+/// it, then looks. `Too many messages` waits for Chatwoot's minute to pass; an unexplained 422 is retried
+/// for [`RelayContext::unprocessable_give_up`], then fails, visibly.
+async fn after_failed_create(
     db: &DatabaseConnection,
     relay: &RelayContext,
-    chatwoot: &ChatwootClient,
-    chat: chat::Model,
-    party: &Party,
-) -> Step<chat::Model> {
-    if chat.contact_id.is_some() {
-        return Ok(chat);
-    }
-    let source_id = chat.chat_key.clone();
-    let phone = (chat.kind == "private").then(|| identity::phone_number(&chat.chat_key)).flatten();
-    let mut custom = Map::new();
-    if let Some(jid) = &party.jid {
-        custom.insert("whatsapp_jid".into(), json!(jid));
-    }
-    if let Some(lid) = &party.lid {
-        custom.insert("whatsapp_lid".into(), json!(lid));
-    }
-    let new_contact = NewContact {
-        inbox_id: relay.inbox_id,
-        source_id: &source_id,
-        name: &chat.name,
-        phone_number: phone.as_deref(),
-        identifier: &chat.chat_key,
-        custom_attributes: Value::Object(custom),
-        avatar_url: party.picture_url.as_deref().filter(|p| !p.is_empty()),
-    };
-    let contact_id = match chatwoot.create_contact(&new_contact).await {
-        Ok(contact) => contact.id,
-        Err(e) if e.failure() == Failure::ServerError || is_taken(&e) => {
-            link_existing_contact(relay, chatwoot, &chat, phone.as_deref(), &e).await?
+    mapping: &entity::message_map::Model,
+    error: &ChatwootError,
+) -> Outcome {
+    let (state, outcome) = match (error, error.unprocessable()) {
+        (ChatwootError::OutcomeUnknown { .. }, _) => return on_chatwoot_error(error),
+        (_, Some(Unprocessable::Flooded)) => {
+            (store::messages::PENDING, Outcome::Retry { after: Duration::from_secs(60), error: error.detail() })
         }
-        // Creating a contact finds only the inbox (`contacts_controller.rb#create`): a 404 means it is gone.
-        Err(e) if e.failure() == Failure::NotFound => return Err(gone_or_retry(relay, chatwoot, &e).await),
-        Err(e) => return Err(on_chatwoot_error(&e)),
-    };
-    let mut chat = store::chats::set_contact(db, chat.id, contact_id, &source_id).await.map_err(store_failed)?;
-    if let Some(picture) = new_contact.avatar_url {
-        chat = store::chats::set_profile(db, chat.id, &chat.name, Some(picture)).await.map_err(store_failed)?;
-    }
-    relay.live.chats.forget(|cached| cached.id == chat.id);
-    Ok(chat)
-}
-
-/// Chatwoot's answer when the phone number or identifier already belongs to a contact of the account.
-fn is_taken(error: &ChatwootError) -> bool {
-    matches!(error, ChatwootError::Status { status: 422, message, .. } if message.contains("has already been taken"))
-}
-
-/// The contact Chatwoot already has for this chat, after a create was refused: the one the inbox links
-/// to the chat's `source_id` (an earlier create that timed out, or a contact merged or edited by an
-/// agent), else the one with the phone number or identifier, linked to the inbox now. A 500 from a create
-/// is `RecordNotUnique` when the link exists (`contact_inbox_builder.rb` re-raises it for API inboxes),
-/// else a passing failure.
-async fn link_existing_contact(
-    relay: &RelayContext,
-    chatwoot: &ChatwootClient,
-    chat: &chat::Model,
-    phone: Option<&str>,
-    refused: &ChatwootError,
-) -> Step<i64> {
-    let linked = || async {
-        chatwoot.contact_by_inbox_source(relay.inbox_id, &chat.chat_key).await.map_err(|e| on_chatwoot_error(&e))
-    };
-    if let Some(contact) = linked().await? {
-        return Ok(contact.id);
-    }
-    let ChatwootError::Status { status: 422, message, .. } = refused else { return Err(on_chatwoot_error(refused)) };
-    let (attribute, value) = match phone {
-        Some(phone) if message.contains("Phone") => ("phone_number", phone.trim_start_matches('+').to_owned()),
-        _ => ("identifier", chat.chat_key.clone()),
-    };
-    let found = chatwoot.find_contacts(attribute, &value).await.map_err(|e| on_chatwoot_error(&e))?;
-    let Some(contact) = found.first() else {
-        return Err(Outcome::Failed(format!("Chatwoot says the contact exists ({message}) but does not find it")));
-    };
-    match chatwoot.create_contact_inbox(contact.id, relay.inbox_id, &chat.chat_key).await {
-        Ok(()) => Ok(contact.id),
-        Err(e) if e.failure() == Failure::ServerError => match linked().await? {
-            // Linked meanwhile, to this contact or another one.
-            Some(contact) => Ok(contact.id),
-            // A 500 that keeps coming is no passing failure: say so instead of retrying for ever.
-            None => Err(Outcome::Failed(format!(
-                "Chatwoot cannot link contact {} to the inbox for {}. Detail: {}",
-                contact.id,
-                chat.chat_key,
-                e.detail()
-            ))),
-        },
-        Err(e) => Err(on_chatwoot_error(&e)),
-    }
-}
-
-/// The conversation to post into: the chat's last one unless it is resolved (then `reopenResolved`
-/// decides), else a new one. Returns the chat as it now is, the conversation, and whether it was resolved.
-/// When `retrying`, a conversation an earlier, timed-out attempt may have created is looked for first (new
-/// customers cost no extra call). A contact deleted in Chatwoot is created again (once per call); only a
-/// deleted inbox halts.
-pub(crate) async fn ensure_conversation(
-    db: &DatabaseConnection,
-    relay: &RelayContext,
-    chatwoot: &ChatwootClient,
-    chat: &chat::Model,
-    retrying: bool,
-) -> Step<(chat::Model, i64, bool)> {
-    if let Some(id) = chat.conversation_id {
-        let resolved = chat.conversation_status.as_deref() == Some("resolved");
-        // The status conversation receives notices even when resolved.
-        if !resolved || relay.reopen_resolved || chat.kind == super::status::KIND {
-            return Ok((chat.clone(), id, resolved));
+        (_, Some(Unprocessable::Unknown)) => {
+            let trying_for = (chrono::Utc::now() - mapping.created_at).to_std().unwrap_or_default();
+            let outcome = if trying_for >= relay.unprocessable_give_up {
+                Outcome::Failed(format!(
+                    "Chatwoot kept refusing the message for {} s (it answers 422 for any error of its own). Detail: {}",
+                    trying_for.as_secs(),
+                    error.detail()
+                ))
+            } else {
+                Outcome::Retry { after: Duration::ZERO, error: error.detail() }
+            };
+            (store::messages::ATTEMPTED, outcome)
         }
-    }
-    let mut chat = chat.clone();
-    // An earlier call (this process's, or one of a process that died, was paused past its lease or handed
-    // the integration over before the answer was stored) may have opened a conversation: wait until that
-    // call can no longer land, then look before opening another.
-    let retrying = match chat.conversation_attempted_at {
-        Some(attempted_at) => {
-            settled(chatwoot, attempted_at, "waiting for an earlier attempt to open the conversation to settle")?;
-            true
-        }
-        None => retrying,
+        (ChatwootError::Status { status: 502..=504, .. }, _) => (store::messages::ATTEMPTED, on_chatwoot_error(error)),
+        _ => (store::messages::PENDING, on_chatwoot_error(error)),
     };
-    let mut contact_recreated = false;
-    loop {
-        let (Some(contact_id), Some(source_id)) = (chat.contact_id, chat.contact_source_id.clone()) else {
-            return Err(Outcome::Failed("chat has no contact".into()));
-        };
-        store::chats::mark_conversation_attempted(db, chat.id).await.map_err(store_failed)?;
-        relay.live.chats.forget(|cached| cached.id == chat.id);
-        let conversation = match find_or_create_conversation(relay, chatwoot, contact_id, &source_id, retrying).await {
-            Ok(conversation) => conversation,
-            Err(e) if e.failure() == Failure::NotFound && !contact_recreated => {
-                // The contact or the inbox is gone: only the inbox halts the integration.
-                if !inbox_exists(relay, chatwoot).await? {
-                    return Err(inbox_gone(&e));
-                }
-                tracing::info!(integration_id = %relay.integration_id, chat_id = chat.id, contact_id, "the Chatwoot contact is gone; creating it again");
-                contact_recreated = true;
-                let forgotten = store::chats::forget_contact(db, chat.id).await.map_err(store_failed)?;
-                relay.live.chats.forget(|cached| cached.id == chat.id);
-                chat = ensure_contact(db, relay, chatwoot, forgotten, &party_of(&chat)).await?;
-                continue;
-            }
-            Err(e) if e.failure() == Failure::NotFound => return Err(gone_or_retry(relay, chatwoot, &e).await),
-            Err(e) => return Err(on_chatwoot_error(&e)),
-        };
-        let chat = set_conversation(db, relay, chat.id, Some((conversation.id, conversation.status.as_str()))).await?;
-        return Ok((chat, conversation.id, false));
+    match store::messages::set_attempt(db, mapping.id, state, None).await {
+        Ok(()) => outcome,
+        Err(e) => store_failed(e),
     }
-}
-
-/// Whether a Chatwoot call started at `attempted_at` can no longer land (twice the call timeout has
-/// passed); until then, a retry after the rest of that time, with `waiting` as its reason.
-fn settled(chatwoot: &ChatwootClient, attempted_at: DateTime<Utc>, waiting: &str) -> Step<()> {
-    let settle = chatwoot.timeout().saturating_mul(2);
-    let elapsed = (chrono::Utc::now() - attempted_at).to_std().unwrap_or_default();
-    if elapsed < settle {
-        return Err(Outcome::Retry { after: settle - elapsed, error: waiting.to_owned() });
-    }
-    Ok(())
-}
-
-/// The contact's open conversation in this inbox that an earlier attempt may have created (when
-/// `retrying`), else a new one.
-async fn find_or_create_conversation(
-    relay: &RelayContext,
-    chatwoot: &ChatwootClient,
-    contact_id: i64,
-    source_id: &str,
-    retrying: bool,
-) -> Result<crate::chatwoot::dto::Conversation, ChatwootError> {
-    if retrying {
-        let existing = chatwoot.contact_conversations(contact_id).await?;
-        let usable =
-            existing.into_iter().filter(|c| c.inbox_id == Some(relay.inbox_id)).find(|c| c.status != "resolved");
-        if let Some(conversation) = usable {
-            return Ok(conversation);
-        }
-    }
-    let request = NewConversation {
-        inbox_id: relay.inbox_id,
-        contact_id,
-        source_id,
-        status: relay.start_as_pending.then_some("pending"),
-    };
-    chatwoot.create_conversation(&request).await
-}
-
-/// Whether the integration's inbox still exists in Chatwoot.
-async fn inbox_exists(relay: &RelayContext, chatwoot: &ChatwootClient) -> Step<bool> {
-    match chatwoot.get_inbox(relay.inbox_id).await {
-        Ok(_) => Ok(true),
-        Err(e) if e.failure() == Failure::NotFound && !matches!(e, ChatwootError::Unexpected { .. }) => Ok(false),
-        Err(e) => Err(on_chatwoot_error(&e)),
-    }
-}
-
-/// A 404 whose cause the bridge cannot repair: a halt if the inbox is gone, else a retry (never a drop).
-async fn gone_or_retry(relay: &RelayContext, chatwoot: &ChatwootClient, error: &ChatwootError) -> Outcome {
-    match inbox_exists(relay, chatwoot).await {
-        Ok(false) => inbox_gone(error),
-        Ok(true) => Outcome::Retry { after: Duration::ZERO, error: error.detail() },
-        Err(outcome) => outcome,
-    }
-}
-
-/// The chat as a WhatsApp party, for a contact created again from what the bridge remembers.
-fn party_of(chat: &chat::Model) -> Party {
-    let key = chat.chat_key.clone();
-    if chat.kind == super::status::KIND {
-        Party::default()
-    } else if key.ends_with("@lid") {
-        Party { lid: Some(key), ..Party::default() }
-    } else {
-        Party { jid: Some(key), ..Party::default() }
-    }
-}
-
-/// Records the chat's conversation (`None`: it has none) and drops the chat from the relay's cache, which
-/// must never be older than the row.
-async fn set_conversation(
-    db: &DatabaseConnection,
-    relay: &RelayContext,
-    chat_id: i64,
-    conversation: Option<(i64, &str)>,
-) -> Step<chat::Model> {
-    let chat = store::chats::set_conversation(db, chat_id, conversation).await.map_err(store_failed)?;
-    relay.live.chats.forget(|cached| cached.id == chat_id);
-    Ok(chat)
 }
 
 /// A WhatsApp "delete for everyone": delete the Chatwoot message it maps to, if any.
@@ -882,133 +519,4 @@ async fn revoke(relay: &RelayContext, chatwoot: &ChatwootClient, target: &str) -
     // Chatwoot's `message_updated` for this delete must not be taken for an agent's delete (and revoked on
     // WhatsApp a second time): the webhook skips revoked mappings, and so does the delete job.
     relay.writer.set_last_status(mapped.id, super::REVOKED).await.map_err(store_failed)
-}
-
-/// Where a message's media comes from: inline base64, a plain `s3Url`, or RyzeAPI's base64 endpoint.
-pub(crate) struct MediaSource<'a> {
-    pub http: &'a awc::Client,
-    pub relay: &'a RelayContext,
-    /// Attempts so far for this event: after [`MEDIA_ATTEMPTS`] the message is posted without its file.
-    pub attempts: i32,
-}
-
-/// Attempts to get a message's media before posting it as a labelled placeholder instead.
-const MEDIA_ATTEMPTS: i32 = 6;
-const MAX_MEDIA_BYTES: usize = 64 * 1024 * 1024;
-
-/// A downloaded file.
-pub(crate) struct MediaFile {
-    bytes: Vec<u8>,
-    mime: String,
-    file_name: String,
-    voice: bool,
-}
-
-impl MediaFile {
-    pub(crate) fn new(bytes: Vec<u8>, mime: &str, file_name: &str, voice: bool) -> Self {
-        Self { bytes, mime: mime.to_owned(), file_name: file_name.to_owned(), voice }
-    }
-
-    pub(crate) fn upload(&self) -> crate::chatwoot::Upload<'_> {
-        crate::chatwoot::Upload {
-            file_name: &self.file_name,
-            content_type: &self.mime,
-            bytes: &self.bytes,
-            voice: self.voice,
-        }
-    }
-}
-
-impl MediaSource<'_> {
-    /// The message's file; `Ok(None)` when it cannot be had (then the labelled placeholder is posted).
-    async fn fetch(&self, message: &MessageExchange) -> Step<Option<MediaFile>> {
-        use base64::Engine as _;
-        let media = message.body.get("media").cloned().unwrap_or(Value::Null);
-        let text = |keys: &[&str]| {
-            keys.iter().find_map(|k| media.get(*k).and_then(Value::as_str)).filter(|s| !s.is_empty()).map(str::to_owned)
-        };
-        let mut mime = text(&["mimeType", "mimetype", "mime_type"]);
-        let bytes = if let Some(inline) = text(&["base64"]) {
-            let data = inline.split_once("base64,").map_or(inline.as_str(), |(_, d)| d);
-            base64::engine::general_purpose::STANDARD.decode(data.trim()).ok()
-        } else {
-            None
-        };
-        let bytes = match bytes {
-            Some(bytes) => Some(bytes),
-            None => match text(&["s3Url"]) {
-                Some(url) => self.download(&url).await,
-                None => None,
-            },
-        };
-        let bytes = match bytes {
-            Some(bytes) => bytes,
-            None => {
-                let ryzeapi = self.relay.ryzeapi_client(self.http.clone());
-                match ryzeapi.fetch_media(&message.id).await {
-                    Ok((bytes, reported)) => {
-                        mime = mime.or(reported);
-                        bytes
-                    }
-                    Err(e @ crate::ryzeapi::client::SendError::Retryable { .. })
-                        if self.attempts + 1 < MEDIA_ATTEMPTS =>
-                    {
-                        return Err(Outcome::Retry { after: Duration::ZERO, error: format!("media: {e}") });
-                    }
-                    Err(e) => {
-                        tracing::warn!(integration_id = %self.relay.integration_id, error = %e, "media unavailable; posting a placeholder");
-                        return Ok(None);
-                    }
-                }
-            }
-        };
-        if bytes.is_empty() || bytes.len() > MAX_MEDIA_BYTES {
-            return Ok(None);
-        }
-        let mime = mime
-            .map(|m| m.split(';').next().unwrap_or(&m).trim().to_ascii_lowercase())
-            // Chatwoot previews only the types `file_type_helper.rb#image_file?` lists: `image/jpg` is not
-            // one of them and would become a download.
-            .map(|m| if m == "image/jpg" { "image/jpeg".to_owned() } else { m })
-            .unwrap_or_else(|| default_mime(&message.kind).to_owned());
-        let voice = message.kind == "ptt" || media.get("isVoiceNote").and_then(Value::as_bool) == Some(true);
-        let file_name = text(&["fileName", "filename", "file_name"])
-            .map(|n| n.chars().filter(|c| !matches!(c, '/' | '\\' | '\0')).collect::<String>())
-            .filter(|n| !n.trim_start_matches('.').is_empty())
-            .unwrap_or_else(|| format!("{}.{}", message.kind, extension(&mime)));
-        Ok(Some(MediaFile { bytes, mime, file_name, voice }))
-    }
-
-    async fn download(&self, url: &str) -> Option<Vec<u8>> {
-        let mut response = self.http.get(url).timeout(self.relay.call_timeout).send().await.ok()?;
-        if !response.status().is_success() {
-            return None;
-        }
-        response.body().limit(MAX_MEDIA_BYTES).await.ok().map(|b| b.to_vec())
-    }
-}
-
-fn default_mime(kind: &str) -> &'static str {
-    match kind {
-        "image" => "image/jpeg",
-        "sticker" => "image/webp",
-        "video" | "ptv" => "video/mp4",
-        "audio" | "ptt" => "audio/ogg",
-        _ => "application/octet-stream",
-    }
-}
-
-fn extension(mime: &str) -> &'static str {
-    match mime {
-        "image/jpeg" => "jpg",
-        "image/png" => "png",
-        "image/webp" => "webp",
-        "image/gif" => "gif",
-        "video/mp4" => "mp4",
-        "audio/ogg" => "ogg",
-        "audio/mpeg" => "mp3",
-        "audio/mp4" => "m4a",
-        "application/pdf" => "pdf",
-        _ => "bin",
-    }
 }

@@ -18,9 +18,10 @@ use entity::outbound_job;
 use sea_orm::DatabaseConnection;
 
 use super::Outcome;
+use super::RelayContext;
 use super::format::{markdown_to_whatsapp, normalize_agent_text};
-use super::inbound::{RelayContext, Step, on_chatwoot_error, outcome_of, store_failed};
 use super::status;
+use super::step::{Step, on_chatwoot_error, outcome_of, store_failed};
 use crate::chatwoot::governor::Priority;
 use crate::chatwoot::webhook::{WebhookAttachment, WebhookEvent, WebhookMessage};
 use crate::chatwoot::{ChatwootClient, Failure};
@@ -99,7 +100,7 @@ pub async fn process(relay: Arc<RelayContext>, http: Option<awc::Client>, job_id
         }
         Outcome::Retry { after, error } => {
             let attempts = if ryzeapi_down { job.attempts } else { job.attempts + 1 };
-            let backoff = super::retry_delay(relay.retry, attempts);
+            let backoff = crate::retry::after_attempts(relay.retry, attempts);
             if let Err(e) = store::jobs::record_attempt(db, job.id, attempts, &error).await {
                 return store_failed(e);
             }

@@ -14,9 +14,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use entity::chat;
 use sea_orm::DatabaseConnection;
 
+use super::RelayContext;
 use super::format::liquid_literal;
 use super::identity;
-use super::inbound::{RelayContext, Step, on_chatwoot_error, store_failed};
+use super::step::{Step, on_chatwoot_error, store_failed};
 use crate::chatwoot::dto::{ContactChange, NewMessage};
 use crate::chatwoot::{ChatwootClient, Failure};
 use crate::relay::Outcome;

@@ -8,8 +8,12 @@ use sea_orm::DatabaseConnection;
 use serde_json::{Map, Value};
 
 use super::Outcome;
-use super::inbound::{MediaFile, Post, RelayContext, Step, ensure_contact, outcome_of, post_once, store_failed};
+use super::RelayContext;
+use super::conversation::ensure_contact;
+use super::inbound::{Post, post_once};
+use super::media::MediaFile;
 use super::qr_png::qr_png;
+use super::step::{Step, outcome_of, store_failed};
 use crate::chatwoot::ChatwootClient;
 use crate::ryzeapi::event::Party;
 use crate::store;
