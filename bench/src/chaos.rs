@@ -1697,7 +1697,7 @@ async fn start_replicas(db: &BenchDb, count: usize) -> Res<(Stack, Vec<Bridge>, 
 /// `count` free ports below the kernel's ephemeral range, for the replicas: a killed replica's port, free
 /// while it is down, could otherwise be taken as the local port of one of the many outgoing connections
 /// (each webhook is two), and its restart could not bind it.
-fn stable_ports(count: usize) -> Res<Vec<u16>> {
+pub(crate) fn stable_ports(count: usize) -> Res<Vec<u16>> {
     let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default();
     let low = range.split_whitespace().next().and_then(|p| p.parse::<u16>().ok()).unwrap_or(32768);
     let (from, to) = (10_000u16.min(low), low);

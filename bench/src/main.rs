@@ -8,14 +8,17 @@
 //! cargo build --release --workspace
 //! target/release/bench [mode] [--seconds N] [--integrations N] [--chats N] [--rate N]
 //!                      [--messages N] [--seed N] [--replicas N]
+//!                      [--budget N] [--backlog N] [--outage-seconds N] [--workers N] [--service-ms N]
 //! ```
 //!
 //! Modes: `inbound`, `latency`, `outbound`, `calls`, `memory`, `sink`, `all` (default), `chaos` (fault
-//! injection; `--replicas N` runs it on N replicas on PostgreSQL) and `failover` (three replicas on
-//! PostgreSQL), the last two not part of `all`. Each mode gets a
+//! injection; `--replicas N` runs it on N replicas on PostgreSQL), `failover` (three replicas on
+//! PostgreSQL) and `capacity` (a Chatwoot with a request budget and Puma's bounded workers), the last
+//! three not part of `all`. Each mode gets a
 //! fresh database (SQLite in a temp dir; a new PostgreSQL database, dropped afterwards, when
 //! `DATABASE_URL=postgres://…`) and a fresh bridge, killed at the end. `docs/performance.md` records a run.
 
+mod capacity;
 mod chaos;
 mod failover;
 mod inbound;
@@ -45,6 +48,16 @@ pub struct Opts {
     pub seed: u64,
     /// `chaos`: bridge processes (replicas on one PostgreSQL behind a balancer when more than one).
     pub replicas: usize,
+    /// `capacity`: the fake Chatwoot's (and the bridge's) requests a minute; 0: unlimited.
+    pub budget: u64,
+    /// `capacity`: messages queued for integration 0 before the window starts.
+    pub backlog: u64,
+    /// `capacity`: seconds of 503 to everything from the window's middle (0: none).
+    pub outage_seconds: u64,
+    /// `capacity`: the fake's Puma workers (`WEB_CONCURRENCY × RAILS_MAX_THREADS`, default 1 × 5).
+    pub workers: usize,
+    /// `capacity`: the fake's service time per request, in milliseconds.
+    pub service_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +70,7 @@ enum Mode {
     Sink,
     Chaos,
     Failover,
+    Capacity,
 }
 
 impl Mode {
@@ -72,6 +86,7 @@ impl Mode {
             "sink" => vec![Mode::Sink],
             "chaos" => vec![Mode::Chaos],
             "failover" => vec![Mode::Failover],
+            "capacity" => vec![Mode::Capacity],
             "all" => Mode::ALL.to_vec(),
             _ => return None,
         })
@@ -89,8 +104,22 @@ impl Mode {
             Mode::Memory => (0, 1000, 0, 0),
             Mode::Chaos => (1800, 50, 20, 0),
             Mode::Failover => (0, 1000, 0, 0),
+            Mode::Capacity => (120, 100, 50, 0),
         };
-        Opts { seconds, integrations, chats, rate, messages: 50_000, seed: chaos::DEFAULT_SEED, replicas: 1 }
+        Opts {
+            seconds,
+            integrations,
+            chats,
+            rate,
+            messages: 50_000,
+            seed: chaos::DEFAULT_SEED,
+            replicas: 1,
+            budget: 3000,
+            backlog: 20_000,
+            outage_seconds: 0,
+            workers: ryze_fakes::chatwoot::Capacity::PUMA_DEFAULT_WORKERS,
+            service_ms: 40,
+        }
     }
 }
 
@@ -104,10 +133,16 @@ struct Args {
     messages: Option<u64>,
     seed: Option<u64>,
     replicas: Option<usize>,
+    budget: Option<u64>,
+    backlog: Option<u64>,
+    outage_seconds: Option<u64>,
+    workers: Option<usize>,
+    service_ms: Option<u64>,
 }
 
-const USAGE: &str = "usage: bench [inbound|latency|outbound|calls|memory|sink|all|chaos|failover] [--seconds N] [--integrations N] [--chats N] [--rate N]
-             [--messages N] [--seed N] [--replicas N]
+const USAGE: &str = "usage: bench [inbound|latency|outbound|calls|memory|sink|all|chaos|failover|capacity] [--seconds N] [--integrations N]
+             [--chats N] [--rate N] [--messages N] [--seed N] [--replicas N]
+             [--budget N] [--backlog N] [--outage-seconds N] [--workers N] [--service-ms N]
 
   inbound   sustained WhatsApp → Chatwoot throughput (closed loop; --rate caps the offered load)
   latency   event sent → Chatwoot message created, p50/p99/p99.9 at --rate msg/s (default 200)
@@ -131,6 +166,13 @@ const USAGE: &str = "usage: bench [inbound|latency|outbound|calls|memory|sink|al
             the report lists these with their UTC times and how soon the integrations were connected again
   failover  three replicas on PostgreSQL (DATABASE_URL=postgres://… required), --integrations (1000): kill -9
             of one and SIGTERM of another → all links back, and the leases' steady-state cost
+  capacity  one Chatwoot with a budget: the fake throttles at --budget requests a minute (default 3000,
+            Rack::Attack's; 0: unlimited) and serves like Puma (--workers, default 5, × --service-ms, default 40,
+            the rest queue); the bridge is told the same budget. --integrations (100) × --chats (50); integration
+            0 drains a --backlog (20000) queued before the start while the others get live messages at --rate
+            msg/s (default 30% of the budget) for --seconds (120); --outage-seconds S: 503 to everything for S s
+            from the middle. Goodput ÷ budget, 429s per 1,000 calls, Jain's fairness index, live latency p50/p99,
+            and every message once in per-chat order after a drain
 
 Flags override the mode's defaults (with `all`, every mode's). DATABASE_URL=postgres://… runs on a fresh
 PostgreSQL database (created and dropped) instead of SQLite. Build first: cargo build --release --workspace";
@@ -157,6 +199,11 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
             "--messages" => parsed.messages = Some(number("--messages", 10_000_000)?.max(2)),
             "--seed" => parsed.seed = Some(number("--seed", u64::MAX)?),
             "--replicas" => parsed.replicas = Some(usize::try_from(number("--replicas", 16)?.max(1)).unwrap_or(1)),
+            "--budget" => parsed.budget = Some(number("--budget", 1_000_000)?),
+            "--backlog" => parsed.backlog = Some(number("--backlog", 10_000_000)?),
+            "--outage-seconds" => parsed.outage_seconds = Some(number("--outage-seconds", 86_400)?),
+            "--workers" => parsed.workers = Some(usize::try_from(number("--workers", 1024)?.max(1)).unwrap_or(1)),
+            "--service-ms" => parsed.service_ms = Some(number("--service-ms", 60_000)?),
             name if !name.starts_with('-') && parsed.modes.is_empty() => {
                 parsed.modes = Mode::parse(name).ok_or_else(|| format!("unknown mode `{name}`"))?;
             }
@@ -168,6 +215,18 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
     }
     if parsed.replicas.is_some_and(|n| n > 1) && parsed.modes != [Mode::Chaos] {
         return Err("--replicas is for `chaos` only (`failover` always runs three)".to_owned());
+    }
+    let capacity_flags = [
+        parsed.budget.is_some(),
+        parsed.backlog.is_some(),
+        parsed.outage_seconds.is_some(),
+        parsed.workers.is_some(),
+        parsed.service_ms.is_some(),
+    ];
+    if capacity_flags.contains(&true) && parsed.modes != [Mode::Capacity] {
+        return Err(
+            "--budget, --backlog, --outage-seconds, --workers and --service-ms are for `capacity` only".to_owned()
+        );
     }
     Ok(parsed)
 }
@@ -183,6 +242,11 @@ impl Args {
             messages: self.messages.unwrap_or(d.messages),
             seed: self.seed.unwrap_or(d.seed),
             replicas: self.replicas.unwrap_or(d.replicas),
+            budget: self.budget.unwrap_or(d.budget),
+            backlog: self.backlog.unwrap_or(d.backlog),
+            outage_seconds: self.outage_seconds.unwrap_or(d.outage_seconds),
+            workers: self.workers.unwrap_or(d.workers),
+            service_ms: self.service_ms.unwrap_or(d.service_ms),
         }
     }
 }
@@ -204,6 +268,7 @@ async fn run_mode(mode: Mode, opts: &Opts, inbound_stored: Option<usize>) -> Out
         Mode::Memory => memory::memory(opts, &db).await.map(|t| (t, None, None)),
         Mode::Chaos => chaos::chaos(opts, &db).await.map(|t| (t, None, None)),
         Mode::Failover => failover::failover(opts, &db).await.map(|t| (t, None, None)),
+        Mode::Capacity => capacity::capacity(opts, &db).await.map(|t| (t, None, None)),
         Mode::Sink => Err("unreachable".to_owned()),
     };
     // The mode's bridge was killed when its stack dropped; now the database and temp dir go.

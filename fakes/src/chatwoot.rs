@@ -1,8 +1,9 @@
 //! A fake Chatwoot (v4.15 by default) for the endpoints the bridge calls.
 //!
 //! Every request passes through [`dispatch`]: it is recorded, a configured fault is applied (slow answers,
-//! 5xx/429 pages, an optional proxy that drops underscored header names), Rack::Attack's per-IP throttle
-//! when set, the access token (`api_access_token` or `Api-Access-Token`) is checked the way Chatwoot
+//! 5xx/429 pages, an optional proxy that drops underscored header names), Puma's bounded worker pool with
+//! a service time per request when capacity mode is on ([`FakeChatwoot::set_capacity`], `capacity.rs`),
+//! Rack::Attack's per-IP throttle when set, the access token (`api_access_token` or `Api-Access-Token`) is checked the way Chatwoot
 //! checks it, and the route answers with Chatwoot's own status and body for the version set (3.4 and
 //! newer; behaviours that changed between releases follow the gates in `ryze_wire::chatwoot_version`, the bridge's own). Requests whose shape Chatwoot would reject or silently drop
 //! (unknown keys, `callback_url` instead of `webhook_url`, non-JSON bodies) are answered as Chatwoot does
@@ -26,6 +27,7 @@ use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use ryze_wire::chatwoot_version::Version;
 use serde_json::{Map, Value, json};
 
+mod capacity;
 mod contacts;
 mod control;
 mod conversations;
@@ -33,6 +35,7 @@ mod messages;
 mod multipart;
 mod webhooks;
 
+pub use capacity::{Capacity, CapacityStats};
 pub use contacts::{FakeContact, FakeContactInbox};
 pub use conversations::FakeConversation;
 pub use messages::{FakeAttachment, FakeMessage, FakeSender};
@@ -163,6 +166,8 @@ struct State {
     retry_keeps_attributes: bool,
     /// `(inbox_id, user_id)` inbox memberships (agents see these inboxes).
     inbox_members: HashSet<(i64, i64)>,
+    /// Capacity mode: Puma's workers (`None`: every request is served at once).
+    capacity: Option<Arc<capacity::Pool>>,
 }
 
 /// An exception `messages_controller.rb#create` rescues as 422 `{"error": text}`.
@@ -292,6 +297,7 @@ impl FakeChatwoot {
             unprocessable: Vec::new(),
             retry_keeps_attributes: false,
             inbox_members: HashSet::new(),
+            capacity: None,
         }));
         let slots = lock(&state).webhooks.slots();
         actix_web::rt::spawn(webhooks::deliver(Arc::downgrade(&state), deliveries, slots));
@@ -626,7 +632,10 @@ impl Call<'_> {
 async fn dispatch(req: HttpRequest, body: web::Bytes, state: web::Data<Mutex<State>>) -> HttpResponse {
     let method = req.method().as_str().to_owned();
     let path = req.path().to_owned();
-    let fault = lock(&state).fault.clone();
+    let (fault, pool) = {
+        let guard = lock(&state);
+        (guard.fault.clone(), guard.capacity.clone())
+    };
     if let Fault::Slow(delay) = fault {
         actix_web::rt::time::sleep(delay).await;
     }
@@ -641,6 +650,24 @@ async fn dispatch(req: HttpRequest, body: web::Bytes, state: web::Data<Mutex<Sta
         Some(multipart::parse(req.headers(), body.clone()).await)
     } else {
         None
+    };
+    // Capacity mode: a Puma thread, then Rack::Attack, then Rails' service time (a proxy's error page
+    // needs no thread). The worker is held until the answer goes out.
+    let (_worker, throttled_early) = match pool {
+        Some(pool) if !matches!(fault, Fault::Status(_)) => {
+            let worker = pool.acquire().await;
+            let throttled = {
+                let mut guard = lock(&state);
+                matches!(fault, Fault::None | Fault::Slow(_))
+                    && !is_armed(&guard.failures, &method, &path)
+                    && throttle(&mut guard, &req)
+            };
+            if !throttled && !pool.capacity.service_time.is_zero() {
+                actix_web::rt::time::sleep(pool.capacity.service_time).await;
+            }
+            (Some(worker), Some(throttled))
+        }
+        _ => (None, None),
     };
     // Everything under the state's lock happens here; a late answer waits after it is released.
     let (response, late) = {
@@ -663,8 +690,9 @@ async fn dispatch(req: HttpRequest, body: web::Bytes, state: web::Data<Mutex<Sta
         }
         let call = Call { http: &req, method: &method, path: &path, json: parsed_body.as_ref(), form: form.as_ref() };
         let targeted = take_armed(&mut guard.failures, &method, &path);
-        let throttled = match (targeted, &fault) {
-            (None, Fault::None | Fault::Slow(_)) => throttle(&mut guard, &req),
+        let throttled = match (throttled_early, targeted, &fault) {
+            (Some(throttled), _, _) => throttled,
+            (None, None, Fault::None | Fault::Slow(_)) => throttle(&mut guard, &req),
             _ => false,
         };
         let (status, response) = match (targeted, fault) {
@@ -703,6 +731,11 @@ fn take_armed<T: Copy>(armed: &mut [(String, String, T, u32)], method: &str, pat
         armed.iter_mut().find(|(m, part, _, left)| m == method && path.contains(part.as_str()) && *left > 0)?;
     *left -= 1;
     Some(*value)
+}
+
+/// Whether an armed entry would match the request (without using it up).
+fn is_armed<T>(armed: &[(String, String, T, u32)], method: &str, path: &str) -> bool {
+    armed.iter().any(|(m, part, _, left)| m == method && path.contains(part.as_str()) && *left > 0)
 }
 
 /// Rack::Attack's `req/ip` throttle (`config/initializers/rack_attack.rb`): fixed windows of one minute
