@@ -320,3 +320,40 @@ async fn a_conversation_opened_just_before_a_crash_is_found_not_opened_again() {
     assert_eq!(stack.chatwoot.message_count(), 1, "exactly once");
     assert_eq!(stack.chatwoot.contact_count(), 1);
 }
+
+/// A backlog RyzeAPI re-sends on connect arrives as one burst, stored in batches of a few hundred rows:
+/// each chat's messages reach Chatwoot in the order they were sent. (The batch's events were once handed
+/// to the writer through a `join_all`; past the runtime's cooperative budget of 128 sends it queued them
+/// out of order, and rows, hence messages, were numbered backwards.)
+#[actix_web::test]
+async fn a_backlog_replayed_on_connect_keeps_each_chats_order() {
+    const CHATS: usize = 4;
+    const PER_CHAT: usize = 90;
+    let mut stack = Stack::start(BRIDGE).await;
+    let id = stack.activate("suporte").await;
+    stack.wait_link(&id, "connected", Duration::from_secs(2)).await;
+    stack.bridge.kill();
+    for n in 0..PER_CHAT {
+        for chat in 0..CHATS {
+            let jid = format!("55119000000{chat:02}@s.whatsapp.net");
+            let message =
+                sim::text_message("suporte", &format!("3EB0BACKLOG{chat:02}{n:04}"), &jid, "Cliente", &format!("{n}"));
+            stack.ryzeapi.send_event("suporte", message).unwrap();
+        }
+    }
+    stack.bridge.restart().await;
+    let chatwoot = &stack.chatwoot;
+    eventually("the backlog relayed", Duration::from_secs(60), || chatwoot.message_count() >= CHATS * PER_CHAT).await;
+    let conversations = stack.chatwoot.conversations();
+    assert_eq!(conversations.len(), CHATS);
+    for conversation in conversations {
+        let numbers: Vec<usize> = stack
+            .chatwoot
+            .messages(conversation.display_id)
+            .iter()
+            .filter(|m| m.message_type == "incoming")
+            .map(|m| m.content.as_deref().unwrap().parse().unwrap())
+            .collect();
+        assert_eq!(numbers, (0..PER_CHAT).collect::<Vec<_>>(), "conversation {}", conversation.display_id);
+    }
+}

@@ -125,8 +125,7 @@ impl IntegrationActor {
         self.ingest.busy = true;
         let events: Vec<NewEvent> = batch.iter().map(|r| r.event.clone()).collect();
         // Submitted in order: the writer numbers the rows in arrival order.
-        let store =
-            async move { futures_util::future::join_all(events.into_iter().map(|e| writer.store_event(e))).await };
+        let store = async move { writer.store_events(events).await };
         ctx.spawn(store.into_actor(self).map(move |results, act, ctx| {
             act.ingest.busy = false;
             let mut failed = None;
