@@ -17,6 +17,9 @@ pub enum AppError {
     IntegrationNotFound,
     #[error("no such route")]
     RouteNotFound,
+    /// A trace of a message the bridge has no record of: the text says what to check.
+    #[error("{0}")]
+    MessageNotFound(String),
     /// Unknown integration or wrong secret on the webhook route: nothing more is said.
     #[error("not found")]
     WebhookNotFound,
@@ -109,7 +112,9 @@ impl AppError {
         match self {
             Self::Unauthorized => "unauthorized",
             Self::NotReady => "not_ready",
-            Self::IntegrationNotFound | Self::RouteNotFound | Self::WebhookNotFound => "not_found",
+            Self::IntegrationNotFound | Self::RouteNotFound | Self::MessageNotFound(_) | Self::WebhookNotFound => {
+                "not_found"
+            }
             Self::BadSignature => "invalid_signature",
             Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::PayloadTooLarge { .. } => "payload_too_large",
@@ -166,7 +171,7 @@ impl ResponseError for AppError {
         let code = match self {
             Self::Unauthorized => 401,
             Self::NotReady => 503,
-            Self::IntegrationNotFound | Self::RouteNotFound | Self::WebhookNotFound => 404,
+            Self::IntegrationNotFound | Self::RouteNotFound | Self::MessageNotFound(_) | Self::WebhookNotFound => 404,
             Self::BadSignature => 401,
             Self::MethodNotAllowed { .. } => 405,
             Self::PayloadTooLarge { .. } => 413,

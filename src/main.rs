@@ -72,9 +72,17 @@ async fn trace(args: &cli::TraceArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if args.json || !status.is_success() {
+    if args.json {
         println!("{}", serde_json::to_string_pretty(&body).unwrap_or_default());
         return if status.is_success() { ExitCode::SUCCESS } else { ExitCode::FAILURE };
+    }
+    if !status.is_success() {
+        // The error envelope's message (for an unknown message: what to check), else the body as is.
+        match body["error"]["message"].as_str() {
+            Some(message) => eprintln!("{message}"),
+            None => eprintln!("the bridge answered HTTP {status}: {body}"),
+        }
+        return ExitCode::FAILURE;
     }
     print!("{}", render_trace(&body));
     ExitCode::SUCCESS

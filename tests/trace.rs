@@ -140,12 +140,29 @@ async fn an_agent_reply_is_traced_to_its_whatsapp_id_and_an_unknown_one_says_wha
         assert!(names.contains(&expected.to_owned()), "{expected} missing: {answer:#}");
     }
 
-    let (status, unknown) = trace(&stack, &id, "waId=NEVERSEEN").await;
-    assert_eq!(status, 200);
-    assert_eq!(unknown["direction"], "unknown");
-    assert!(unknown["summary"].as_str().unwrap().contains("no record"), "{unknown}");
+    // Contract §2.5: an unknown message is a 404 `not_found`; its message says what to check.
+    for unknown in ["waId=NEVERSEEN", "chatwootMessageId=987654"] {
+        let (status, body) = trace(&stack, &id, unknown).await;
+        assert_eq!(status, 404, "{unknown}: {body}");
+        let (code, message, _, _) = error_fields(&body);
+        assert_eq!(code, "not_found", "{body}");
+        assert!(message.contains("no record"), "{body}");
+    }
 
-    for bad in ["", "waId=a&chatwootMessageId=1", "chatwootMessageId=-3", "chatwootMessageId=x", "other=1"] {
+    // `waId` as openapi.json's pattern has it: 1–128 printable ASCII characters, no whitespace or controls.
+    let long = format!("waId={}", "A".repeat(129));
+    for bad in [
+        "",
+        "waId=",
+        "waId=a&chatwootMessageId=1",
+        "waId=3EB0%0BTRACE",
+        "waId=%203EB0",
+        "waId=3EB0%C3%A9",
+        long.as_str(),
+        "chatwootMessageId=-3",
+        "chatwootMessageId=x",
+        "other=1",
+    ] {
         let (status, body) = trace(&stack, &id, bad).await;
         assert_eq!(status, 400, "{bad}: {body}");
         assert_eq!(error_fields(&body).0, "invalid_query", "{bad}");

@@ -115,6 +115,12 @@ struct TraceQuery {
     chatwoot_message_id: Option<i64>,
 }
 
+/// A WhatsApp message id as the trace route takes it (the `waId` pattern of openapi.json): 1–128 printable
+/// ASCII characters without spaces, which every id WhatsApp and whatsmeow make is.
+fn is_whatsapp_message_id(id: &str) -> bool {
+    (1..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_graphic())
+}
+
 /// Every stage of one message, by its WhatsApp id or its Chatwoot id (exactly one of the two).
 async fn trace(
     _auth: BridgeAuth,
@@ -126,13 +132,11 @@ async fn trace(
 ) -> Result<HttpResponse, AppError> {
     use crate::integrations::trace::{self, Subject};
     let subject = match (&query.wa_id, query.chatwoot_message_id) {
-        (Some(wa_id), None) if !wa_id.trim().is_empty() && wa_id.len() <= 128 => {
-            Subject::WhatsApp(wa_id.trim().to_owned())
-        }
+        (Some(wa_id), None) if is_whatsapp_message_id(wa_id) => Subject::WhatsApp(wa_id.clone()),
         (None, Some(cw)) if cw > 0 => Subject::Chatwoot(cw),
         _ => {
             return Err(AppError::InvalidQuery(
-                "give exactly one of `waId` (a WhatsApp message id, up to 128 characters) or `chatwootMessageId` (a positive number)".to_owned(),
+                "give exactly one of `waId` (a WhatsApp message id: up to 128 printable ASCII characters, no spaces) or `chatwootMessageId` (a positive number)".to_owned(),
             ));
         }
     };

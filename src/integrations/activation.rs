@@ -40,7 +40,11 @@ impl ActivateRequest {
     pub fn parse(body: &[u8]) -> Result<Self, AppError> {
         let value: Value = serde_json::from_slice(body).map_err(|e| invalid(format!("malformed JSON ({e})")))?;
         let Value::Object(fields) = value else { return Err(invalid("the body must be a JSON object")) };
-        let instance = required_string(&fields, "instance")?;
+        // Not trimmed: openapi.json's pattern allows no spaces, and what the schema refuses the bridge refuses.
+        let instance = match fields.get("instance") {
+            Some(Value::String(s)) => s.clone(),
+            _ => required_string(&fields, "instance")?,
+        };
         let valid_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-');
         if instance.is_empty() || instance.len() > 64 || !instance.chars().all(valid_char) {
             return Err(invalid("`instance` must be 1–64 characters of A–Z, a–z, 0–9, `_`, `.`, `-`"));
@@ -48,14 +52,16 @@ impl ActivateRequest {
         let base_url = |name: &str, value: String| {
             normalize_base_url(&value).map_err(|problem| invalid(format!("`{name}`: {problem}")))
         };
-        let inbox_name = optional_string(&fields, "inboxName")?.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
+        // The length is the schema's `maxLength`, counted before trimming.
+        let inbox_name = optional_string(&fields, "inboxName")?;
         if inbox_name.as_ref().is_some_and(|n| n.chars().count() > 255) {
             return Err(invalid("`inboxName` must be at most 255 characters"));
         }
+        let inbox_name = inbox_name.filter(|n| !is_blank(n)).map(|n| n.trim().to_owned());
         Ok(Self {
             instance_token: Secret::new(required_string(&fields, "instanceToken")?),
             ryzeapi_url: optional_string(&fields, "ryzeapiUrl")?
-                .filter(|u| !u.trim().is_empty())
+                .filter(|u| !is_blank(u))
                 .map(|u| base_url("ryzeapiUrl", u))
                 .transpose()?,
             chatwoot_base_url: base_url("chatwootBaseUrl", required_string(&fields, "chatwootBaseUrl")?)?,
@@ -75,10 +81,16 @@ fn invalid(what: impl Into<String>) -> AppError {
     AppError::InvalidBody(what.into())
 }
 
+/// Nothing but whitespace and control characters: what openapi.json's patterns call blank
+/// (`[\s\x00-\x1f\x7f-\x9f]`), so that the bridge and the schema agree on every string.
+fn is_blank(s: &str) -> bool {
+    s.chars().all(|c| c.is_whitespace() || c.is_control())
+}
+
 fn required_string(fields: &Map<String, Value>, name: &str) -> Result<String, AppError> {
     match fields.get(name) {
         None | Some(Value::Null) => Err(invalid(format!("missing field `{name}`"))),
-        Some(Value::String(s)) if s.trim().is_empty() => Err(invalid(format!("`{name}` must not be empty"))),
+        Some(Value::String(s)) if is_blank(s) => Err(invalid(format!("`{name}` must not be empty"))),
         Some(Value::String(s)) => Ok(s.trim().to_owned()),
         Some(_) => Err(invalid(format!("`{name}` must be a string"))),
     }
@@ -450,6 +462,13 @@ mod tests {
                 "invalid body: `chatwootBaseUrl`: `ftp://x` must start with http:// or https://",
             ),
             (&OK.replace(r#""ct""#, r#""  ""#), "invalid body: `chatwootApiToken` must not be empty"),
+            // Blank as openapi.json's pattern has it: whitespace and control characters only.
+            (&OK.replace(r#""ct""#, r#"" \u000b\u001c\u0085""#), "invalid body: `chatwootApiToken` must not be empty"),
+            (&OK.replace("suporte", " suporte"), "invalid body: `instance` must be 1–64"),
+            (
+                &OK.replace(r#""unknown":1"#, &format!(r#""inboxName":"{} ""#, "a".repeat(255))),
+                "invalid body: `inboxName` must be at most 255 characters",
+            ),
             (
                 &OK.replace(r#""unknown":1"#, r#""signMessages":"yes""#),
                 "invalid body: `signMessages` must be true or false",
@@ -459,6 +478,19 @@ mod tests {
             let err = parse(body).unwrap_err();
             assert!(err.starts_with(expected), "{body} → {err}");
         }
+    }
+
+    #[test]
+    fn blank_is_what_the_schema_calls_blank() {
+        // Python's `\s` (schemathesis) is Unicode's White_Space plus U+001C–U+001F, all within `is_blank`.
+        for blank in ["", " ", "\u{b}", "\u{1c}\u{1f}", "\u{85}\u{a0}\u{3000}", "\u{0}\u{7f}\u{9f}"] {
+            assert!(is_blank(blank), "{blank:?}");
+        }
+        for not_blank in ["a", " \u{1}x ", "\u{200b}", "é"] {
+            assert!(!is_blank(not_blank), "{not_blank:?}");
+        }
+        let r = parse(&OK.replace(r#""unknown":1"#, r#""inboxName":" \u001c ","ryzeapiUrl":"\u0001""#)).unwrap();
+        assert!(r.inbox_name.is_none() && r.ryzeapi_url.is_none());
     }
 
     #[test]

@@ -28,7 +28,7 @@ pub enum Subject {
 #[derive(Debug, Serialize)]
 pub struct Trace {
     pub integration_id: String,
-    /// `to_chatwoot`, `to_whatsapp`, or `unknown` when nothing was found.
+    /// `to_chatwoot` or `to_whatsapp` (a message the bridge has no record of is a 404 with what to check).
     pub direction: &'static str,
     /// Where the message is now, in plain words.
     pub summary: String,
@@ -56,7 +56,8 @@ fn timestamp_ms(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-/// The trace of `subject` in integration `id` (404 if the integration does not exist).
+/// The trace of `subject` in integration `id` (404 if the integration does not exist or has no record of
+/// the message; the latter says what to check).
 pub async fn trace(shared: &Shared, id: &str, subject: &Subject) -> Result<Trace, AppError> {
     let services = shared.services()?;
     let model = store::integrations::find(&services.reader, id).await?.ok_or(AppError::IntegrationNotFound)?;
@@ -114,17 +115,24 @@ pub async fn trace(shared: &Shared, id: &str, subject: &Subject) -> Result<Trace
     }
     stages.sort_by_key(|s| s.sort);
     let retention_days = shared.settings.retention.as_secs() / 86_400;
-    let summary = summary.unwrap_or_else(|| match subject {
-        Subject::WhatsApp(_) => format!(
-            "The bridge has no record of this WhatsApp message: RyzeAPI did not deliver it on the link (check that \
-             the instance is connected and the message was not filtered, e.g. a group with ignoreGroups), or it is \
-             older than the retention window ({retention_days} days)."
-        ),
-        Subject::Chatwoot(_) => format!(
-            "The bridge has no record of this Chatwoot message: its webhook did not reach the bridge (a private \
-             note, a message of another inbox, or a webhook Chatwoot could not deliver — it then shows the \
-             message as failed), or it is older than the retention window ({retention_days} days)."
-        ),
+    if direction == "unknown" {
+        return Err(AppError::MessageNotFound(match subject {
+            Subject::WhatsApp(_) => format!(
+                "The bridge has no record of this WhatsApp message: RyzeAPI did not deliver it on the link (check \
+                 that the instance is connected and the message was not filtered, e.g. a group with ignoreGroups), \
+                 or it is older than the retention window ({retention_days} days)."
+            ),
+            Subject::Chatwoot(_) => format!(
+                "The bridge has no record of this Chatwoot message: its webhook did not reach the bridge (a private \
+                 note, a message of another inbox, or a webhook Chatwoot could not deliver — it then shows the \
+                 message as failed), or it is older than the retention window ({retention_days} days)."
+            ),
+        }));
+    }
+    // Mappings alone: relayed, and its events or jobs already purged.
+    let summary = summary.unwrap_or_else(|| {
+        "The bridge relayed this message (its ids are below); the record of the earlier stages is no longer kept."
+            .to_owned()
     });
     let chatwoot_message_id = mappings.iter().find_map(|m| m.chatwoot_message_id).or(match subject {
         Subject::Chatwoot(cw) => Some(*cw),
