@@ -697,7 +697,7 @@ async fn the_fence_refuses_a_stale_epoch_in_the_database_and_calls_nobody_after_
     let job = |message: i64| NewJob {
         integration_id: "int_fenced".into(),
         chatwoot_message_id: message,
-        kind: "send".into(),
+        kind: "send".parse().unwrap(),
         conversation_id: 1,
         payload: "{}".into(),
     };

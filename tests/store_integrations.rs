@@ -5,7 +5,7 @@ use ryze_testkit as common;
 
 use chrono::{Duration, Utc};
 use common::TestDb;
-use entity::integration::Model;
+use entity::integration::{Model, Status};
 use ryze_integrations::store::{self, StoreError, integrations};
 
 fn model(id: &str, instance: &str, minutes_ago: i64) -> Model {
@@ -68,10 +68,11 @@ async fn crud_round_trip() {
     assert_eq!(reread.inbox_name, "Renamed");
     assert_eq!(reread.signing_secret_sealed.as_deref(), Some("v1.k.s"));
 
-    let errored = integrations::set_status(&db, "int_b", "error", "Chatwoot token revoked").await.unwrap().unwrap();
+    let errored =
+        integrations::set_status(&db, "int_b", Status::Error, "Chatwoot token revoked").await.unwrap().unwrap();
     assert_eq!((errored.status.as_str(), errored.last_error.as_str()), ("error", "Chatwoot token revoked"));
     assert!(errored.updated_at > reread.updated_at);
-    assert!(integrations::set_status(&db, "int_zz", "paused", "").await.unwrap().is_none());
+    assert!(integrations::set_status(&db, "int_zz", Status::Paused, "").await.unwrap().is_none());
 
     let mut counts = integrations::count_by_status(&db).await.unwrap();
     counts.sort();

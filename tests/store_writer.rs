@@ -12,7 +12,7 @@ use common::TestDb;
 use futures_util::future::join_all;
 use ryze_integrations::store::events::{NewEvent, Stored};
 use ryze_integrations::store::jobs::NewJob;
-use ryze_integrations::store::messages::{NewMapping, Outgoing};
+use ryze_integrations::store::messages::{Direction, MappingState, NewMapping, Outgoing, Tick};
 use ryze_integrations::store::{self, events, jobs, messages};
 
 fn event(integration: &str, id: usize) -> NewEvent {
@@ -31,7 +31,7 @@ fn mapping(integration: &str, id: usize) -> NewMapping {
         integration_id: integration.into(),
         wa_id: format!("WA{id}"),
         chat_id: 1,
-        direction: "incoming".into(),
+        direction: Direction::Incoming,
         conversation_id: 10 + i64::try_from(id).unwrap(),
     }
 }
@@ -97,7 +97,7 @@ async fn a_group_answers_each_write_with_its_own_result() {
         .into_iter()
         .map(Result::unwrap)
         .collect();
-    assert!(started[..40].iter().all(|s| s.fresh && s.mapping.state == messages::ATTEMPTED));
+    assert!(started[..40].iter().all(|s| s.fresh && s.mapping.state == MappingState::Attempted));
     assert!(!started[40].fresh);
     assert_eq!(started[40].mapping.id, started[3].mapping.id);
     let distinct: HashSet<i64> = started[..40].iter().map(|s| s.mapping.id).collect();
@@ -113,7 +113,7 @@ async fn a_group_answers_each_write_with_its_own_result() {
     let job = |message: i64, kind: &str| NewJob {
         integration_id: "int_a".into(),
         chatwoot_message_id: message,
-        kind: kind.into(),
+        kind: kind.parse().unwrap(),
         conversation_id: 77,
         payload: "{}".into(),
     };
@@ -141,10 +141,10 @@ async fn a_group_answers_each_write_with_its_own_result() {
     };
     let changes = futures_util::join!(
         writer.job_sending(first_job, Some(since)),
-        writer.job_finished(second_job, "failed", "RyzeAPI said no"),
+        writer.job_finished(second_job, jobs::WorkState::Failed, "RyzeAPI said no"),
         writer.record_outgoing(outgoing.clone()),
         writer.record_outgoing(outgoing),
-        writer.set_last_status(started[0].mapping.id, "read"),
+        writer.set_last_status(started[0].mapping.id, Tick::Read),
         writer.job_parts_sent(first_job, 2),
     );
     for result in [changes.0, changes.1, changes.2, changes.3, changes.4, changes.5] {
@@ -157,11 +157,11 @@ async fn a_group_answers_each_write_with_its_own_result() {
     let sent = messages::find_by_chatwoot_id(&store.db, "int_a", 555).await.unwrap().unwrap();
     assert_eq!((sent.wa_id.as_str(), sent.direction.as_str()), ("WAOUT1", "outgoing"));
     let ticked = messages::find_by_wa_id(&store.db, "int_a", "WA0").await.unwrap().unwrap();
-    assert_eq!(ticked.last_status.as_deref(), Some("read"));
+    assert_eq!(ticked.last_status.map(Tick::as_str), Some("read"));
 
     for (i, s) in started[..40].iter().enumerate() {
         let row = messages::find_by_wa_id(&store.db, "int_a", &s.mapping.wa_id).await.unwrap().unwrap();
-        assert_eq!(row.state, messages::CREATED);
+        assert_eq!(row.state, MappingState::Created);
         assert_eq!(row.chatwoot_message_id, Some(1000 + i64::try_from(i).unwrap()), "{}", s.mapping.wa_id);
         assert_eq!(row.conversation_id, Some(77));
     }

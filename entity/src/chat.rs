@@ -11,8 +11,8 @@ pub struct Model {
     pub integration_id: String,
     /// Canonical key: the phone or group JID, else the LID.
     pub chat_key: String,
-    /// `private` or `group`.
-    pub kind: String,
+    /// `private`, `group` or `status` (the status conversation).
+    pub kind: ChatKind,
     pub name: String,
     pub contact_id: Option<i64>,
     /// The contact_inbox `source_id` the bridge set.
@@ -29,7 +29,49 @@ pub struct Model {
     pub updated_at: DateTimeUtc,
 }
 
+/// What a chat is.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
+pub enum ChatKind {
+    /// One person.
+    #[sea_orm(string_value = "private")]
+    Private,
+    /// A WhatsApp group (`…@g.us`).
+    #[sea_orm(string_value = "group")]
+    Group,
+    /// The instance's status conversation, where the bridge posts connection notices and answers commands.
+    #[sea_orm(string_value = "status")]
+    Status,
+}
+
+impl ChatKind {
+    /// The stored text.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Private => "private",
+            Self::Group => "group",
+            Self::Status => "status",
+        }
+    }
+}
+
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::{ActiveEnum as _, Iterable as _};
+
+    use super::ChatKind;
+
+    #[test]
+    fn stored_texts_are_the_names_the_code_uses() {
+        for kind in ChatKind::iter() {
+            assert_eq!(kind.to_value(), kind.as_str());
+            assert_eq!(ChatKind::try_from_value(&kind.as_str().to_owned()).ok(), Some(kind));
+        }
+        assert_eq!(ChatKind::iter().map(ChatKind::as_str).collect::<Vec<_>>(), ["private", "group", "status"]);
+    }
+}

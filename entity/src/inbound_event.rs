@@ -22,7 +22,7 @@ pub struct Model {
     #[sea_orm(column_type = "Text")]
     pub payload: String,
     /// `pending`, `done` or `failed`.
-    pub state: String,
+    pub state: crate::WorkState,
     pub attempts: i32,
     pub next_attempt_at: Option<DateTimeUtc>,
     pub last_error: String,

@@ -39,7 +39,61 @@ pub struct Model {
     pub updated_at: DateTimeUtc,
 }
 
+/// An integration's `status`. The column stays text read as a `String` (not an `ActiveEnum`), so a row
+/// whose status this build does not know (set by hand, or by a newer build) still loads and the doctor
+/// can name it; code reads it with [`Model::status`] and writes it with [`Status::as_str`].
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Status {
+    /// Relaying.
+    Active,
+    /// Stopped by the operator; agent replies that arrive meanwhile are kept.
+    Paused,
+    /// Stopped by a failure that needs someone (the reason is in `last_error`); retried.
+    Error,
+}
+
+impl Status {
+    /// Every status, in the order they are shown.
+    pub const ALL: [Self; 3] = [Self::Active, Self::Paused, Self::Error];
+
+    /// The stored (and shown) text.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Paused => "paused",
+            Self::Error => "error",
+        }
+    }
+
+    /// A stored text read back; `None` for one no build writes.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|status| status.as_str() == text)
+    }
+}
+
+impl Model {
+    /// The integration's status; `None` when the stored text is none of [`Status`].
+    pub fn status(&self) -> Option<Status> {
+        Status::parse(&self.status)
+    }
+}
+
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+#[cfg(test)]
+mod tests {
+    use super::Status;
+
+    #[test]
+    fn statuses_round_trip() {
+        for status in Status::ALL {
+            assert_eq!(Status::parse(status.as_str()), Some(status));
+        }
+        assert_eq!(Status::ALL.map(Status::as_str), ["active", "paused", "error"]);
+        assert_eq!(Status::parse("Active"), None);
+        assert_eq!(Status::parse(""), None);
+    }
+}

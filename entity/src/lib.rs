@@ -9,6 +9,9 @@ pub mod inbound_event;
 pub mod integration;
 pub mod message_map;
 pub mod outbound_job;
+pub mod work;
+
+pub use work::WorkState;
 
 pub mod prelude {
     //! The entities under their table names.

@@ -18,7 +18,7 @@ pub struct Model {
     #[sea_orm(column_type = "Text")]
     pub payload: String,
     /// `pending`, `done` or `failed`.
-    pub state: String,
+    pub state: crate::WorkState,
     pub attempts: i32,
     /// Parts of a multi-attachment message already accepted by RyzeAPI (a replay resumes after them).
     pub parts_sent: i32,

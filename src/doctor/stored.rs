@@ -14,7 +14,7 @@ use crate::chatwoot::{ChatwootClient, ChatwootError, ChatwootTarget, Failure};
 use crate::config::Settings;
 use crate::crypto::Sealer;
 use crate::error::ChatwootContext;
-use crate::integrations::{sealed, status};
+use crate::integrations::{Status, sealed};
 use crate::ryzeapi::link::{self, LinkError};
 use crate::secret::Secret;
 use crate::store;
@@ -214,19 +214,19 @@ async fn check_integration(env: &Env<'_>, model: &Model) -> (IntegrationReport, 
 
 fn status_check(model: &Model) -> Check {
     const NAME: &str = "integration status";
-    match model.status.as_str() {
-        status::ACTIVE => Check::pass(NAME, "active"),
-        status::PAUSED => Check::warn(
+    match model.status() {
+        Some(Status::Active) => Check::pass(NAME, "active"),
+        Some(Status::Paused) => Check::warn(
             NAME,
             "paused: nothing is relayed until it is resumed",
             Some("resume it from RyzeAPI when it should relay again".to_owned()),
         ),
-        status::ERROR => Check::fail(
+        Some(Status::Error) => Check::fail(
             NAME,
             format!("error: {}", model.last_error),
             "fix what the checks below (or the error above) name; the bridge then recovers by itself within minutes",
         ),
-        other => Check::warn(NAME, format!("unknown status `{other}`"), None),
+        None => Check::warn(NAME, format!("unknown status `{}`", model.status), None),
     }
 }
 

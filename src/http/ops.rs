@@ -5,6 +5,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use crate::error::AppError;
 use crate::state::Shared;
 use crate::store;
+use crate::store::events::WorkState;
 use crate::telemetry::{Exposition, Gauge};
 
 /// The OpenAPI document of the management API, shipped with the project.
@@ -39,11 +40,7 @@ async fn metrics(request: HttpRequest, shared: web::Data<Shared>) -> Result<Http
     }];
     if let Ok(services) = shared.services() {
         let counts = store::integrations::count_by_status(&services.reader).await?;
-        for status in [
-            crate::integrations::status::ACTIVE,
-            crate::integrations::status::PAUSED,
-            crate::integrations::status::ERROR,
-        ] {
+        for status in crate::integrations::Status::ALL.map(crate::integrations::Status::as_str) {
             let count = counts.iter().find(|(s, _)| s == status).map_or(0, |(_, n)| *n);
             gauges.push(Gauge {
                 name: "bridge_integrations",
@@ -57,15 +54,15 @@ async fn metrics(request: HttpRequest, shared: web::Data<Shared>) -> Result<Http
         let (events_pending, events_failed) = store::events::totals(&services.reader).await?;
         let (jobs_pending, jobs_failed) = store::jobs::totals(&services.reader).await?;
         for (queue, state, value) in [
-            ("to_chatwoot", "pending", events_pending),
-            ("to_chatwoot", "failed", events_failed),
-            ("to_whatsapp", "pending", jobs_pending),
-            ("to_whatsapp", "failed", jobs_failed),
+            ("to_chatwoot", WorkState::Pending, events_pending),
+            ("to_chatwoot", WorkState::Failed, events_failed),
+            ("to_whatsapp", WorkState::Pending, jobs_pending),
+            ("to_whatsapp", WorkState::Failed, jobs_failed),
         ] {
             gauges.push(Gauge {
                 name: "bridge_queue_items",
                 help: "Stored work by direction and state (pending: not done yet; failed: failed for good).",
-                labels: vec![("queue", queue.to_owned()), ("state", state.to_owned())],
+                labels: vec![("queue", queue.to_owned()), ("state", state.as_str().to_owned())],
                 value: value as f64,
             });
         }

@@ -7,7 +7,7 @@ use chrono::Utc;
 use entity::integration::Model;
 use serde_json::{Map, Value};
 
-use super::{chatwoot_client, new_integration_id, open_sealed, sealed, status};
+use super::{Status, chatwoot_client, new_integration_id, open_sealed, sealed};
 use crate::chatwoot::version::{self, Version};
 use crate::chatwoot::{ChatwootClient, ChatwootError, ChatwootTarget, Failure};
 use crate::config::normalize_base_url;
@@ -318,7 +318,7 @@ fn integration_row(
         ignore_groups: request.ignore_groups,
         start_as_pending: request.start_as_pending,
         reopen_resolved: request.reopen_resolved,
-        status: status::ACTIVE.to_owned(),
+        status: Status::Active.as_str().to_owned(),
         last_error: String::new(),
         chatwoot_version: version.or_else(|| existing.and_then(|m| m.chatwoot_version.clone())),
         created_at: existing.map_or(now, |m| m.created_at),

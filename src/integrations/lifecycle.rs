@@ -2,7 +2,7 @@
 
 use entity::integration::Model;
 
-use super::{chatwoot_client, open_sealed, sealed, status};
+use super::{Status, chatwoot_client, open_sealed, sealed};
 use crate::chatwoot::{ChatwootTarget, Failure};
 use crate::error::{AppError, ChatwootContext};
 use crate::state::Shared;
@@ -77,27 +77,27 @@ async fn delete_inbox(shared: &Shared, http: &awc::Client, model: &Model) -> (bo
 
 /// Stops relaying. Agent replies that arrive meanwhile are kept.
 pub async fn pause(shared: &Shared, id: &str) -> Result<Model, AppError> {
-    set_status(shared, id, status::PAUSED).await
+    set_status(shared, id, Status::Paused).await
 }
 
 /// Relays again; clears a previous error (the next failure sets it again).
 pub async fn resume(shared: &Shared, id: &str) -> Result<Model, AppError> {
-    set_status(shared, id, status::ACTIVE).await
+    set_status(shared, id, Status::Active).await
 }
 
-async fn set_status(shared: &Shared, id: &str, new_status: &str) -> Result<Model, AppError> {
+async fn set_status(shared: &Shared, id: &str, new_status: Status) -> Result<Model, AppError> {
     let services = shared.services()?;
     let model = find(shared, id).await?;
     let _guard = services.instance_locks.lock(&model.instance).await;
     let updated = store::integrations::set_status(&services.db, id, new_status, "")
         .await?
         .ok_or(AppError::IntegrationNotFound)?;
-    if new_status == status::PAUSED {
+    if new_status == Status::Paused {
         super::stop_actor(shared, id).await;
     } else {
         super::start_actor(shared, id).await;
     }
-    tracing::info!(integration_id = %id, status = new_status, "integration status changed");
+    tracing::info!(integration_id = %id, status = new_status.as_str(), "integration status changed");
     Ok(updated)
 }
 

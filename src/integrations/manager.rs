@@ -15,7 +15,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 
 use super::actor::{self, ActorConfig, IntegrationActor, Shutdown};
-use super::{open_sealed, sealed, status};
+use super::{Status, open_sealed, sealed};
 use crate::chatwoot::ChatwootTarget;
 use crate::relay::RelayContext;
 use crate::state::Shared;
@@ -169,7 +169,7 @@ impl Handler<Start> for Manager {
                         return None;
                     }
                 };
-                if model.status == status::PAUSED {
+                if model.status() == Some(Status::Paused) {
                     return Some(None);
                 }
                 let fence = fence.unwrap_or_else(crate::fence::Fence::always);
@@ -352,9 +352,9 @@ impl Handler<StartAll> for Manager {
                 }
                 let Ok(services) = shared.booted() else { return Vec::new() };
                 let mut ids =
-                    store::integrations::ids_with_status(&services.db, status::ACTIVE).await.unwrap_or_default();
+                    store::integrations::ids_with_status(&services.db, Status::Active).await.unwrap_or_default();
                 // An integration in `error` may recover (e.g. RyzeAPI fixed its token): keep trying.
-                ids.extend(store::integrations::ids_with_status(&services.db, status::ERROR).await.unwrap_or_default());
+                ids.extend(store::integrations::ids_with_status(&services.db, Status::Error).await.unwrap_or_default());
                 ids
             }
             .into_actor(self)

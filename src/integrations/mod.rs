@@ -24,11 +24,7 @@ use crate::secret::Secret;
 use crate::state::Shared;
 
 /// Integration statuses as stored and shown.
-pub mod status {
-    pub const ACTIVE: &str = "active";
-    pub const PAUSED: &str = "paused";
-    pub const ERROR: &str = "error";
-}
+pub use entity::integration::Status;
 
 /// Column names used as associated data when sealing (see `crypto`).
 pub(crate) mod sealed {

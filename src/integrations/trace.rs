@@ -15,6 +15,9 @@ use crate::error::AppError;
 use crate::live::{Attempt, WorkRef};
 use crate::state::Shared;
 use crate::store;
+use crate::store::events::WorkState;
+use crate::store::messages::Direction;
+use ryze_wire::keys::{JobKind, MessageClass, MessageKey};
 
 /// What the trace is asked about.
 #[derive(Debug, Clone)]
@@ -93,13 +96,19 @@ pub async fn trace(shared: &Shared, id: &str, subject: &Subject) -> Result<Trace
     } else {
         "unknown"
     };
-    let sent_by_bridge = |m: &message_map::Model| direction == "to_whatsapp" && m.direction == "outgoing";
+    let sent_by_bridge = |m: &message_map::Model| direction == "to_whatsapp" && m.direction == Direction::Outgoing;
 
     let mut stages = Vec::new();
     let mut summary = None;
     for event in &events {
         event_stages(&mut stages, event, &attempts(WorkRef::Event(event.id)));
-        if summary.is_none() || event.message_key.as_deref().is_some_and(|k| k.starts_with("msg:")) {
+        if summary.is_none()
+            || event
+                .message_key
+                .as_deref()
+                .and_then(MessageKey::parse)
+                .is_some_and(|k| k.class == MessageClass::Message)
+        {
             summary = Some(event_summary(db, &model.id, event).await?);
         }
     }
@@ -110,7 +119,7 @@ pub async fn trace(shared: &Shared, id: &str, subject: &Subject) -> Result<Trace
         job_stages(&mut stages, job, &attempts(WorkRef::Job(job.id)));
     }
     // The latest send (a retry supersedes the send it retries) says where the reply is.
-    if let Some(latest) = jobs.iter().rfind(|j| j.kind == "send" || j.kind.starts_with("retry-")) {
+    if let Some(latest) = jobs.iter().rfind(|j| JobKind::parse(&j.kind).is_some_and(JobKind::sends)) {
         summary = Some(job_summary(db, &model.id, latest, &mappings).await?);
     }
     stages.sort_by_key(|s| s.sort);
@@ -173,9 +182,9 @@ fn event_stages(stages: &mut Vec<Stage>, event: &inbound_event::Model, attempts:
         format!("`{}` received on the RyzeAPI link{id}, stored, then acknowledged", event.kind),
     ));
     attempt_stages(stages, attempts, "relay to Chatwoot");
-    match (event.state.as_str(), event.processed_at) {
-        ("done", Some(at)) => stages.push(stage(at, "processed", "relayed; nothing left to do")),
-        ("failed", at) => stages.push(stage(
+    match (event.state, event.processed_at) {
+        (WorkState::Done, Some(at)) => stages.push(stage(at, "processed", "relayed; nothing left to do")),
+        (WorkState::Failed, at) => stages.push(stage(
             at.unwrap_or(event.received_at),
             "failed",
             format!("given up after {} attempts: {}", event.attempts, event.last_error),
@@ -210,7 +219,7 @@ fn mapping_stages(stages: &mut Vec<Stage>, mapping: &message_map::Model, sent_by
         stages.push(stage(
             mapping.attempted_at.unwrap_or(mapping.created_at),
             "tick",
-            format!("last tick set: `{status}`"),
+            format!("last tick set: `{}`", status.as_str()),
         ));
     }
 }
@@ -235,9 +244,9 @@ fn job_stages(stages: &mut Vec<Stage>, job: &outbound_job::Model, attempts: &[At
             format!("{} part(s) accepted by RyzeAPI", job.parts_sent),
         ));
     }
-    match (job.state.as_str(), job.processed_at) {
-        ("done", Some(at)) => stages.push(stage(at, "processed", format!("`{}` done", job.kind))),
-        ("failed", at) => stages.push(stage(
+    match (job.state, job.processed_at) {
+        (WorkState::Done, Some(at)) => stages.push(stage(at, "processed", format!("`{}` done", job.kind))),
+        (WorkState::Failed, at) => stages.push(stage(
             at.unwrap_or(job.created_at),
             "failed",
             format!("`{}` failed after {} attempts: {}", job.kind, job.attempts, job.last_error),
@@ -251,9 +260,9 @@ async fn event_summary(
     integration_id: &str,
     event: &inbound_event::Model,
 ) -> Result<String, AppError> {
-    Ok(match event.state.as_str() {
-        "done" => "Relayed to Chatwoot.".to_owned(),
-        "failed" => format!(
+    Ok(match event.state {
+        WorkState::Done => "Relayed to Chatwoot.".to_owned(),
+        WorkState::Failed => format!(
             "Not relayed: given up after {} attempts. Last error: {}",
             event.attempts,
             if event.last_error.is_empty() { "none recorded" } else { &event.last_error }
@@ -283,11 +292,12 @@ async fn job_summary(
     job: &outbound_job::Model,
     mappings: &[message_map::Model],
 ) -> Result<String, AppError> {
-    let sent: Vec<&str> = mappings.iter().filter(|m| m.direction == "outgoing").map(|m| m.wa_id.as_str()).collect();
-    Ok(match job.state.as_str() {
-        "done" if sent.is_empty() => "Done (nothing needed sending).".to_owned(),
-        "done" => format!("Sent to WhatsApp as {}.", sent.join(", ")),
-        "failed" => format!(
+    let sent: Vec<&str> =
+        mappings.iter().filter(|m| m.direction == Direction::Outgoing).map(|m| m.wa_id.as_str()).collect();
+    Ok(match job.state {
+        WorkState::Done if sent.is_empty() => "Done (nothing needed sending).".to_owned(),
+        WorkState::Done => format!("Sent to WhatsApp as {}.", sent.join(", ")),
+        WorkState::Failed => format!(
             "Not sent: failed after {} attempts — {} (shown as failed in Chatwoot; the agent can retry).",
             job.attempts,
             if job.last_error.is_empty() { "no reason recorded" } else { &job.last_error }

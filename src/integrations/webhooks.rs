@@ -16,7 +16,8 @@ use crate::error::AppError;
 use crate::secret::{Secret, constant_time_eq};
 use crate::state::{Services, Shared};
 use crate::store;
-use crate::store::jobs::{FAILED, NewJob};
+use crate::store::jobs::{JobKind, NewJob, WorkState};
+use crate::store::messages::{Direction, Tick};
 
 /// The signature headers Chatwoot ≥ 4.13 sends.
 pub struct Signature<'a> {
@@ -213,32 +214,29 @@ async fn handle(shared: &Shared, id: &str, event: WebhookEvent, body: &[u8]) -> 
                 if !message.is_for_whatsapp() || message.is_deleted() {
                     return Ok(());
                 }
-                "send".to_owned()
+                JobKind::Send
             } else if message.is_deleted() {
                 // Only what this number sent can be revoked: an agent deleting a customer's message, or
                 // Chatwoot's echo of a customer's own revoke, never deletes anything on WhatsApp.
                 let mapped = store::messages::find_by_chatwoot_id(db, id, message.id).await?;
-                if !mapped.is_some_and(|m| {
-                    m.direction == "outgoing" && m.last_status.as_deref() != Some(crate::relay::REVOKED)
-                }) {
+                if !mapped.is_some_and(|m| m.direction == Direction::Outgoing && m.last_status != Some(Tick::Revoked)) {
                     return Ok(());
                 }
-                "delete".to_owned()
+                JobKind::Delete
             } else if message.has_external_error() && message.is_for_whatsapp() {
                 // Chatwoot marked the reply failed on its own (its webhook timed out, say): if the bridge
                 // sends it anyway, the tick goes back to `sent` once it is out. The bridge's own `failed`
                 // tick comes here too; its job finds nothing sent and does nothing.
                 match store::jobs::latest_send(db, id, message.id).await? {
                     // One per send attempt (a later Retry that times out again gets its own).
-                    Some(job) if job.state != FAILED => format!("{}{}", crate::relay::outbound::TICK_SENT, job.id),
+                    Some(job) if job.state != WorkState::Failed => JobKind::TickSent(job.id),
                     _ => return Ok(()),
                 }
             } else if !message.has_external_error() && message.is_for_whatsapp() {
                 // An agent's retry: only for a message the bridge failed, and only once per failure.
                 match store::jobs::latest_send(db, id, message.id).await? {
-                    Some(job) if job.state == FAILED => {
-                        let retries = store::jobs::count_kind_prefix(db, id, message.id, "retry-").await?;
-                        format!("retry-{}", retries + 1)
+                    Some(job) if job.state == WorkState::Failed => {
+                        JobKind::Retry(store::jobs::count_retries(db, id, message.id).await? + 1)
                     }
                     // The original webhook never reached the bridge (it was down and Chatwoot gave up):
                     // the agent's retry is the first word of this message — send it. Not for a message
@@ -248,7 +246,7 @@ async fn handle(shared: &Shared, id: &str, event: WebhookEvent, body: &[u8]) -> 
                     None if is_recent(message.created_at)
                         && store::messages::find_by_chatwoot_id(db, id, message.id).await?.is_none() =>
                     {
-                        "send".to_owned()
+                        JobKind::Send
                     }
                     _ => return Ok(()),
                 }

@@ -15,6 +15,7 @@ use crate::chatwoot::dto::{NewContact, NewConversation};
 use crate::chatwoot::{ChatwootClient, ChatwootError, Failure};
 use crate::ryzeapi::event::Party;
 use crate::store;
+use crate::store::chats::ChatKind;
 
 /// The chat's Chatwoot contact (and contact_inbox), created once. A contact Chatwoot already has (same
 /// phone or identifier, e.g. from another inbox) is linked instead.
@@ -29,7 +30,7 @@ pub(super) async fn ensure_contact(
         return Ok(chat);
     }
     let source_id = chat.chat_key.clone();
-    let phone = (chat.kind == "private").then(|| identity::phone_number(&chat.chat_key)).flatten();
+    let phone = (chat.kind == ChatKind::Private).then(|| identity::phone_number(&chat.chat_key)).flatten();
     let mut custom = Map::new();
     if let Some(jid) = &party.jid {
         custom.insert("whatsapp_jid".into(), json!(jid));
@@ -127,7 +128,7 @@ pub(super) async fn ensure_conversation(
     if let Some(id) = chat.conversation_id {
         let resolved = chat.conversation_status.as_deref() == Some("resolved");
         // The status conversation receives notices even when resolved.
-        if !resolved || relay.reopen_resolved || chat.kind == super::status::KIND {
+        if !resolved || relay.reopen_resolved || chat.kind == ChatKind::Status {
             return Ok((chat.clone(), id, resolved));
         }
     }
@@ -218,7 +219,7 @@ async fn gone_or_retry(relay: &RelayContext, chatwoot: &ChatwootClient, error: &
 /// The chat as a WhatsApp party, for a contact created again from what the bridge remembers.
 fn party_of(chat: &chat::Model) -> Party {
     let key = chat.chat_key.clone();
-    if chat.kind == super::status::KIND {
+    if chat.kind == ChatKind::Status {
         Party::default()
     } else if key.ends_with("@lid") {
         Party { lid: Some(key), ..Party::default() }

@@ -27,14 +27,13 @@ use crate::chatwoot::governor::Priority;
 use crate::chatwoot::{ChatwootClient, ChatwootError, Failure, Unprocessable};
 use crate::ryzeapi::event::{Envelope, MessageExchange, Party};
 use crate::store;
-use crate::store::events::PENDING;
-use crate::telemetry::{Direction, Finished};
+use crate::store::events::WorkState;
+use crate::store::messages::{Direction, MappingState, Tick};
+use crate::telemetry::{Direction as Flow, Finished};
+use ryze_wire::keys::{self, BridgeKey, MessageKey};
 
 /// What a WhatsApp message becomes in Chatwoot: pure, in the wire crate (`ryze_wire::render`).
 pub use ryze_wire::render::{Action, Rendered, render};
-
-/// Prefix of every `source_id` the bridge sets on Chatwoot messages.
-pub const SOURCE_PREFIX: &str = "WAID:";
 
 /// Processes the stored event `row_id` and records the outcome on its row. Safe to call again for the
 /// same row (after a crash or a retry). `fresh_payload` is the event's frame when the caller has just
@@ -48,7 +47,7 @@ pub async fn process(
     let (payload, attempts, replay, received_at) = match fresh_payload {
         Some((payload, stored_at)) => (payload, 0, false, stored_at),
         None => match store::events::find(&relay.reader, row_id).await {
-            Ok(Some(row)) if row.state == PENDING => (row.payload, row.attempts, true, row.received_at),
+            Ok(Some(row)) if row.state == WorkState::Pending => (row.payload, row.attempts, true, row.received_at),
             Ok(_) => return Outcome::Done,
             Err(e) => return Outcome::Retry { after: Duration::from_secs(1), error: e.to_string() },
         },
@@ -57,7 +56,7 @@ pub async fn process(
         return Outcome::Retry { after: Duration::from_secs(1), error: "no HTTP client".into() };
     };
     if attempts == 0 {
-        relay.metrics.observe_queue_wait(Direction::ToChatwoot, received_at);
+        relay.metrics.observe_queue_wait(Flow::ToChatwoot, received_at);
     }
     // A message that just arrived goes before a replay of stored ones (after an outage, say).
     let priority = if replay { Priority::Backlog } else { Priority::Live };
@@ -67,7 +66,7 @@ pub async fn process(
         Ok(envelope) => {
             // Every log line of this event's relay names its WhatsApp message (the actor's span has the field).
             if let Some(key) = envelope.routing().message_key {
-                let wa_id = key.split_once(':').map_or(key.as_str(), |(_, id)| id);
+                let wa_id = MessageKey::parse(&key).map_or(key.as_str(), |k| k.wa_id);
                 tracing::Span::current().record("wa_id", tracing::field::display(wa_id));
             }
             relay_event(&relay.db, &relay, &chatwoot, &media, &envelope, row_id, replay).await
@@ -99,8 +98,8 @@ async fn record(
         return Outcome::Retry { after: Duration::from_secs(1), error: format!("recording the outcome failed: {e}") };
     }
     match &outcome {
-        Outcome::Done => relay.metrics.observe_message(Direction::ToChatwoot, Finished::Done, received_at),
-        Outcome::Failed(_) => relay.metrics.observe_message(Direction::ToChatwoot, Finished::Failed, received_at),
+        Outcome::Done => relay.metrics.observe_message(Flow::ToChatwoot, Finished::Done, received_at),
+        Outcome::Failed(_) => relay.metrics.observe_message(Flow::ToChatwoot, Finished::Failed, received_at),
         _ => {}
     }
     match outcome {
@@ -157,7 +156,7 @@ async fn relay_call(
         let key = caller.key().unwrap_or_default();
         let chat = ensure_chat(db, relay, chatwoot, None, &message, &key, key.ends_with("@g.us")).await?;
         let chat = ensure_contact(db, relay, chatwoot, chat, &caller).await?;
-        let wa_id = format!("ryze-call:{row_id}");
+        let wa_id = BridgeKey::Call(row_id).to_string();
         post_once(
             db,
             relay,
@@ -165,7 +164,7 @@ async fn relay_call(
             &chat,
             Post {
                 wa_id: &wa_id,
-                direction: "incoming",
+                direction: Direction::Incoming,
                 content: text,
                 attributes: Map::new(),
                 file: None,
@@ -190,7 +189,7 @@ async fn relay_receipt(relay: &RelayContext, chatwoot: &ChatwootClient, data: &V
         relay.receipts.relayed(ids, row_id);
         return Outcome::Done;
     }
-    let receipt = super::receipts::Receipt::of_status(status);
+    let receipt = super::receipts::Receipt::of_tick(status);
     for wa_id in ids.iter().copied() {
         if receipt.is_some_and(|receipt| relay.receipts.superseded(wa_id, receipt, row_id)) {
             continue;
@@ -211,13 +210,12 @@ async fn relay_receipt(relay: &RelayContext, chatwoot: &ChatwootClient, data: &V
         let (Some(conversation), Some(message)) = (mapped.conversation_id, mapped.chatwoot_message_id) else {
             continue;
         };
-        if mapped.direction != "outgoing"
-            || (status != "failed" && super::tick_rank(Some(status)) <= super::tick_rank(mapped.last_status.as_deref()))
-        {
+        // Ticks only move forward; `failed` is apart from their order.
+        if mapped.direction != Direction::Outgoing || (status != Tick::Failed && Some(status) <= mapped.last_status) {
             continue;
         }
-        let error = (status == "failed").then_some("WhatsApp reported that the message could not be delivered");
-        match chatwoot.set_message_status(conversation, message, status, error).await {
+        let error = (status == Tick::Failed).then_some("WhatsApp reported that the message could not be delivered");
+        match chatwoot.set_message_status(conversation, message, status.as_str(), error).await {
             Ok(()) => {}
             Err(e) if e.failure() == Failure::NotFound => continue,
             Err(e) => return on_chatwoot_error(&e),
@@ -270,7 +268,7 @@ async fn relay_message_steps(
         && let Some(existing) = store::messages::find_by_wa_id(&relay.reader, &relay.integration_id, &message.id)
             .await
             .map_err(store_failed)?
-        && existing.state == store::messages::CREATED
+        && existing.state == MappingState::Created
     {
         return Ok(());
     }
@@ -321,7 +319,7 @@ async fn relay_message_steps(
         (Some(_), Some(caption)) => caption.as_str(),
         _ => rendered.content.as_str(),
     };
-    let direction = if message.direction == "outgoing" { "outgoing" } else { "incoming" };
+    let direction = if message.direction == "outgoing" { Direction::Outgoing } else { Direction::Incoming };
     let post =
         Post { wa_id: &message.id, direction, content, attributes, file: file.as_ref(), retrying: media.attempts > 0 };
     post_once(db, relay, chatwoot, &chat, post).await
@@ -339,7 +337,7 @@ async fn reply_attributes(relay: &RelayContext, quoted: Option<&str>) -> Step<Ma
     if let Some(id) = mapped.and_then(|m| m.chatwoot_message_id) {
         attributes.insert("in_reply_to".into(), json!(id));
     }
-    attributes.insert("in_reply_to_external_id".into(), json!(format!("{SOURCE_PREFIX}{quoted}")));
+    attributes.insert("in_reply_to_external_id".into(), json!(keys::source_id(quoted)));
     Ok(attributes)
 }
 
@@ -347,7 +345,7 @@ async fn reply_attributes(relay: &RelayContext, quoted: Option<&str>) -> Step<Ma
 pub(super) struct Post<'a> {
     /// The WhatsApp id (or another unique key) the message is created under, once.
     pub wa_id: &'a str,
-    pub direction: &'a str,
+    pub direction: Direction,
     pub content: &'a str,
     pub attributes: Map<String, Value>,
     pub file: Option<&'a MediaFile>,
@@ -370,19 +368,19 @@ pub(super) async fn post_once(
         integration_id: relay.integration_id.clone(),
         wa_id: post.wa_id.to_owned(),
         chat_id: chat.id,
-        direction: post.direction.to_owned(),
+        direction: post.direction,
         conversation_id,
     };
     let started = relay.writer.start_message(new_mapping).await.map_err(store_failed)?;
     let mapping = started.mapping;
-    if mapping.state == store::messages::CREATED {
+    if mapping.state == MappingState::Created {
         return Ok(());
     }
-    let source_id = format!("{SOURCE_PREFIX}{}", post.wa_id);
+    let source_id = keys::source_id(post.wa_id);
     // A replay of a message whose creation may have happened: look before creating again.
     if !started.fresh
         && let Some(previous_conversation) =
-            mapping.conversation_id.filter(|_| mapping.state == store::messages::ATTEMPTED)
+            mapping.conversation_id.filter(|_| mapping.state == MappingState::Attempted)
     {
         // The earlier call may still land (it timed out, or its process died mid-call): look only once it
         // no longer can, or the lookup could miss it and a second copy be made.
@@ -415,12 +413,12 @@ pub(super) async fn post_once(
     }
     // Chatwoot renders Liquid in outgoing messages; text typed on the phone is shown as typed.
     let content = match post.direction {
-        "outgoing" => std::borrow::Cow::Owned(liquid_literal(post.content)),
-        _ => std::borrow::Cow::Borrowed(post.content),
+        Direction::Outgoing => std::borrow::Cow::Owned(liquid_literal(post.content)),
+        Direction::Incoming => std::borrow::Cow::Borrowed(post.content),
     };
     let body = NewMessage {
         content: &content,
-        message_type: post.direction,
+        message_type: post.direction.as_str(),
         private: false,
         source_id: &source_id,
         content_attributes: post.attributes,
@@ -451,7 +449,7 @@ pub(super) async fn post_once(
         Err(e) => return Err(after_failed_create(db, relay, &mapping, &e).await),
     };
     relay.writer.complete_message(mapping.id, created.id, conversation_id).await.map_err(store_failed)?;
-    if was_resolved && post.direction == "incoming" {
+    if was_resolved && post.direction == Direction::Incoming {
         // Chatwoot reopens a resolved conversation on an incoming message.
         set_conversation(db, relay, chat.id, Some((conversation_id, "open"))).await?;
     }
@@ -474,7 +472,7 @@ async fn after_failed_create(
     let (state, outcome) = match (error, error.unprocessable()) {
         (ChatwootError::OutcomeUnknown { .. }, _) => return on_chatwoot_error(error),
         (_, Some(Unprocessable::Flooded)) => {
-            (store::messages::PENDING, Outcome::Retry { after: Duration::from_secs(60), error: error.detail() })
+            (MappingState::Pending, Outcome::Retry { after: Duration::from_secs(60), error: error.detail() })
         }
         (_, Some(Unprocessable::Unknown)) => {
             let trying_for = (chrono::Utc::now() - mapping.created_at).to_std().unwrap_or_default();
@@ -487,10 +485,10 @@ async fn after_failed_create(
             } else {
                 Outcome::Retry { after: Duration::ZERO, error: error.detail() }
             };
-            (store::messages::ATTEMPTED, outcome)
+            (MappingState::Attempted, outcome)
         }
-        (ChatwootError::Status { status: 502..=504, .. }, _) => (store::messages::ATTEMPTED, on_chatwoot_error(error)),
-        _ => (store::messages::PENDING, on_chatwoot_error(error)),
+        (ChatwootError::Status { status: 502..=504, .. }, _) => (MappingState::Attempted, on_chatwoot_error(error)),
+        _ => (MappingState::Pending, on_chatwoot_error(error)),
     };
     match store::messages::set_attempt(db, mapping.id, state, None).await {
         Ok(()) => outcome,
@@ -508,7 +506,7 @@ async fn revoke(relay: &RelayContext, chatwoot: &ChatwootClient, target: &str) -
     let (Some(conversation), Some(message)) = (mapped.conversation_id, mapped.chatwoot_message_id) else {
         return Ok(());
     };
-    if mapped.last_status.as_deref() == Some(super::REVOKED) {
+    if mapped.last_status == Some(Tick::Revoked) {
         return Ok(());
     }
     match chatwoot.delete_message(conversation, message).await {
@@ -518,5 +516,5 @@ async fn revoke(relay: &RelayContext, chatwoot: &ChatwootClient, target: &str) -
     }
     // Chatwoot's `message_updated` for this delete must not be taken for an agent's delete (and revoked on
     // WhatsApp a second time): the webhook skips revoked mappings, and so does the delete job.
-    relay.writer.set_last_status(mapped.id, super::REVOKED).await.map_err(store_failed)
+    relay.writer.set_last_status(mapped.id, Tick::Revoked).await.map_err(store_failed)
 }

@@ -21,18 +21,3 @@ pub use step::Outcome;
 
 /// The pure parts (formatting, chat identity, the QR PNG) live in the wire crate.
 pub use ryze_wire::{format, identity, qr_png};
-
-/// The order of Chatwoot's ticks; a tick is only ever replaced by a higher one (`failed` aside).
-pub(crate) fn tick_rank(status: Option<&str>) -> u8 {
-    match status {
-        Some("sent") => 1,
-        Some("delivered") => 2,
-        Some("read") => 3,
-        Some(REVOKED) => 4,
-        _ => 0,
-    }
-}
-
-/// The mapping's message was deleted for everyone on WhatsApp (and in Chatwoot): no later tick, delete or
-/// echo of the delete acts on it again.
-pub(crate) const REVOKED: &str = "revoked";

@@ -29,12 +29,11 @@ use crate::live::LinkState;
 use crate::ryzeapi::client::{Media, RyzeApiClient, SendError};
 use crate::ryzeapi::event::canonical_jid;
 use crate::store;
-use crate::store::jobs::{DONE, FAILED, PENDING};
-use crate::telemetry::{Direction, Finished, Metrics};
-
-/// The job (`tick-sent-<send job id>`) that sets a reply's tick back to `sent` after Chatwoot marked it
-/// failed on its own.
-pub const TICK_SENT: &str = "tick-sent-";
+use crate::store::chats::ChatKind;
+use crate::store::jobs::WorkState;
+use crate::store::messages::{Direction, Tick};
+use crate::telemetry::{Direction as Flow, Finished, Metrics};
+use ryze_wire::keys::{JobKind, MessageKey};
 
 /// Attempts before a retryable failure becomes final (with the default delays: about four minutes).
 pub const MAX_ATTEMPTS: i32 = 8;
@@ -45,7 +44,7 @@ const MAX_ATTACHMENT_BYTES: usize = 64 * 1024 * 1024;
 pub async fn process(relay: Arc<RelayContext>, http: Option<awc::Client>, job_id: i64) -> Outcome {
     let db = &relay.db;
     let job = match store::jobs::find(&relay.reader, job_id).await {
-        Ok(Some(job)) if job.state == PENDING => job,
+        Ok(Some(job)) if job.state == WorkState::Pending => job,
         Ok(_) => return Outcome::Done,
         Err(e) => return store_failed(e),
     };
@@ -56,7 +55,7 @@ pub async fn process(relay: Arc<RelayContext>, http: Option<awc::Client>, job_id
     };
     // Never started before: no attempt counted, no error recorded, no part sent.
     if job.attempts == 0 && job.last_error.is_empty() && job.parts_sent == 0 && job.sending_at.is_none() {
-        relay.metrics.observe_queue_wait(Direction::ToWhatsapp, job.created_at);
+        relay.metrics.observe_queue_wait(Flow::ToWhatsapp, job.created_at);
     }
     let chatwoot = relay.chatwoot_client(http.clone());
     let ryzeapi = relay.ryzeapi_client(http);
@@ -69,18 +68,20 @@ pub async fn process(relay: Arc<RelayContext>, http: Option<awc::Client>, job_id
             Ok(chat) => chat.filter(status::is_status_chat),
             Err(e) => return store_failed(e),
         };
-    let result = match (&status_chat, job.kind.as_str()) {
+    // An unknown kind (none is written) is sent, as before the kinds were typed.
+    let kind = JobKind::parse(&job.kind);
+    let result = match (&status_chat, kind) {
         // Agents' messages in the status conversation are commands for the bridge, never WhatsApp sends.
         (Some(chat), _) => {
             let text = message.content.clone().unwrap_or_default();
-            if job.kind == "send" {
+            if kind == Some(JobKind::Send) {
                 status::command(db, &relay, &chatwoot, chat, message.id, &text).await
             } else {
                 Ok(())
             }
         }
-        (None, "delete") => revoke(db, &relay, &ryzeapi, &message).await,
-        (None, kind) if kind.starts_with(TICK_SENT) => {
+        (None, Some(JobKind::Delete)) => revoke(db, &relay, &ryzeapi, &message).await,
+        (None, Some(JobKind::TickSent(_))) => {
             let chatwoot = chatwoot.clone().with_priority(Priority::Background);
             sent_tick(&relay, &chatwoot, &job, &message).await
         }
@@ -109,14 +110,13 @@ pub async fn process(relay: Arc<RelayContext>, http: Option<awc::Client>, job_id
         other => other,
     };
     if let Outcome::Failed(reason) = &outcome
-        && job.kind != "delete"
-        && !job.kind.starts_with(TICK_SENT)
+        && !matches!(kind, Some(JobKind::Delete | JobKind::TickSent(_)))
         && relay.ticks()
     {
         match chatwoot
             .clone()
             .with_priority(Priority::Background)
-            .set_message_status(message.conversation_id, message.id, "failed", Some(reason))
+            .set_message_status(message.conversation_id, message.id, Tick::Failed.as_str(), Some(reason))
             .await
         {
             Ok(()) => {}
@@ -129,14 +129,14 @@ pub async fn process(relay: Arc<RelayContext>, http: Option<awc::Client>, job_id
 
 async fn finish(relay: &RelayContext, metrics: &Metrics, job: &outbound_job::Model, outcome: Outcome) -> Outcome {
     let (state, error) = match &outcome {
-        Outcome::Failed(reason) => (FAILED, reason.as_str()),
-        _ => (DONE, ""),
+        Outcome::Failed(reason) => (WorkState::Failed, reason.as_str()),
+        _ => (WorkState::Done, ""),
     };
     match relay.writer.job_finished(job.id, state, error).await {
         Ok(()) => {
             match &outcome {
-                Outcome::Done => metrics.observe_message(Direction::ToWhatsapp, Finished::Done, job.created_at),
-                Outcome::Failed(_) => metrics.observe_message(Direction::ToWhatsapp, Finished::Failed, job.created_at),
+                Outcome::Done => metrics.observe_message(Flow::ToWhatsapp, Finished::Done, job.created_at),
+                Outcome::Failed(_) => metrics.observe_message(Flow::ToWhatsapp, Finished::Failed, job.created_at),
                 _ => {}
             }
             outcome
@@ -176,7 +176,7 @@ async fn destination(db: &DatabaseConnection, relay: &RelayContext, message: &We
     {
         return Ok((chat.id, chat.chat_key));
     }
-    let kind = if jid.ends_with("@g.us") { "group" } else { "private" };
+    let kind = if jid.ends_with("@g.us") { ChatKind::Group } else { ChatKind::Private };
     let chat = store::chats::create(db, &relay.integration_id, &jid, kind, "", &aliases).await.map_err(store_failed)?;
     Ok((chat.id, chat.chat_key))
 }
@@ -220,7 +220,7 @@ async fn send(
         let already_sent = store::messages::find_by_chatwoot_id(&relay.reader, &relay.integration_id, message.id)
             .await
             .map_err(store_failed)?
-            .filter(|m| m.direction == "outgoing");
+            .filter(|m| m.direction == Direction::Outgoing);
         resumed = already_sent.is_some();
         if already_sent.is_none() {
             let part = Part { job, chat_id, caption: &text, media: false, sending_since: job.sending_at };
@@ -303,7 +303,7 @@ impl ReadMarks {
 
 /// The author of a received group message (RyzeAPI's mark-read needs it in groups), from its stored event.
 async fn group_author(relay: &RelayContext, wa_id: &str) -> Option<String> {
-    let key = format!("msg:{wa_id}");
+    let key = MessageKey::message(wa_id).to_string();
     let payload = store::events::payload_by_message_key(&relay.reader, &relay.integration_id, &key).await.ok()??;
     let envelope = crate::ryzeapi::event::Envelope::parse(&payload).ok()?;
     crate::ryzeapi::event::MessageExchange::from_data(&envelope.data).sender.jid
@@ -327,19 +327,20 @@ async fn sent_tick(
     let mapped = store::messages::find_by_chatwoot_id(&relay.reader, &relay.integration_id, message.id)
         .await
         .map_err(store_failed)?;
-    let Some(mapped) = mapped.filter(|m| m.direction == "outgoing") else { return Ok(()) };
-    if super::tick_rank(mapped.last_status.as_deref()) > super::tick_rank(Some("sent")) {
+    let Some(mapped) = mapped.filter(|m| m.direction == Direction::Outgoing) else { return Ok(()) };
+    if mapped.last_status > Some(Tick::Sent) {
         return Ok(());
     }
     // The bridge's own `failed` (a message whose later parts could not be sent) stands: its send job, ahead
     // of this one in the conversation's queue, ended failed.
     let last_send =
         store::jobs::latest_send(&relay.reader, &relay.integration_id, message.id).await.map_err(store_failed)?;
-    if last_send.is_some_and(|send| send.state == FAILED) {
+    if last_send.is_some_and(|send| send.state == WorkState::Failed) {
         return Ok(());
     }
-    let error = match chatwoot.set_message_status(message.conversation_id, message.id, "sent", None).await {
-        Ok(()) => return relay.writer.set_last_status(mapped.id, "sent").await.map_err(store_failed),
+    let error = match chatwoot.set_message_status(message.conversation_id, message.id, Tick::Sent.as_str(), None).await
+    {
+        Ok(()) => return relay.writer.set_last_status(mapped.id, Tick::Sent).await.map_err(store_failed),
         Err(e) if e.failure() == Failure::NotFound => return Ok(()),
         Err(e) => e,
     };
@@ -535,11 +536,11 @@ async fn revoke(
         return Ok(());
     };
     // Only what this number sent; a mapping revoked already (WhatsApp's own revoke, or a repeat) is done.
-    if mapped.direction != "outgoing" || mapped.last_status.as_deref() == Some(super::REVOKED) {
+    if mapped.direction != Direction::Outgoing || mapped.last_status == Some(Tick::Revoked) {
         return Ok(());
     }
     ryzeapi.revoke(&mapped.wa_id).await.map_err(send_failed)?;
-    relay.writer.set_last_status(mapped.id, super::REVOKED).await.map_err(store_failed)
+    relay.writer.set_last_status(mapped.id, Tick::Revoked).await.map_err(store_failed)
 }
 
 /// An agent's typing indicator → WhatsApp presence (best-effort: failures are only logged).

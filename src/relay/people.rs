@@ -24,6 +24,7 @@ use crate::relay::Outcome;
 use crate::ryzeapi::client::RyzeApiClient;
 use crate::ryzeapi::event::{MessageExchange, Party, canonical_jid};
 use crate::store;
+use crate::store::chats::ChatKind;
 
 /// The chat of a message, found by any alias, or created. New aliases are remembered; a look-up in
 /// RyzeAPI adds the other form of a person seen by one form only (`ryzeapi`: `None` skips it); chats that
@@ -82,7 +83,7 @@ pub(crate) async fn ensure_chat(
                 .or(looked_up_name)
                 .or_else(|| identity::phone_number(&chat_key))
                 .unwrap_or_else(|| chat_key.split('@').next().unwrap_or(&chat_key).to_owned());
-            let kind = if is_group { "group" } else { "private" };
+            let kind = if is_group { ChatKind::Group } else { ChatKind::Private };
             return store::chats::create(db, &relay.integration_id, &chat_key, kind, &name, &aliases)
                 .await
                 .map_err(store_failed);
@@ -148,7 +149,7 @@ async fn merge_chats(
     chats: Vec<chat::Model>,
     reason: &str,
 ) -> Step<Option<chat::Model>> {
-    if chats.iter().any(|c| c.kind != "private") {
+    if chats.iter().any(|c| c.kind != ChatKind::Private) {
         return Ok(None);
     }
     let mut phones = BTreeSet::new();
@@ -229,7 +230,7 @@ async fn note_merge(
         survivor.chat_key, other.chat_key
     );
     let content = liquid_literal(&text);
-    let source_id = format!("ryze-merge:{audit_id}");
+    let source_id = ryze_wire::keys::BridgeKey::Merge(audit_id).to_string();
     let note = NewMessage {
         content: &content,
         message_type: "outgoing",
@@ -386,7 +387,7 @@ mod tests {
             id,
             integration_id: "int".into(),
             chat_key: format!("{id}@lid"),
-            kind: "private".into(),
+            kind: ChatKind::Private,
             name: String::new(),
             contact_id: None,
             contact_source_id: None,

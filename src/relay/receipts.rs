@@ -12,6 +12,8 @@ use std::sync::Mutex;
 
 use serde_json::Value;
 
+use crate::store::messages::Tick;
+
 /// Messages tracked at most; past it, receipts are not noted (and so not coalesced).
 const MAX_TRACKED: usize = 50_000;
 
@@ -23,11 +25,11 @@ pub enum Receipt {
 }
 
 /// The Chatwoot tick a RyzeAPI `message.status` status sets (`delivered`, `read` or `failed`), if any.
-pub fn tick_of_status(status: &str) -> Option<&'static str> {
+pub fn tick_of_status(status: &str) -> Option<Tick> {
     match status {
-        "delivered" | "received" => Some("delivered"),
-        "read" | "played" => Some("read"),
-        "error" | "failed" | "server_error" => Some("failed"),
+        "delivered" | "received" => Some(Tick::Delivered),
+        "read" | "played" => Some(Tick::Read),
+        "error" | "failed" | "server_error" => Some(Tick::Failed),
         _ => None,
     }
 }
@@ -43,9 +45,14 @@ pub fn message_ids(data: &Value) -> Vec<&str> {
 impl Receipt {
     /// The receipt a RyzeAPI `message.status` status means, if it is one that coalesces.
     pub fn of_status(status: &str) -> Option<Self> {
-        match tick_of_status(status)? {
-            "delivered" => Some(Self::Delivered),
-            "read" => Some(Self::Read),
+        Self::of_tick(tick_of_status(status)?)
+    }
+
+    /// The receipt a tick is, if it is one that coalesces.
+    pub fn of_tick(tick: Tick) -> Option<Self> {
+        match tick {
+            Tick::Delivered => Some(Self::Delivered),
+            Tick::Read => Some(Self::Read),
             _ => None,
         }
     }

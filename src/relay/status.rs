@@ -17,27 +17,24 @@ use super::step::{Step, outcome_of, store_failed};
 use crate::chatwoot::ChatwootClient;
 use crate::ryzeapi::event::Party;
 use crate::store;
+use crate::store::chats::ChatKind;
+use crate::store::messages::Direction;
+use ryze_wire::keys::{self, BridgeKey};
 
 /// What an `instance.state` means, in words an agent understands: pure, in the wire crate.
 pub use ryze_wire::render::notice;
 
-/// `chats.kind` of a status conversation.
-pub const KIND: &str = "status";
 const NAME: &str = "WhatsApp status";
-
-fn chat_key(instance: &str) -> String {
-    format!("ryze-status:{instance}")
-}
 
 /// The instance's status chat, created (with its contact) on first use.
 async fn status_chat(db: &DatabaseConnection, relay: &RelayContext, chatwoot: &ChatwootClient) -> Step<chat::Model> {
-    let key = chat_key(&relay.instance);
+    let key = keys::status_chat_key(&relay.instance);
     let aliases = vec![key.clone()];
     let chat = match store::chats::find_by_aliases(db, &relay.integration_id, &aliases).await.map_err(store_failed)? {
         Some((chat, _)) => chat,
-        None => {
-            store::chats::create(db, &relay.integration_id, &key, KIND, NAME, &aliases).await.map_err(store_failed)?
-        }
+        None => store::chats::create(db, &relay.integration_id, &key, ChatKind::Status, NAME, &aliases)
+            .await
+            .map_err(store_failed)?,
     };
     ensure_contact(db, relay, chatwoot, chat, &Party::default()).await
 }
@@ -58,11 +55,11 @@ pub(crate) async fn instance_state(
     };
     let result = async {
         let chat = status_chat(db, relay, chatwoot).await?;
-        let key = format!("ryze-event:{row_id}");
+        let key = BridgeKey::Event(row_id).to_string();
         let text = notice(state);
         let post = Post {
             wa_id: &key,
-            direction: "incoming",
+            direction: Direction::Incoming,
             content: &text,
             attributes: Map::new(),
             file: file.as_ref(),
@@ -92,7 +89,7 @@ fn qr_file(qr: &str) -> Option<MediaFile> {
 
 /// Whether the chat is a status conversation (agents' messages there are commands, not WhatsApp sends).
 pub fn is_status_chat(chat: &chat::Model) -> bool {
-    chat.kind == KIND
+    chat.kind == ChatKind::Status
 }
 
 /// The integration's state as `/status` reports it. The relay only posts the answer; the figures come
@@ -129,10 +126,10 @@ pub(crate) async fn command(
         "/help" => "Commands here:\n- `/status`: the WhatsApp connection, queues and totals\n- `/help`: this list\n\nThis conversation receives WhatsApp connection notices; messages typed here are not sent to WhatsApp.".to_owned(),
         _ => "Messages here are not sent to WhatsApp. Type `/help` for the commands.".to_owned(),
     };
-    let key = format!("ryze-command:{chatwoot_message_id}");
+    let key = BridgeKey::Command(chatwoot_message_id).to_string();
     let post = Post {
         wa_id: &key,
-        direction: "incoming",
+        direction: Direction::Incoming,
         content: &answer,
         attributes: Map::new(),
         file: None,

@@ -20,10 +20,10 @@ pub type Link = Framed<BoxedSocket, Codec>;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LinkError {
     /// 401/403 on the upgrade: the bridge token is not accepted. Retried slowly.
-    #[error("RyzeAPI rejected the bridge token")]
+    #[error("{reason}", reason = Refusal::Rejected.reason())]
     Rejected { status: u16 },
     /// 404 on the upgrade: this RyzeAPI does not serve the route. Retried slowly.
-    #[error("RyzeAPI has no /ws/chatwoot route — set BRIDGE_URL and BRIDGE_TOKEN on RyzeAPI")]
+    #[error("{reason}", reason = Refusal::NoRoute.reason())]
     NoRoute,
     /// Anything else (refused, DNS, timeout, 5xx): retried with backoff.
     #[error("RyzeAPI link failed: {0}")]
@@ -33,7 +33,46 @@ pub enum LinkError {
 impl LinkError {
     /// Whether the failure needs an operator (and the slow retry), rather than patience.
     pub fn needs_operator(&self) -> bool {
-        matches!(self, Self::Rejected { .. } | Self::NoRoute)
+        self.refusal().is_some()
+    }
+
+    /// The refusal this failure is, if it needs an operator.
+    pub fn refusal(&self) -> Option<Refusal> {
+        match self {
+            Self::Rejected { .. } => Some(Refusal::Rejected),
+            Self::NoRoute => Some(Refusal::NoRoute),
+            Self::Transient(_) => None,
+        }
+    }
+}
+
+/// A failure of the link that needs an operator: the one kind of error the link itself puts an integration
+/// in `error` for, and takes it out of again once the link connects. The integration's `last_error` is the
+/// only record of where its error came from (there is no column for it), so the text is written by
+/// [`Refusal::reason`] (which `LinkError`'s `Display` is) and read back by [`Refusal::from_reason`], here
+/// and nowhere else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The bridge token is not accepted (401/403).
+    Rejected,
+    /// RyzeAPI does not serve the route (404).
+    NoRoute,
+}
+
+impl Refusal {
+    const ALL: [Self; 2] = [Self::Rejected, Self::NoRoute];
+
+    /// The words stored as the integration's `last_error`.
+    pub const fn reason(self) -> &'static str {
+        match self {
+            Self::Rejected => "RyzeAPI rejected the bridge token",
+            Self::NoRoute => "RyzeAPI has no /ws/chatwoot route — set BRIDGE_URL and BRIDGE_TOKEN on RyzeAPI",
+        }
+    }
+
+    /// The refusal a stored `last_error` names; `None` for an error of another origin.
+    pub fn from_reason(last_error: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|refusal| refusal.reason() == last_error)
     }
 }
 
@@ -68,6 +107,26 @@ pub async fn connect(http: &awc::Client, url: &str, bridge_token: &Secret) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refusals_round_trip_through_their_stored_reason() {
+        for error in [LinkError::Rejected { status: 401 }, LinkError::Rejected { status: 403 }, LinkError::NoRoute] {
+            let refusal = error.refusal().unwrap();
+            assert_eq!(error.to_string(), refusal.reason());
+            assert_eq!(Refusal::from_reason(&error.to_string()), Some(refusal));
+        }
+        // The stored texts, as written before they were typed: an integration in `error` keeps them.
+        assert_eq!(LinkError::Rejected { status: 401 }.to_string(), "RyzeAPI rejected the bridge token");
+        assert_eq!(
+            LinkError::NoRoute.to_string(),
+            "RyzeAPI has no /ws/chatwoot route — set BRIDGE_URL and BRIDGE_TOKEN on RyzeAPI"
+        );
+        let transient = LinkError::Transient("upgrade answered HTTP 502".into());
+        assert_eq!(transient.refusal(), None);
+        assert_eq!(Refusal::from_reason(&transient.to_string()), None);
+        assert_eq!(Refusal::from_reason(""), None);
+        assert_eq!(Refusal::from_reason("Chatwoot token revoked"), None);
+    }
 
     #[test]
     fn builds_websocket_urls() {

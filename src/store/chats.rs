@@ -1,6 +1,7 @@
 //! Queries on `chats` and `chat_aliases`.
 
 use chrono::{DateTime, Utc};
+pub use entity::chat::ChatKind;
 use entity::{chat, chat_alias};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
@@ -181,7 +182,7 @@ pub async fn create(
     db: &DatabaseConnection,
     integration_id: &str,
     chat_key: &str,
-    kind: &str,
+    kind: ChatKind,
     name: &str,
     aliases: &[String],
 ) -> Result<chat::Model, StoreError> {
@@ -190,7 +191,7 @@ pub async fn create(
     let row = chat::ActiveModel {
         integration_id: Set(integration_id.to_owned()),
         chat_key: Set(chat_key.to_owned()),
-        kind: Set(kind.to_owned()),
+        kind: Set(kind),
         name: Set(name.to_owned()),
         contact_id: Set(None),
         contact_source_id: Set(None),

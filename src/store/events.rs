@@ -9,9 +9,8 @@ use sea_orm::{
 
 use super::StoreError;
 
-pub const PENDING: &str = "pending";
-pub const DONE: &str = "done";
-pub const FAILED: &str = "failed";
+/// `pending`, `done` or `failed`, as stored.
+pub use entity::WorkState;
 
 /// An event to store.
 #[derive(Debug, Clone)]
@@ -50,7 +49,7 @@ pub(crate) async fn insert_many_in(db: &impl ConnectionTrait, events: &[&NewEven
         chat_key: Set(event.chat_key.clone()),
         kind: Set(event.kind.clone()),
         payload: Set(event.payload.clone()),
-        state: Set(PENDING.to_owned()),
+        state: Set(WorkState::Pending),
         attempts: Set(0),
         next_attempt_at: Set(None),
         last_error: Set(String::new()),
@@ -74,7 +73,7 @@ pub async fn pending(db: &DatabaseConnection, integration_id: &str) -> Result<Ve
         .column(Column::Id)
         .column(Column::ChatKey)
         .filter(Column::IntegrationId.eq(integration_id))
-        .filter(Column::State.eq(PENDING))
+        .filter(Column::State.eq(WorkState::Pending))
         .order_by_asc(Column::Id)
         .into_tuple::<(i64, String)>()
         .all(db)
@@ -91,7 +90,7 @@ pub(crate) async fn mark_done_many_in(db: &impl ConnectionTrait, ids: &[i64]) ->
         return Ok(());
     }
     let row = ActiveModel {
-        state: Set(DONE.to_owned()),
+        state: Set(WorkState::Done),
         processed_at: Set(Some(Utc::now())),
         next_attempt_at: Set(None),
         ..Default::default()
@@ -120,7 +119,7 @@ pub async fn mark_retry(
 /// Marks an event finally failed (visible in the `failed` queue count and `last_error`).
 pub async fn mark_failed(db: &DatabaseConnection, id: i64, error: &str) -> Result<(), StoreError> {
     update(db, id, |row| {
-        row.state = Set(FAILED.to_owned());
+        row.state = Set(WorkState::Failed);
         row.processed_at = Set(Some(Utc::now()));
         row.last_error = Set(error.to_owned());
     })
@@ -186,8 +185,8 @@ pub async fn counts(db: &DatabaseConnection, integration_id: &str) -> Result<Eve
     let rows = super::state_counts::<Entity>(db, (Column::Id, Column::State), filter).await?;
     Ok(EventCounts {
         total: rows.iter().map(|(_, n)| *n).sum(),
-        pending: super::count_of(&rows, PENDING),
-        failed: super::count_of(&rows, FAILED),
+        pending: super::count_of(&rows, WorkState::Pending),
+        failed: super::count_of(&rows, WorkState::Failed),
     })
 }
 

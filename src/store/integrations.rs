@@ -1,5 +1,6 @@
 //! Queries on the `integrations` table.
 
+pub use entity::integration::Status;
 use entity::integration::{ActiveModel, Column, Entity, Model};
 use sea_orm::{
     ActiveModelTrait as _, ColumnTrait as _, DatabaseConnection, EntityTrait as _, IntoActiveModel as _,
@@ -44,12 +45,12 @@ pub async fn replace(db: &DatabaseConnection, model: Model) -> Result<Model, Sto
 pub async fn set_status(
     db: &DatabaseConnection,
     id: &str,
-    status: &str,
+    status: Status,
     last_error: &str,
 ) -> Result<Option<Model>, StoreError> {
     let Some(model) = find(db, id).await? else { return Ok(None) };
     let mut active = model.into_active_model();
-    active.status = sea_orm::Set(status.to_owned());
+    active.status = sea_orm::Set(status.as_str().to_owned());
     active.last_error = sea_orm::Set(last_error.to_owned());
     active.updated_at = sea_orm::Set(chrono::Utc::now());
     Ok(Some(active.update(db).await?))
@@ -60,16 +61,16 @@ pub async fn set_status(
 pub async fn set_status_if(
     db: &DatabaseConnection,
     id: &str,
-    expected: &str,
-    status: &str,
+    expected: Status,
+    status: Status,
     last_error: &str,
 ) -> Result<bool, StoreError> {
     let result = Entity::update_many()
-        .col_expr(Column::Status, sea_orm::sea_query::Expr::value(status))
+        .col_expr(Column::Status, sea_orm::sea_query::Expr::value(status.as_str()))
         .col_expr(Column::LastError, sea_orm::sea_query::Expr::value(last_error))
         .col_expr(Column::UpdatedAt, sea_orm::sea_query::Expr::value(chrono::Utc::now()))
         .filter(Column::Id.eq(id))
-        .filter(Column::Status.eq(expected))
+        .filter(Column::Status.eq(expected.as_str()))
         .exec(db)
         .await?;
     Ok(result.rows_affected > 0)
@@ -81,11 +82,11 @@ pub async fn delete(db: &DatabaseConnection, id: &str) -> Result<bool, StoreErro
 }
 
 /// Ids of every integration in `status`.
-pub async fn ids_with_status(db: &DatabaseConnection, status: &str) -> Result<Vec<String>, StoreError> {
+pub async fn ids_with_status(db: &DatabaseConnection, status: Status) -> Result<Vec<String>, StoreError> {
     Ok(Entity::find()
         .select_only()
         .column(Column::Id)
-        .filter(Column::Status.eq(status))
+        .filter(Column::Status.eq(status.as_str()))
         .order_by_asc(Column::CreatedAt)
         .into_tuple::<String>()
         .all(db)

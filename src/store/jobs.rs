@@ -9,13 +9,15 @@ use sea_orm::{
 };
 
 use super::StoreError;
-pub use super::events::{DONE, FAILED, PENDING};
+pub use super::events::WorkState;
+/// What a job does; stored as its text (`send`, `delete`, `retry-<n>`, `tick-sent-<id>`).
+pub use ryze_wire::keys::JobKind;
 
 #[derive(Debug, Clone)]
 pub struct NewJob {
     pub integration_id: String,
     pub chatwoot_message_id: i64,
-    pub kind: String,
+    pub kind: JobKind,
     pub conversation_id: i64,
     pub payload: String,
 }
@@ -31,10 +33,10 @@ pub(crate) async fn insert_many_in(db: &impl ConnectionTrait, jobs: &[&NewJob]) 
     let rows = jobs.iter().map(|job| ActiveModel {
         integration_id: Set(job.integration_id.clone()),
         chatwoot_message_id: Set(job.chatwoot_message_id),
-        kind: Set(job.kind.clone()),
+        kind: Set(job.kind.to_string()),
         conversation_id: Set(job.conversation_id),
         payload: Set(job.payload.clone()),
-        state: Set(PENDING.to_owned()),
+        state: Set(WorkState::Pending),
         attempts: Set(0),
         parts_sent: Set(0),
         last_error: Set(String::new()),
@@ -43,7 +45,7 @@ pub(crate) async fn insert_many_in(db: &impl ConnectionTrait, jobs: &[&NewJob]) 
         sending_at: Set(None),
         ..Default::default()
     });
-    let keys = jobs.iter().map(|j| (j.integration_id.clone(), j.chatwoot_message_id, j.kind.clone())).collect();
+    let keys = jobs.iter().map(|j| (j.integration_id.clone(), j.chatwoot_message_id, j.kind.to_string())).collect();
     let columns = vec![Column::IntegrationId, Column::ChatwootMessageId, Column::Kind];
     super::insert_new(db, rows.collect(), (Column::Id, columns), keys, |row| {
         Ok((row.try_get("", "integration_id")?, row.try_get("", "chatwoot_message_id")?, row.try_get("", "kind")?))
@@ -62,7 +64,7 @@ pub async fn pending(db: &DatabaseConnection, integration_id: &str) -> Result<Ve
         .column(Column::Id)
         .column(Column::ConversationId)
         .filter(Column::IntegrationId.eq(integration_id))
-        .filter(Column::State.eq(PENDING))
+        .filter(Column::State.eq(WorkState::Pending))
         .order_by_asc(Column::Id)
         .into_tuple::<(i64, i64)>()
         .all(db)
@@ -82,33 +84,32 @@ pub async fn pending_with_messages(
         .column(Column::ChatwootMessageId)
         .column(Column::CreatedAt)
         .filter(Column::IntegrationId.eq(integration_id))
-        .filter(Column::State.eq(PENDING))
+        .filter(Column::State.eq(WorkState::Pending))
         .order_by_asc(Column::Id)
         .into_tuple::<(i64, i64, i64, chrono::DateTime<Utc>)>()
         .all(db)
         .await?)
 }
 
-/// How many retries of this Chatwoot message were stored so far.
-pub async fn count_kind_prefix(
+/// How many retries (`retry-<n>` jobs) of this Chatwoot message were stored so far.
+pub async fn count_retries(
     db: &DatabaseConnection,
     integration_id: &str,
     chatwoot_message_id: i64,
-    prefix: &str,
 ) -> Result<u64, StoreError> {
     use sea_orm::PaginatorTrait as _;
     Ok(Entity::find()
         .filter(Column::IntegrationId.eq(integration_id))
         .filter(Column::ChatwootMessageId.eq(chatwoot_message_id))
-        .filter(Column::Kind.starts_with(prefix))
+        .filter(Column::Kind.starts_with(JobKind::RETRY_PREFIX))
         .count(db)
         .await?)
 }
 
 /// Closes a job as `state` (`done` or `failed`, with the reason). Inside the writer's group transaction.
-pub(crate) async fn finish_in(db: &impl ConnectionTrait, id: i64, state: &str, error: &str) -> Result<(), DbErr> {
+pub(crate) async fn finish_in(db: &impl ConnectionTrait, id: i64, state: WorkState, error: &str) -> Result<(), DbErr> {
     let row = ActiveModel {
-        state: Set(state.to_owned()),
+        state: Set(state),
         last_error: Set(error.to_owned()),
         processed_at: Set(Some(Utc::now())),
         ..Default::default()
@@ -157,7 +158,7 @@ pub async fn latest_send(
     Ok(Entity::find()
         .filter(Column::IntegrationId.eq(integration_id))
         .filter(Column::ChatwootMessageId.eq(chatwoot_message_id))
-        .filter(Column::Kind.eq("send").or(Column::Kind.starts_with("retry-")))
+        .filter(Column::Kind.eq(JobKind::Send.to_string()).or(Column::Kind.starts_with(JobKind::RETRY_PREFIX)))
         .order_by_desc(Column::Id)
         .one(db)
         .await?)
@@ -167,7 +168,7 @@ pub async fn latest_send(
 pub async fn counts(db: &DatabaseConnection, integration_id: &str) -> Result<(u64, u64), StoreError> {
     let filter = sea_orm::Condition::all().add(Column::IntegrationId.eq(integration_id));
     let rows = super::state_counts::<Entity>(db, (Column::Id, Column::State), filter).await?;
-    Ok((super::count_of(&rows, PENDING), super::count_of(&rows, FAILED)))
+    Ok((super::count_of(&rows, WorkState::Pending), super::count_of(&rows, WorkState::Failed)))
 }
 
 pub async fn delete_for(db: &DatabaseConnection, integration_id: &str) -> Result<(), StoreError> {

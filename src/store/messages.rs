@@ -2,6 +2,7 @@
 
 use chrono::Utc;
 use entity::message_map::{ActiveModel, Column, Entity, Model};
+pub use entity::message_map::{Direction, MappingState, Tick};
 use sea_orm::sea_query::{CaseStatement, Expr, OnConflict};
 use sea_orm::{
     ActiveModelTrait as _, ColumnTrait as _, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait as _, NotSet,
@@ -9,13 +10,6 @@ use sea_orm::{
 };
 
 use super::StoreError;
-
-/// Recorded, no Chatwoot call made yet.
-pub const PENDING: &str = "pending";
-/// A Chatwoot call was started: it may or may not have created the message.
-pub const ATTEMPTED: &str = "attempted";
-/// The Chatwoot message exists and its id is known.
-pub const CREATED: &str = "created";
 
 pub async fn find_by_wa_id(
     db: &DatabaseConnection,
@@ -31,7 +25,7 @@ pub struct NewMapping {
     pub integration_id: String,
     pub wa_id: String,
     pub chat_id: i64,
-    pub direction: String,
+    pub direction: Direction,
     pub conversation_id: i64,
 }
 
@@ -60,8 +54,8 @@ pub(crate) async fn start_many_in(db: &impl ConnectionTrait, news: &[&NewMapping
         chatwoot_message_id: None,
         conversation_id: Some(new.conversation_id),
         chat_id: new.chat_id,
-        direction: new.direction.clone(),
-        state: ATTEMPTED.to_owned(),
+        direction: new.direction,
+        state: MappingState::Attempted,
         last_status: None,
         created_at: now,
         attempted_at: Some(now),
@@ -102,7 +96,7 @@ pub async fn mark_attempted(db: &DatabaseConnection, row_id: i64, conversation_i
     let row = ActiveModel {
         id: sea_orm::Unchanged(row_id),
         conversation_id: Set(Some(conversation_id)),
-        state: Set(ATTEMPTED.to_owned()),
+        state: Set(MappingState::Attempted),
         attempted_at: Set(Some(Utc::now())),
         ..Default::default()
     };
@@ -126,7 +120,7 @@ pub(crate) async fn complete_many_in(db: &impl ConnectionTrait, created: &[Creat
     Entity::update_many()
         .col_expr(Column::ChatwootMessageId, message)
         .col_expr(Column::ConversationId, conversation)
-        .col_expr(Column::State, Expr::val(CREATED))
+        .col_expr(Column::State, Expr::val(MappingState::Created))
         .filter(Column::Id.is_in(created.iter().map(|c| c.0)))
         .exec(db)
         .await?;
@@ -172,9 +166,9 @@ pub(crate) async fn record_outgoing_in(db: &impl ConnectionTrait, outgoing: &Out
         chatwoot_message_id: Set(outgoing.chatwoot_message_id),
         conversation_id: Set(Some(outgoing.conversation_id)),
         chat_id: Set(outgoing.chat_id),
-        direction: Set("outgoing".to_owned()),
-        state: Set(CREATED.to_owned()),
-        last_status: Set(Some("sent".to_owned())),
+        direction: Set(Direction::Outgoing),
+        state: Set(MappingState::Created),
+        last_status: Set(Some(Tick::Sent)),
         created_at: Set(Utc::now()),
         attempted_at: Set(None),
         ..Default::default()
@@ -188,8 +182,8 @@ pub(crate) async fn record_outgoing_in(db: &impl ConnectionTrait, outgoing: &Out
 }
 
 /// Remembers the last tick set on the Chatwoot message. Inside the writer's group transaction.
-pub(crate) async fn set_last_status_in(db: &impl ConnectionTrait, row_id: i64, status: &str) -> Result<(), DbErr> {
-    let row = ActiveModel { last_status: Set(Some(status.to_owned())), ..Default::default() };
+pub(crate) async fn set_last_status_in(db: &impl ConnectionTrait, row_id: i64, status: Tick) -> Result<(), DbErr> {
+    let row = ActiveModel { last_status: Set(Some(status)), ..Default::default() };
     Entity::update_many().set(row).filter(Column::Id.eq(row_id)).exec(db).await?;
     Ok(())
 }
@@ -199,25 +193,25 @@ pub async fn last_incoming(db: &DatabaseConnection, chat_id: i64) -> Result<Opti
     use sea_orm::QueryOrder as _;
     Ok(Entity::find()
         .filter(Column::ChatId.eq(chat_id))
-        .filter(Column::Direction.eq("incoming"))
+        .filter(Column::Direction.eq(Direction::Incoming))
         .order_by_desc(Column::Id)
         .one(db)
         .await?
         .map(|m| m.wa_id))
 }
 
-/// After a failed Chatwoot call: `Some(state)` with the attempt's start kept or cleared. `PENDING` means
-/// nothing was created (a replay creates at once); `ATTEMPTED` without `attempted_at` means "look it up
+/// After a failed Chatwoot call: `Some(state)` with the attempt's start kept or cleared. `Pending` means
+/// nothing was created (a replay creates at once); `Attempted` without `attempted_at` means "look it up
 /// first, no need to wait"; with `attempted_at`, "wait for the call to settle, then look".
 pub async fn set_attempt(
     db: &DatabaseConnection,
     row_id: i64,
-    state: &str,
+    state: MappingState,
     attempted_at: Option<chrono::DateTime<Utc>>,
 ) -> Result<(), StoreError> {
     let row = ActiveModel {
         id: sea_orm::Unchanged(row_id),
-        state: Set(state.to_owned()),
+        state: Set(state),
         attempted_at: Set(attempted_at),
         ..Default::default()
     };

@@ -192,8 +192,8 @@ where
 }
 
 /// The count of `state` in `(state, count)` rows.
-fn count_of(rows: &[(String, u64)], state: &str) -> u64 {
-    rows.iter().find(|(s, _)| s == state).map_or(0, |(_, n)| *n)
+fn count_of(rows: &[(String, u64)], state: entity::WorkState) -> u64 {
+    rows.iter().find(|(s, _)| s == state.as_str()).map_or(0, |(_, n)| *n)
 }
 
 /// The `(pending, failed)` counts of a table with a `state` column, over all integrations (processed rows
@@ -205,8 +205,11 @@ async fn pending_and_failed<E>(
 where
     E: EntityTrait,
 {
-    let rows = state_counts::<E>(db, columns, Condition::all().add(columns.1.is_in(["pending", "failed"]))).await?;
-    Ok((count_of(&rows, "pending"), count_of(&rows, "failed")))
+    use entity::WorkState::{Failed, Pending};
+    let rows =
+        state_counts::<E>(db, columns, Condition::all().add(columns.1.is_in([Pending.as_str(), Failed.as_str()])))
+            .await?;
+    Ok((count_of(&rows, Pending), count_of(&rows, Failed)))
 }
 
 /// Deletes up to `limit` rows in state `done` whose `at` is before `before`; returns how many. In
@@ -223,7 +226,7 @@ where
     let ids: Vec<i64> = E::find()
         .select_only()
         .column(id)
-        .filter(state.eq("done"))
+        .filter(state.eq(entity::WorkState::Done))
         .filter(at.lt(before))
         .limit(limit)
         .into_tuple::<i64>()

@@ -10,7 +10,7 @@ use sea_orm::{
 };
 
 use super::StoreError;
-use super::events::PENDING;
+use super::events::WorkState;
 
 /// Rows per kind at most.
 const ROWS: u64 = 50;
@@ -100,7 +100,7 @@ pub async fn pending_before_event(
     Ok(inbound_event::Entity::find()
         .filter(Column::IntegrationId.eq(integration_id))
         .filter(Column::ChatKey.eq(chat_key))
-        .filter(Column::State.eq(PENDING))
+        .filter(Column::State.eq(WorkState::Pending))
         .filter(Column::Id.lt(id))
         .count(db)
         .await?)
@@ -117,7 +117,7 @@ pub async fn pending_before_job(
     Ok(outbound_job::Entity::find()
         .filter(Column::IntegrationId.eq(integration_id))
         .filter(Column::ConversationId.eq(conversation_id))
-        .filter(Column::State.eq(PENDING))
+        .filter(Column::State.eq(WorkState::Pending))
         .filter(Column::ChatwootMessageId.lt(chatwoot_id))
         .count(db)
         .await?)

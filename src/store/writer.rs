@@ -63,9 +63,9 @@ enum Write {
 enum RowChange {
     JobSending { job: i64, since: Option<DateTime<Utc>> },
     JobPartsSent { job: i64, parts: i32 },
-    JobFinished { job: i64, state: &'static str, error: String },
+    JobFinished { job: i64, state: jobs::WorkState, error: String },
     Outgoing(Outgoing),
-    LastStatus { mapping: i64, status: &'static str },
+    LastStatus { mapping: i64, status: messages::Tick },
 }
 
 impl RowChange {
@@ -73,9 +73,9 @@ impl RowChange {
         match self {
             Self::JobSending { job, since } => jobs::set_sending_in(db, *job, *since).await,
             Self::JobPartsSent { job, parts } => jobs::set_parts_sent_in(db, *job, *parts).await,
-            Self::JobFinished { job, state, error } => jobs::finish_in(db, *job, state, error).await,
+            Self::JobFinished { job, state, error } => jobs::finish_in(db, *job, *state, error).await,
             Self::Outgoing(outgoing) => messages::record_outgoing_in(db, outgoing).await,
-            Self::LastStatus { mapping, status } => messages::set_last_status_in(db, *mapping, status).await,
+            Self::LastStatus { mapping, status } => messages::set_last_status_in(db, *mapping, *status).await,
         }
     }
 }
@@ -247,7 +247,7 @@ impl Writer {
     }
 
     /// Closes a job as `state` (`done`, or `failed` with the reason).
-    pub async fn job_finished(&self, job: i64, state: &'static str, error: &str) -> Result<(), StoreError> {
+    pub async fn job_finished(&self, job: i64, state: jobs::WorkState, error: &str) -> Result<(), StoreError> {
         self.change(RowChange::JobFinished { job, state, error: error.to_owned() }).await
     }
 
@@ -257,7 +257,7 @@ impl Writer {
     }
 
     /// Remembers the last tick set on a Chatwoot message.
-    pub async fn set_last_status(&self, mapping: i64, status: &'static str) -> Result<(), StoreError> {
+    pub async fn set_last_status(&self, mapping: i64, status: messages::Tick) -> Result<(), StoreError> {
         self.change(RowChange::LastStatus { mapping, status }).await
     }
 

@@ -5,7 +5,8 @@
 //! RyzeAPI event envelopes and `message.exchange` in both layouts (`ryzeapi_event`), Chatwoot's webhook
 //! payloads and their signature check (`chatwoot_webhook`), Chatwoot version gates (`chatwoot_version`),
 //! Markdown ⇄ WhatsApp formatting (`format`), chat identity and aliases (`identity`), message and notice
-//! rendering (`render`), the pairing QR code as a PNG (`qr_png`). The bridge (`ryze-integrations`)
+//! rendering (`render`), the pairing QR code as a PNG (`qr_png`), and the make/parse pair of every key
+//! format the bridge stores or sends (`keys`). The bridge (`ryze-integrations`)
 //! re-exports each module at its old path and does the I/O around them.
 //!
 //! Why a crate of its own: the fuzz targets (`fuzz/`) depend on this crate only, so a cold sanitizer build
@@ -17,6 +18,7 @@ pub mod chatwoot_version;
 pub mod chatwoot_webhook;
 pub mod format;
 pub mod identity;
+pub mod keys;
 pub mod qr_png;
 pub mod render;
 pub mod ryzeapi_event;

@@ -6,6 +6,8 @@
 
 use serde_json::Value;
 
+use crate::keys::{MessageClass, MessageKey};
+
 /// One text frame from the link.
 #[derive(Debug, Clone)]
 pub struct Envelope {
@@ -49,15 +51,10 @@ impl Envelope {
         match self.event.as_str() {
             "message.exchange" => {
                 let message = MessageExchange::from_data(&self.data);
-                let class = match message.kind.as_str() {
-                    "message_edit" => "edit",
-                    "message_revoke" => "revoke",
-                    "reaction" => "reaction",
-                    _ => "msg",
-                };
+                let class = MessageClass::of_kind(&message.kind);
                 Routing {
                     chat_key: message.chat.key().unwrap_or_else(|| INSTANCE_CHAT.to_owned()),
-                    message_key: (!message.id.is_empty()).then(|| format!("{class}:{}", message.id)),
+                    message_key: (!message.id.is_empty()).then(|| MessageKey { class, wa_id: &message.id }.to_string()),
                 }
             }
             "message.status" => Routing {
@@ -84,7 +81,7 @@ pub fn event_id_of(text: &str) -> Option<String> {
 }
 
 /// The ordering key of events that belong to no chat (instance state, labels, …): the status conversation.
-pub const INSTANCE_CHAT: &str = "_instance";
+pub use crate::keys::INSTANCE_CHAT;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Routing {

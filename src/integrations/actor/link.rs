@@ -14,9 +14,9 @@ use bytes::{Bytes, BytesMut};
 use futures_util::stream::{SplitSink, StreamExt as _};
 
 use super::IntegrationActor;
-use crate::integrations::status;
+use crate::integrations::Status;
 use crate::live::LinkState;
-use crate::ryzeapi::link::{self, Link, LinkError, MAX_FRAME_BYTES};
+use crate::ryzeapi::link::{self, Link, LinkError, MAX_FRAME_BYTES, Refusal};
 use crate::store;
 
 type LinkSink = SplitSink<Link, WsMessage>;
@@ -61,10 +61,10 @@ impl IntegrationActor {
             ctx.spawn(
                 async move {
                     if let Ok(Some(model)) = store::integrations::find(&db, &id).await
-                        && model.status == status::ERROR
-                        && is_link_error(&model.last_error)
+                        && model.status() == Some(Status::Error)
+                        && Refusal::from_reason(&model.last_error).is_some()
                     {
-                        let _ = store::integrations::set_status_if(&db, &id, status::ERROR, status::ACTIVE, "").await;
+                        let _ = store::integrations::set_status_if(&db, &id, Status::Error, Status::Active, "").await;
                     }
                 }
                 .into_actor(self),
@@ -81,7 +81,7 @@ impl IntegrationActor {
                 ctx.spawn(
                     async move {
                         let _ =
-                            store::integrations::set_status_if(&db, &id, status::ACTIVE, status::ERROR, &message).await;
+                            store::integrations::set_status_if(&db, &id, Status::Active, Status::Error, &message).await;
                     }
                     .into_actor(self),
                 );
@@ -134,10 +134,6 @@ impl IntegrationActor {
             self.on_link_lost("ping could not be written", ctx);
         }
     }
-}
-
-fn is_link_error(last_error: &str) -> bool {
-    [LinkError::Rejected { status: 401 }.to_string(), LinkError::NoRoute.to_string()].iter().any(|e| e == last_error)
 }
 
 impl WriteHandler<WsProtocolError> for IntegrationActor {

@@ -21,7 +21,7 @@ use bytes::BytesMut;
 use self::ingest::{FreshPayloads, Ingest};
 use self::link::OpenLink;
 use self::queues::{ChatQueues, Item, conversation_key};
-use super::status;
+use super::Status;
 use crate::config::LinkTiming;
 use crate::live::{LinkState, Live};
 use crate::relay::inbound;
@@ -256,7 +256,7 @@ impl IntegrationActor {
                     let id = self.cfg.id.clone();
                     ctx.spawn(
                         async move {
-                            let _ = store::integrations::set_status_if(&db, &id, status::ACTIVE, status::ERROR, &error)
+                            let _ = store::integrations::set_status_if(&db, &id, Status::Active, Status::Error, &error)
                                 .await;
                         }
                         .into_actor(self),

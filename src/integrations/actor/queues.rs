@@ -17,7 +17,7 @@ pub(super) enum Item {
 
 /// The queue key of a Chatwoot conversation's outbound jobs.
 pub(super) fn conversation_key(conversation_id: i64) -> String {
-    format!("chatwoot:{conversation_id}")
+    ryze_wire::keys::conversation_queue_key(conversation_id)
 }
 
 /// Chat-keyed FIFO queues with one item in flight per chat.
