@@ -90,6 +90,15 @@ pub async fn merge(
     integration_id: &str,
     merge: &Merge,
 ) -> Result<(chat::Model, i64), StoreError> {
+    let (db, integration_id, merge) = (db.clone(), integration_id.to_owned(), merge.clone());
+    super::uncancellable(async move { merge_now(&db, &integration_id, &merge).await }).await
+}
+
+async fn merge_now(
+    db: &DatabaseConnection,
+    integration_id: &str,
+    merge: &Merge,
+) -> Result<(chat::Model, i64), StoreError> {
     use sea_orm::sea_query::Expr;
     let txn = db.begin().await?;
     let result = async {
@@ -179,6 +188,19 @@ pub async fn set_profile(
 
 /// A new chat with its aliases, or — if another path created it meanwhile — that one.
 pub async fn create(
+    db: &DatabaseConnection,
+    integration_id: &str,
+    chat_key: &str,
+    kind: ChatKind,
+    name: &str,
+    aliases: &[String],
+) -> Result<chat::Model, StoreError> {
+    let (db, integration_id, chat_key, name, aliases) =
+        (db.clone(), integration_id.to_owned(), chat_key.to_owned(), name.to_owned(), aliases.to_vec());
+    super::uncancellable(async move { create_now(&db, &integration_id, &chat_key, kind, &name, &aliases).await }).await
+}
+
+async fn create_now(
     db: &DatabaseConnection,
     integration_id: &str,
     chat_key: &str,

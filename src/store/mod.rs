@@ -20,6 +20,17 @@ use sea_orm::{
     DbErr, EntityTrait, QueryFilter as _, QueryResult, QuerySelect as _, QueryTrait as _,
 };
 
+/// Runs a transaction in a task of its own, which its caller cannot cancel. A caller that goes away (an
+/// actor that stops drops its futures) between `BEGIN` and its answer would otherwise leave, in sqlx 0.9.0,
+/// a pooled PostgreSQL connection inside a transaction nobody ends: the next statements on it, acknowledged
+/// writes included, run inside it and are lost when the connection closes (transact-rs/sqlx#4393, fixed
+/// after 0.9.0). Every `begin()` outside the writer's own task goes through here.
+pub(crate) async fn uncancellable<T: Send + 'static>(
+    work: impl Future<Output = Result<T, StoreError>> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::spawn(work).await.map_err(|e| StoreError::Db(DbErr::Custom(format!("a transaction's task ended: {e}"))))?
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database error: {0}")]
