@@ -1448,7 +1448,10 @@ async fn measure_reordering(db: &BenchDb, check: &mut OutboundCheck) {
     let Ok(conn) = sea_orm::Database::connect(&db.url).await else { return };
     let ids: Vec<String> = check.reordered.iter().flat_map(|(a, b)| [a.to_string(), b.to_string()]).collect();
     let sql = format!(
-        "SELECT chatwoot_message_id, created_at FROM outbound_jobs WHERE kind = 'send' AND chatwoot_message_id IN ({})",
+        // The first job of each reply: its send, or the agent's retry when every webhook of the send failed
+        // (a retry pressed later is a late webhook too).
+        "SELECT chatwoot_message_id, MIN(created_at) AS created_at FROM outbound_jobs \
+         WHERE (kind = 'send' OR kind LIKE 'retry-%') AND chatwoot_message_id IN ({}) GROUP BY chatwoot_message_id",
         ids.join(",")
     );
     let Ok(rows) = conn.query_all_raw(Statement::from_string(conn.get_database_backend(), sql)).await else { return };
