@@ -1173,6 +1173,8 @@ struct InboundCheck {
     lost: u64,
     /// Messages stored after a later message of the same chat.
     out_of_order: u64,
+    /// Each of those (of people who keep one form): its WhatsApp id and the later one's.
+    reordered: Vec<(String, String)>,
     /// Conversations beyond the first for one chat (of a person who keeps one form).
     extra_conversations: u64,
     /// Conversations beyond the first of a person who switched forms: split, then merged (Chatwoot's merge
@@ -1248,6 +1250,7 @@ fn check_inbound(chatwoot: &FakeChatwoot, plan: &Plan) -> InboundCheck {
                         switched.push((message.id, k));
                     } else if let Some(l) = latest.filter(|l| k < *l) {
                         check.out_of_order += 1;
+                        check.reordered.push((Plan::wa_id(k), Plan::wa_id(l)));
                         example(&mut check.examples, || {
                             format!(
                                 "inbound out of order: {} stored after {} ({})",
@@ -1433,6 +1436,46 @@ fn check_outbound(
     check.lost = check.accepted - check.delivered;
     check.sent_unaccepted = sends.keys().filter(|key| !accepted.contains(key)).count() as u64;
     check
+}
+
+/// For each customer message created after a later one of its chat: when the bridge stored each one's event
+/// (row id and `received_at`, from the bridge's database), to tell a message that reached the bridge late
+/// (stored after the later one) from one the bridge relayed late (stored first).
+async fn measure_inbound_reordering(db: &BenchDb, check: &mut InboundCheck) {
+    use sea_orm::{ConnectionTrait as _, Statement};
+    if check.reordered.is_empty() {
+        return;
+    }
+    let Ok(conn) = sea_orm::Database::connect(&db.url).await else { return };
+    let keys: Vec<String> =
+        check.reordered.iter().flat_map(|(a, b)| [format!("'msg:{a}'"), format!("'msg:{b}'")]).collect();
+    let sql = format!(
+        "SELECT message_key, MIN(id) AS id, MIN(received_at) AS received_at FROM inbound_events \
+         WHERE message_key IN ({}) GROUP BY message_key",
+        keys.join(",")
+    );
+    let Ok(rows) = conn.query_all_raw(Statement::from_string(conn.get_database_backend(), sql)).await else { return };
+    let stored: HashMap<String, (i64, DateTime<Utc>)> = rows
+        .iter()
+        .filter_map(|row| {
+            let key: String = row.try_get("", "message_key").ok()?;
+            Some((
+                key.strip_prefix("msg:")?.to_owned(),
+                (row.try_get("", "id").ok()?, row.try_get("", "received_at").ok()?),
+            ))
+        })
+        .collect();
+    for (earlier, later) in check.reordered.clone() {
+        let (Some((a_id, a_at)), Some((b_id, b_at))) = (stored.get(&earlier), stored.get(&later)) else { continue };
+        example(&mut check.examples, || {
+            let verdict = if a_id > b_id { "reached the bridge after it" } else { "stored first, relayed later" };
+            format!(
+                "  {earlier}'s event: row {a_id} stored {}; {later}'s: row {b_id} stored {} — {verdict}",
+                clock(*a_at),
+                clock(*b_at)
+            )
+        });
+    }
 }
 
 /// The bridge's order window (`BRIDGE_REPLY_ORDER_WINDOW_MS`, its default: the bench does not set it).
@@ -1843,7 +1886,8 @@ pub async fn chaos(opts: &Opts, db: &BenchDb) -> Res<Table> {
     if drained {
         actix_web::rt::time::sleep(Duration::from_secs(1).min(remaining(deadline))).await;
     }
-    let inbound = check_inbound(&stack.chatwoot, &plan);
+    let mut inbound = check_inbound(&stack.chatwoot, &plan);
+    measure_inbound_reordering(db, &mut inbound).await;
     let mut outbound = check_outbound(&stack.chatwoot, &stack.sim, &plan, &replies);
     measure_reordering(db, &mut outbound).await;
     // No integration stuck: all active, links up and queues empty (they may need a moment after the last fault).
